@@ -1,0 +1,195 @@
+"""Tokens and roles: who may write which probe's reports and read which provinces.
+
+A token is shown once when it is made and stored only as its SHA-256: tokens are long random
+strings, so a fast hash is as safe as a slow one and keeps the per-request check cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, select, update
+
+from lomsong.collector.schema import communes, probes, provinces, tokens
+from lomsong.errors import NotFoundError, ValidationError
+
+Role = Literal["probe", "viewer", "admin"]
+TOKEN_PREFIX = "lst_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a probe, a viewer of some provinces, or an admin."""
+
+    role: Role
+    token_id: int | None = None
+    probe_id: str | None = None
+    provinces: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def may_read_province(self, code: str) -> bool:
+        return self.role == "admin" or (self.role == "viewer" and code in self.provinces)
+
+    def readable_provinces(self) -> frozenset[str] | None:
+        """Province codes this principal may read; ``None`` means all of them."""
+        return (
+            None
+            if self.role == "admin"
+            else self.provinces
+            if self.role == "viewer"
+            else frozenset()
+        )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: int
+    token: str
+    role: Role
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    engine: Engine,
+    *,
+    role: Role,
+    probe_id: str | None = None,
+    province_codes: Iterable[str] = (),
+    label: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> IssuedToken:
+    """Make a token for a probe, a viewer of provinces or an admin; return it (shown once)."""
+    codes = sorted(set(province_codes))
+    with engine.begin() as conn:
+        if role == "probe":
+            if probe_id is None:
+                raise ValidationError("--probe", None, "a probe token needs the probe id")
+            if conn.execute(select(probes.c.id).where(probes.c.id == probe_id)).first() is None:
+                raise NotFoundError(f"probe {probe_id!r} is not registered")
+        elif role == "viewer":
+            if not codes:
+                raise ValidationError(
+                    "--province", None, "a viewer token needs at least one province"
+                )
+            known = set(conn.execute(select(provinces.c.code)).scalars())
+            for code in codes:
+                if code not in known:
+                    raise ValidationError(
+                        "--province",
+                        code,
+                        f"unknown province code; known: {', '.join(sorted(known))}",
+                    )
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_id = conn.execute(
+            tokens.insert()
+            .values(
+                token_hash=hash_token(token),
+                prefix=token[:10],
+                role=role,
+                probe_id=probe_id if role == "probe" else None,
+                provinces=",".join(codes) if role == "viewer" else None,
+                label=label,
+                created_at=clock(),
+            )
+            .returning(tokens.c.id)
+        ).scalar_one()
+    return IssuedToken(id=token_id, token=token, role=role)
+
+
+def list_tokens(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                tokens.c.id,
+                tokens.c.prefix,
+                tokens.c.role,
+                tokens.c.probe_id,
+                tokens.c.provinces,
+                tokens.c.label,
+                tokens.c.created_at,
+                tokens.c.revoked_at,
+            ).order_by(tokens.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def revoke_token(engine: Engine, token_id: int, clock: Callable[[], float] = time.time) -> None:
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(tokens)
+            .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=clock())
+        ).rowcount
+        if not done:
+            exists = conn.execute(select(tokens.c.id).where(tokens.c.id == token_id)).first()
+            if exists is None:
+                raise NotFoundError(f"token {token_id} does not exist")
+
+
+def province_of_commune(engine: Engine, commune_code: str) -> str | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(communes.c.province_code).where(communes.c.code == commune_code)
+        ).first()
+        return None if row is None else str(row[0])
+
+
+class Authenticator:
+    """Turns a bearer token into a :class:`Principal`, with a short cache for the hot path."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        admin_secret: str,
+        *,
+        cache_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._admin_secret = admin_secret
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal a token stands for, or ``None`` for an unknown or revoked token."""
+        if self._admin_secret and hmac.compare_digest(token.encode(), self._admin_secret.encode()):
+            return Principal(role="admin")
+        digest = hash_token(token)
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self._cache_seconds:
+            return hit[1]
+        principal = self._lookup(digest)
+        with self._lock:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal
+
+    def _lookup(self, digest: str) -> Principal | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(tokens.c.id, tokens.c.role, tokens.c.probe_id, tokens.c.provinces).where(
+                    tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None)
+                )
+            ).first()
+        if row is None:
+            return None
+        codes = frozenset(row.provinces.split(",")) if row.provinces else frozenset()
+        return Principal(role=row.role, token_id=row.id, probe_id=row.probe_id, provinces=codes)

@@ -1,0 +1,100 @@
+"""What the routes share: the collector's context and the caller's identity."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import Engine
+
+from lomsong.collector.auth import Authenticator, Principal
+from lomsong.collector.ingest import RateLimiter
+from lomsong.collector.live import LiveState
+from lomsong.collector.metrics import Metrics, MetricsRenderer
+from lomsong.collector.registry import ProbeInfo
+from lomsong.collector.store import ReportStore
+from lomsong.config.collector import CollectorSettings
+
+
+@dataclass
+class Context:
+    """Everything one collector instance owns; built by ``create_app``, no globals."""
+
+    settings: CollectorSettings
+    engine: Engine
+    store: ReportStore
+    live: LiveState
+    metrics: Metrics
+    renderer: MetricsRenderer
+    auth: Authenticator
+    limiter: RateLimiter
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def authenticate(request: Request, ctx: Context) -> Principal:
+    """The caller, or 401 for a missing, unknown or revoked token."""
+    token = bearer_token(request)
+    principal = ctx.auth.authenticate(token) if token else None
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail="Authorization: missing, unknown or revoked bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+def require_principal(request: Request, ctx: Ctx) -> Principal:
+    return authenticate(request, ctx)
+
+
+Caller = Annotated[Principal, Depends(require_principal)]
+
+
+def require_admin(caller: Caller) -> Principal:
+    if not caller.is_admin:
+        raise HTTPException(status_code=403, detail=f"role {caller.role!r}: admin role required")
+    return caller
+
+
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+def check_may_read_probe(caller: Principal, probe: ProbeInfo) -> None:
+    """403 unless the caller may read this probe: admin, a viewer of its province, or itself."""
+    if caller.role == "probe":
+        if caller.probe_id == probe.id:
+            return
+        raise HTTPException(
+            status_code=403,
+            detail=f"probe_id: token of probe {caller.probe_id!r} may not read {probe.id!r}",
+        )
+    if not caller.may_read_province(probe.province_code):
+        raise HTTPException(
+            status_code=403,
+            detail=(
+                f"province: token may not read province {probe.province_code!r} "
+                f"(probe {probe.id!r})"
+            ),
+        )

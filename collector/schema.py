@@ -1,0 +1,153 @@
+"""The collector's tables, as SQLAlchemy Core metadata (the migrations build the same)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Constraint names fixed by convention so that migrations are the same on every engine.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+provinces = Table(
+    "provinces",
+    metadata,
+    Column("code", String(2), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("name_en", String(100), nullable=False),
+    Column("full_name", String(150), nullable=False),
+    Column("full_name_en", String(150), nullable=False),
+    Column("area_km2", Float, nullable=False),
+)
+
+communes = Table(
+    "communes",
+    metadata,
+    Column("code", String(5), primary_key=True),
+    Column("name", String(150), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("province_code", String(2), ForeignKey("provinces.code"), nullable=False, index=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("area_km2", Float, nullable=False),
+)
+
+probes = Table(
+    "probes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("commune_code", String(5), ForeignKey("communes.code"), nullable=False, index=True),
+    Column("label", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+probe_uplinks = Table(
+    "probe_uplinks",
+    metadata,
+    Column("probe_id", String(64), ForeignKey("probes.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("operator", String(32), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # sha256 of the whole token: the token itself is never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("probe_id", String(64), ForeignKey("probes.id", ondelete="CASCADE"), nullable=True),
+    # comma-separated province codes a viewer may read
+    Column("provinces", String(200), nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # Times are float seconds since the epoch: measured_at on the probe's clock, received_at on
+    # the collector's. A buffered result keeps the time it was measured.
+    Column("measured_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("uplink", String(64), nullable=True),
+    Column("ok", Boolean, nullable=False),
+    Column("duration_seconds", Float, nullable=True),
+    Column("packets_sent", Integer, nullable=True),
+    Column("packets_received", Integer, nullable=True),
+    Column("rtt_min_seconds", Float, nullable=True),
+    Column("rtt_max_seconds", Float, nullable=True),
+    Column("jitter_seconds", Float, nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("tls_expiry_days", Float, nullable=True),
+    Column("error", String(512), nullable=True),
+    Column("rat", String(8), nullable=True),
+    Column("rsrp_dbm", Float, nullable=True),
+    Column("rsrq_db", Float, nullable=True),
+    Column("snr_db", Float, nullable=True),
+    Column("rssi_dbm", Float, nullable=True),
+    Column("mcc", String(3), nullable=True),
+    Column("mnc", String(3), nullable=True),
+    Column("tac", Integer, nullable=True),
+    Column("lac", Integer, nullable=True),
+    Column("cid", BigInteger, nullable=True),
+    Column("boot_id", String(64), nullable=False),
+    # heartbeat fields and anything else kind-specific, as JSON text
+    Column("details", Text, nullable=True),
+)
+Index("ix_results_probe_id_measured_at", results.c.probe_id, results.c.measured_at)
+
+probe_state = Table(
+    "probe_state",
+    metadata,
+    Column("probe_id", String(64), ForeignKey("probes.id", ondelete="CASCADE"), primary_key=True),
+    Column("boot_id", String(64), nullable=True),
+    Column("agent_version", String(32), nullable=True),
+    Column("last_seen_at", Float, nullable=True),
+    Column("last_sent_at", Float, nullable=True),
+    Column("last_measured_at", Float, nullable=True),
+    # received_at - sent_at, smoothed: positive when the probe's clock is behind
+    Column("clock_skew_seconds", Float, nullable=True),
+    Column("stored_through_seq", BigInteger, nullable=False, default=0),
+    Column("max_seq", BigInteger, nullable=False, default=0),
+    Column("results_total", BigInteger, nullable=False, default=0),
+)
+
+latest_results = Table(
+    "latest_results",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    # "" for results that belong to no uplink (heartbeat)
+    Column("uplink", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("target", String(512), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("measured_at", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("duration_seconds", Float, nullable=True),
+    Column("error", String(512), nullable=True),
+    Column("rsrp_dbm", Float, nullable=True),
+)

@@ -1,0 +1,110 @@
+"""Settings of the collector service (``lomsong serve``); see ``config/collector.toml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lomsong.config.loading import load_settings
+from lomsong.errors import ConfigError
+
+#: Secrets that ship in examples and must never guard a real collector.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "admin", "secret", "password"})
+MIN_SECRET_LENGTH = 16
+
+
+class IngestLimits(BaseModel):
+    """Limits on ``POST /api/v1/reports``; each has a clear 4xx answer when exceeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 2**20)] = 2 * 2**20
+    max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1024 * 2**20)] = 32 * 2**20
+    max_results_per_batch: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    #: Requests per second each probe may make on average, and the burst it may make at once.
+    rate_per_probe: Annotated[float, Field(gt=0, le=10_000)] = 20.0
+    rate_burst: Annotated[int, Field(ge=1, le=100_000)] = 60
+    #: A result measured more than this after its batch's ``sent_at`` is refused.
+    max_future_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    #: A batch whose ``sent_at`` is this far from the collector's clock is refused.
+    max_clock_skew_seconds: Annotated[float, Field(ge=60, le=30 * 86_400)] = 7 * 86_400.0
+
+
+class CollectorSettings(BaseSettings):
+    """Everything the collector reads at start; unknown keys are refused."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOMSONG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    #: SQLAlchemy URL. The embedded default is a SQLite file in the working directory;
+    #: ``postgresql+psycopg://user@host/db`` selects PostgreSQL.
+    database_url: str = "sqlite:///lomsong.db"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    #: Bearer secret with the admin role. Placeholders are refused outside development.
+    admin_token: SecretStr = SecretStr("change-me")
+    #: Development mode: allows a placeholder admin secret.
+    dev: bool = False
+    #: Public base URL, used for links in alerts and pages.
+    public_url: str = "http://127.0.0.1:8080"
+    #: ``FULL`` makes every acknowledged batch survive a power cut; ``NORMAL`` only a crash.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: How often the in-memory live state is reloaded from the database (several replicas).
+    live_state_refresh_seconds: Annotated[float, Field(gt=0, le=3_600)] = 15.0
+    #: Expected report interval of the probes; silence is judged in multiples of it.
+    report_interval_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    #: Seconds a token lookup is cached; a revoked token stops working after at most this.
+    token_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
+    ingest: IngestLimits = IngestLimits()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    def check_secrets(self) -> None:
+        """Refuse a placeholder or short admin secret unless running in development mode."""
+        secret = self.admin_token.get_secret_value()
+        if self.dev:
+            return
+        if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"setting admin_token (LOMSONG_ADMIN_TOKEN): placeholder or short secret "
+                f"{secret!r} is refused outside --dev; use a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_collector_settings(
+    path: Path | str | None = None, *, check_secrets: bool = True, **overrides: Any
+) -> CollectorSettings:
+    """Load and validate the collector's settings; raise ``ConfigError`` on any problem."""
+    settings = load_settings(CollectorSettings, path, **overrides)
+    if check_secrets:
+        settings.check_secrets()
+    return settings

@@ -1,0 +1,283 @@
+"""The ``lomsong`` command.
+
+Each wing (collector, probe agent, coverage, maps) is imported only when its subcommand runs, so
+``lomsong probe run`` works where only the agent's dependencies are installed. Any
+``LomsongError`` becomes one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import click
+import typer
+
+from lomsong import __version__
+from lomsong.errors import LomsongError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from lomsong.config.collector import CollectorSettings
+
+app = typer.Typer(
+    name="lomsong",
+    help="Watch the connectivity of commune service centres and map hamlets without signal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+probe_app = typer.Typer(
+    help="Probes: register them (collector side) and run the agent.", no_args_is_help=True
+)
+token_app = typer.Typer(help="Bearer tokens for probes, viewers and admins.", no_args_is_help=True)
+db_app = typer.Typer(help="The collector's database.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Collector settings (TOML); LOMSONG_* variables win over it."
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lomsong {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """lomsong: commune connectivity and mobile dead zones."""
+
+
+def _settings(config: Path | None, **overrides: object) -> CollectorSettings:
+    from lomsong.config.collector import load_collector_settings
+
+    return load_collector_settings(config, check_secrets=False, **overrides)
+
+
+def _ready_engine(config: Path | None) -> Engine:
+    """Open the configured database, migrated and with the bundled places loaded."""
+    from lomsong.collector.database import migrate, open_engine
+    from lomsong.collector.places import load_places
+
+    settings = _settings(config)
+    engine = open_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    migrate(engine)
+    load_places(engine)
+    return engine
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Development mode: allows a placeholder admin secret.")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="Listen address (setting: host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (setting: port).")] = None,
+) -> None:
+    """Run the collector: migrate the database, load the places, serve the API and /metrics."""
+    import uvicorn
+
+    from lomsong.collector.app import create_app
+    from lomsong.config.collector import load_collector_settings
+
+    overrides: dict[str, object] = {}
+    if dev:
+        overrides["dev"] = True
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = load_collector_settings(config, check_secrets=True, **overrides)
+    engine = _ready_engine(config)
+    engine.dispose()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Migrate the database to this version's schema and load the bundled places."""
+    from lomsong.collector.database import current_revision
+    from lomsong.collector.places import count_places
+
+    engine = _ready_engine(config)
+    with engine.connect() as conn:
+        counts = count_places(conn)
+    typer.echo(
+        f"schema at {current_revision(engine)}; "
+        f"{counts.provinces} provinces, {counts.communes} communes"
+    )
+
+
+# -- probe (registration) ----------------------------------------------------------------------
+
+
+@probe_app.command("register")
+def probe_register(
+    probe_id: Annotated[str, typer.Option("--id", help="Probe id, e.g. cb-thuc-phan.")],
+    commune: Annotated[str, typer.Option(help="2025 commune code, e.g. 01273.")],
+    uplink: Annotated[
+        list[str], typer.Option(help="NAME:OPERATOR, once per uplink, e.g. viettel-4g:viettel.")
+    ],
+    label: Annotated[str | None, typer.Option(help="Free text shown beside the id.")] = None,
+    replace: Annotated[bool, typer.Option(help="Update the probe if it exists.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Register a probe at a commune centre, with its uplinks."""
+    from lomsong.collector.registry import parse_uplink, register_probe
+
+    links = [parse_uplink(u) for u in uplink]
+    info = register_probe(
+        _ready_engine(config), probe_id, commune, links, label=label, replace=replace
+    )
+    ups = ", ".join(f"{u.name} ({u.operator})" for u in info.uplinks)
+    typer.echo(
+        f"probe {info.id} at {info.commune_name} ({info.commune_code}), {info.province_name}: {ups}"
+    )
+
+
+@probe_app.command("list")
+def probe_list(config: ConfigOpt = None) -> None:
+    """List registered probes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lomsong.collector.registry import load_probes
+
+    engine = _ready_engine(config)
+    with engine.connect() as conn:
+        probes = load_probes(conn)
+    table = Table("id", "commune", "province", "uplinks")
+    for p in probes.values():
+        table.add_row(
+            p.id,
+            f"{p.commune_name} ({p.commune_code})",
+            f"{p.province_name} ({p.province_code})",
+            ", ".join(f"{u.name}:{u.operator}" for u in p.uplinks),
+        )
+    Console().print(table)
+
+
+# -- token -------------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    probe: Annotated[
+        str | None, typer.Option(help="A token for this probe (writes its reports).")
+    ] = None,
+    viewer: Annotated[
+        bool, typer.Option("--viewer", help="A token that reads some provinces.")
+    ] = False,
+    province: Annotated[
+        list[str] | None, typer.Option(help="Province code a viewer may read; repeat.")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="A token with the admin role.")] = False,
+    label: Annotated[str | None, typer.Option(help="Free text to recognise the token by.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a token; it is printed once, as the last line, and stored only as a hash."""
+    from lomsong.collector.auth import create_token
+    from lomsong.errors import ValidationError
+
+    chosen = [
+        name
+        for name, on in (("--probe", probe is not None), ("--viewer", viewer), ("--admin", admin))
+        if on
+    ]
+    if len(chosen) != 1:
+        raise ValidationError(
+            "role", chosen or None, "give exactly one of --probe ID, --viewer, --admin"
+        )
+    if province and not viewer:
+        raise ValidationError("--province", province, "only a --viewer token takes provinces")
+    engine = _ready_engine(config)
+    if probe is not None:
+        issued = create_token(engine, role="probe", probe_id=probe, label=label)
+    elif viewer:
+        issued = create_token(engine, role="viewer", province_codes=province or [], label=label)
+    else:
+        issued = create_token(engine, role="admin", label=label)
+    typer.echo(f"token {issued.id} ({issued.role}) created; it is shown only now:", err=True)
+    typer.echo(issued.token)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOpt = None) -> None:
+    """List tokens (never their secrets)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lomsong.collector.auth import list_tokens
+    from lomsong.collector.timefmt import iso
+
+    table = Table("id", "prefix", "role", "probe", "provinces", "label", "created", "revoked")
+    for t in list_tokens(_ready_engine(config)):
+        table.add_row(
+            str(t["id"]),
+            t["prefix"] + "…",
+            t["role"],
+            t["probe_id"] or "",
+            t["provinces"] or "",
+            t["label"] or "",
+            iso(t["created_at"]) or "",
+            iso(t["revoked_at"]) or "",
+        )
+    Console(width=200).print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="Token id from `token list`.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a token; the collector refuses it within its token cache time (2 s by default)."""
+    from lomsong.collector.auth import revoke_token
+
+    revoke_token(_ready_engine(config), token_id)
+    typer.echo(f"token {token_id} revoked")
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a ``LomsongError`` is one line on stderr and exit status 1."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except LomsongError as exc:
+        typer.echo(f"lomsong: error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("lomsong: aborted", err=True)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

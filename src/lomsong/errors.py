@@ -1,0 +1,65 @@
+"""One tree of errors for the whole project.
+
+Every error lomsong raises on purpose is a ``LomsongError``; the CLI prints its message as one
+line on stderr and exits non-zero, and the collector turns the ones that reach an HTTP handler
+into 4xx answers.
+
+    LomsongError
+    ├── ConfigError          a setting or configuration file is invalid
+    ├── StorageError         the database cannot be opened, migrated or written
+    │   └── MigrationError   the schema is not at the version this code expects
+    ├── NotFoundError        a probe, token, province or commune that does not exist
+    ├── ConflictError        something with that id already exists
+    ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
+    ├── GeodataError         a geodata file cannot be read or has no usable rows
+    ├── SpoolError           the probe's spool cannot be opened or written
+    └── UploadError          the collector refused a batch for good
+"""
+
+from __future__ import annotations
+
+
+class LomsongError(Exception):
+    """Base of every error lomsong raises on purpose."""
+
+
+class ConfigError(LomsongError):
+    """A setting or configuration file is invalid."""
+
+
+class StorageError(LomsongError):
+    """The database cannot be opened, migrated or written."""
+
+
+class MigrationError(StorageError):
+    """The database schema is not at the revision this code expects."""
+
+
+class NotFoundError(LomsongError):
+    """A probe, token, province or commune that does not exist."""
+
+
+class ConflictError(LomsongError):
+    """Something with that identifier already exists."""
+
+
+class ValidationError(LomsongError):
+    """Bad input that is not configuration: CLI arguments, API bodies, files."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {problem} (got {value!r})")
+
+
+class GeodataError(LomsongError):
+    """A geodata file cannot be read or holds no usable rows."""
+
+
+class SpoolError(LomsongError):
+    """The probe's spool cannot be opened or written."""
+
+
+class UploadError(LomsongError):
+    """The collector refused a batch for good (not a passing failure)."""

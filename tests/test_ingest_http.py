@@ -1,0 +1,288 @@
+"""POST /api/v1/reports against a real collector on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from lomsong.collector.schema import results
+from tests.conftest import CollectorFactory, RunningCollector
+from tests.factories import batch, body, iso, result
+
+
+def _count(c: RunningCollector) -> int:
+    with c.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(results)).scalar_one())
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_batch_is_stored_and_acknowledged(any_collector: RunningCollector, gz: bool) -> None:
+    token = any_collector.register("cb-thuc-phan")
+    raw, headers = body(batch("cb-thuc-phan", range(1, 101)), gz=gz)
+    with any_collector.client(token) as http:
+        r = http.post("/api/v1/reports", content=raw, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": 100, "duplicates": 0, "stored_through_seq": 100}
+        again = http.post("/api/v1/reports", content=raw, headers=headers)
+        assert again.json() == {"accepted": 0, "duplicates": 100, "stored_through_seq": 100}
+    assert _count(any_collector) == 100
+
+
+def test_the_example_body_of_the_design_is_accepted(collector: RunningCollector) -> None:
+    token = collector.register("cb-thuc-phan")
+    now = datetime.now(UTC)
+    doc = {
+        "probe_id": "cb-thuc-phan",
+        "boot_id": "5f0c1d2e",
+        "agent_version": "0.1.0",
+        "sent_at": iso(now),
+        "results": [
+            {
+                "seq": 1041,
+                "measured_at": iso(now - timedelta(seconds=32)),
+                "kind": "icmp",
+                "target": "dichvucong.gov.vn",
+                "uplink": "viettel-4g",
+                "ok": True,
+                "duration_seconds": 0.0412,
+                "packets_sent": 5,
+                "packets_received": 5,
+                "error": None,
+            },
+            {
+                "seq": 1042,
+                "measured_at": iso(now - timedelta(seconds=31)),
+                "kind": "modem",
+                "target": "modem0",
+                "uplink": "viettel-4g",
+                "ok": True,
+                "signal": {
+                    "rat": "lte",
+                    "rsrp_dbm": -104.0,
+                    "rsrq_db": -12.0,
+                    "snr_db": 3.5,
+                    "rssi_dbm": -75.0,
+                    "mcc": "452",
+                    "mnc": "04",
+                    "tac": 13021,
+                    "cid": 2795021,
+                },
+            },
+            {
+                "seq": 1043,
+                "measured_at": iso(now - timedelta(seconds=30)),
+                "kind": "heartbeat",
+                "target": "self",
+                "uplink": None,
+                "ok": True,
+                "uptime_seconds": 86012,
+            },
+        ],
+    }
+    with collector.client(token) as http:
+        r = http.post("/api/v1/reports", json=doc)
+        assert r.json() == {"accepted": 3, "duplicates": 0, "stored_through_seq": 0}
+        page = http.get("/api/v1/probes/cb-thuc-phan/results").json()["results"]
+    assert [x["seq"] for x in page] == [1041, 1042, 1043]
+    assert page[1]["signal"]["rsrp_dbm"] == -104.0 and page[1]["signal"]["cid"] == 2795021
+    assert page[2]["uptime_seconds"] == 86012
+
+
+def _post(c: RunningCollector, token: str, raw: bytes, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    with c.client(token) as http:
+        return http.post(
+            "/api/v1/reports", content=raw, headers=headers or {"Content-Type": "application/json"}
+        )
+
+
+BAD = [
+    ("malformed", b'{"probe_id": "cb-1", ', 400, "body: malformed JSON"),
+    ("nan", b'{"probe_id": "cb-1", "x": NaN}', 400, "malformed JSON"),
+    ("array", b"[1, 2]", 422, "expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw", "status", "message"), BAD, ids=[b[0] for b in BAD])
+def test_undecodable_bodies_get_a_4xx(
+    collector: RunningCollector, name: str, raw: bytes, status: int, message: str
+) -> None:
+    token = collector.register("cb-1")
+    r = _post(collector, token, raw)
+    assert r.status_code == status
+    assert message in r.json()["detail"]
+
+
+def _doc_with(**changes: object) -> dict[str, object]:
+    doc = batch("cb-1", range(1, 4))
+    results_ = doc["results"]
+    assert isinstance(results_, list)
+    for key, value in changes.items():
+        if key.startswith("r1_"):
+            results_[1][key[3:]] = value
+        else:
+            doc[key] = value
+    return doc
+
+
+INVALID = [
+    ("wrong kind", _doc_with(r1_kind="ping"), "results[1].kind", "'ping'"),
+    (
+        "rsrp out of range",
+        _doc_with(r1_signal={"rsrp_dbm": -500}),
+        "results[1].signal.rsrp_dbm",
+        "-500",
+    ),
+    (
+        "negative duration",
+        _doc_with(r1_duration_seconds=-1.0),
+        "results[1].duration_seconds",
+        "-1.0",
+    ),
+    ("huge float", _doc_with(r1_duration_seconds=1e308), "results[1].duration_seconds", "1e+308"),
+    ("ok not bool", _doc_with(r1_ok="yes"), "results[1].ok", "'yes'"),
+    ("unknown field", _doc_with(r1_colour="red"), "results[1].colour", "unknown field"),
+    ("bad seq", _doc_with(r1_seq=0), "results[1].seq", "0"),
+    (
+        "naive time",
+        _doc_with(r1_measured_at="2026-11-23T03:14:30"),
+        "results[1].measured_at",
+        "2026-11-23T03:14:30",
+    ),
+    ("bad probe id", _doc_with(probe_id="CB 1!"), "probe_id", "'CB 1!'"),
+    ("no results", _doc_with(results=[]), "results", "[]"),
+    (
+        "future",
+        _doc_with(r1_measured_at=iso(datetime.now(UTC) + timedelta(days=2))),
+        "results[1].measured_at",
+        "after the batch's sent_at",
+    ),
+    ("clock", _doc_with(sent_at="2020-01-01T00:00:00Z"), "sent_at", "2020-01-01"),
+    ("dup seq", _doc_with(r1_seq=1), "results[1].seq", "appears twice"),
+    ("packets", _doc_with(r1_packets_received=9), "results[1]", "exceeds packets_sent"),
+]
+
+
+@pytest.mark.parametrize(("name", "doc", "field", "value"), INVALID, ids=[i[0] for i in INVALID])
+def test_invalid_batches_name_the_field_and_value_and_store_nothing(
+    collector: RunningCollector, name: str, doc: dict[str, object], field: str, value: str
+) -> None:
+    token = collector.register("cb-1")
+    r = _post(collector, token, orjson.dumps(doc))
+    assert 400 <= r.status_code < 500, r.text
+    detail = r.json()["detail"]
+    assert field in detail and value in detail, detail
+    assert _count(collector) == 0
+
+
+def test_tokens_decide_who_writes(collector: RunningCollector) -> None:
+    t1 = collector.register("cb-1")
+    collector.register("cb-2", commune="01279")
+    raw = orjson.dumps(batch("cb-2", [1]))
+    assert _post(collector, "lst_wrong", raw).status_code == 401
+    with collector.client() as http:
+        assert http.post("/api/v1/reports", content=raw).status_code == 401
+    r = _post(collector, t1, raw)
+    assert r.status_code == 403 and "cb-2" in r.json()["detail"]
+    viewer = collector.viewer("04")
+    assert _post(collector, viewer, raw).status_code == 403
+    assert _count(collector) == 0
+
+
+def test_a_revoked_token_is_refused(collector: RunningCollector) -> None:
+    from lomsong.collector.auth import list_tokens, revoke_token
+
+    token = collector.register("cb-1")
+    raw = orjson.dumps(batch("cb-1", [1]))
+    assert _post(collector, token, raw).status_code == 200
+    [row] = list_tokens(collector.engine)
+    revoke_token(collector.engine, row["id"])
+    assert _post(collector, token, raw).status_code == 401
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(
+    collector_factory: CollectorFactory, sqlite_url: str
+) -> None:
+    c = collector_factory(sqlite_url)
+    token = c.register("cb-1")
+    bomb = gzip.compress(b"{" + b" " * (200 * 2**20) + b"}", 9)  # 200 MiB of spaces, ~200 KB
+    assert len(bomb) < c.ctx.settings.ingest.max_body_bytes
+    r = _post(c, token, bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    assert "inflates to more than" in r.json()["detail"]
+    junk = _post(c, token, b"not gzip", {"Content-Encoding": "gzip"})
+    assert junk.status_code == 400 and "not valid gzip" in junk.json()["detail"]
+    truncated = gzip.compress(orjson.dumps(batch("cb-1", [1])))[:-12]
+    t = _post(c, token, truncated, {"Content-Encoding": "gzip"})
+    assert t.status_code == 400 and "truncated" in t.json()["detail"]
+    br = _post(c, token, b"x", {"Content-Encoding": "br"})
+    assert br.status_code == 415 and "'br'" in br.json()["detail"]
+
+
+def test_size_and_count_limits(collector_factory: CollectorFactory, sqlite_url: str) -> None:
+    c = collector_factory(sqlite_url, ingest={"max_body_bytes": 4096, "max_results_per_batch": 10})
+    token = c.register("cb-1")
+    big = orjson.dumps(batch("cb-1", range(1, 200)))
+    r = _post(c, token, big)
+    assert r.status_code == 413 and "exceeds the limit of 4096" in r.json()["detail"]
+    many = orjson.dumps(batch("cb-1", range(1, 12)))
+    r = _post(c, token, many)
+    assert r.status_code == 413 and "11 results exceed the limit of 10" in r.json()["detail"]
+
+
+def test_rate_limit_answers_429_with_retry_after(
+    collector_factory: CollectorFactory, sqlite_url: str
+) -> None:
+    c = collector_factory(sqlite_url, ingest={"rate_per_probe": 0.5, "rate_burst": 3})
+    token = c.register("cb-1")
+    codes = [_post(c, token, orjson.dumps(batch("cb-1", [i]))) for i in range(1, 6)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
+    assert int(codes[3].headers["Retry-After"]) >= 1
+    assert "cb-1" in codes[3].json()["detail"]
+
+
+def test_rejections_are_counted_by_reason(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    _post(collector, token, b"{")
+    _post(collector, "nope", b"{}")
+    with collector.client() as http:
+        text = http.get("/metrics").text
+    assert 'lomsong_ingest_rejected_total{reason="malformed_json"} 1.0' in text
+    assert 'lomsong_ingest_rejected_total{reason="unauthorized"} 1.0' in text
+
+
+def test_clock_skew_is_estimated_from_sent_at(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    behind = datetime.now(UTC) - timedelta(minutes=10)
+    doc = batch("cb-1", [1], sent_at=behind)
+    doc["results"][0]["measured_at"] = iso(behind - timedelta(seconds=5))  # type: ignore[index]
+    assert _post(collector, token, orjson.dumps(doc)).status_code == 200
+    with collector.client(token) as http:
+        probe = http.get("/api/v1/probes/cb-1").json()
+    assert 595 < probe["clock_skew_seconds"] < 610
+
+
+def test_deflate_is_not_confused_with_gzip(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    raw = zlib.compress(orjson.dumps(batch("cb-1", [1])))
+    r = _post(collector, token, raw, {"Content-Encoding": "gzip"})
+    assert r.status_code == 400
+    assert _count(collector) == 0
+
+
+def test_kinds_are_stored_with_their_fields(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    doc = batch("cb-1", [1])
+    doc["results"] = [  # type: ignore[index]
+        result(1, kind="http", status_code=200, tls_expiry_days=41.5, duration_seconds=0.2),
+        result(2, kind="heartbeat", spool_depth=12, spool_dropped=3, load1=0.4),
+    ]
+    assert _post(collector, token, orjson.dumps(doc)).status_code == 200
+    with collector.client(token) as http:
+        page = http.get("/api/v1/probes/cb-1/results").json()["results"]
+    assert page[0]["status_code"] == 200 and page[0]["tls_expiry_days"] == 41.5
+    assert page[1]["spool_dropped"] == 3 and page[1]["uplink"] is None
