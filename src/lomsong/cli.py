@@ -117,6 +117,22 @@ def serve(
     )
 
 
+@app.command()
+def demo(
+    minutes: Annotated[
+        float | None, typer.Option(help="Run this long without a terminal, then exit.")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port of the demo collector.")] = 8080,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
+        "var/demo"
+    ),
+) -> None:
+    """Run the demo: the collector on SQLite with Cao Bằng's communes and probes."""
+    from lomsong.collector.demo import run_demo
+
+    run_demo(workdir, port=port, minutes=minutes)
+
+
 # -- db ----------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,128 @@
+"""The ``lomsong`` command as a user runs it: real processes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lomsong import __version__
+from lomsong.collector.auth import Authenticator
+from lomsong.collector.database import open_engine
+
+LOMSONG = str(Path(sys.executable).with_name("lomsong"))
+
+
+def run(*args: str, db: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
+    env["LOMSONG_DATABASE_URL"] = f"sqlite:///{db}"
+    return subprocess.run([LOMSONG, *args], capture_output=True, text=True, env=env, check=check)
+
+
+def test_version() -> None:
+    out = subprocess.run([LOMSONG, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"lomsong {__version__}"
+
+
+def test_register_and_tokens_end_to_end(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    reg = run(
+        "probe",
+        "register",
+        "--id",
+        "cb-ha-quang",
+        "--commune",
+        "01321",
+        "--uplink",
+        "viettel-4g:viettel",
+        "--uplink",
+        "vnpt-fibre:fibre",
+        db=db,
+        check=True,
+    )
+    assert "cb-ha-quang" in reg.stdout and "Cao Bằng" in reg.stdout
+    created = run(
+        "token", "create", "--probe", "cb-ha-quang", "--label", "Hà Quảng box", db=db, check=True
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("lst_") and len(token) > 40
+    # Stored only as a hash: the token text is nowhere in the database file.
+    assert token.encode() not in db.read_bytes()
+    engine = open_engine(f"sqlite:///{db}")
+    auth = Authenticator(engine, "", cache_seconds=0)
+    principal = auth.authenticate(token)
+    assert principal is not None and principal.probe_id == "cb-ha-quang"
+    viewer = run(
+        "token", "create", "--viewer", "--province", "04", "--province", "08", db=db, check=True
+    )
+    vp = auth.authenticate(viewer.stdout.strip().splitlines()[-1])
+    assert vp is not None and vp.provinces == frozenset({"04", "08"})
+    listed = run("token", "list", db=db, check=True).stdout
+    assert "Hà Quảng box" in listed and token not in listed
+    run("token", "revoke", "1", db=db, check=True)
+    assert auth.authenticate(token) is None
+    engine.dispose()
+
+
+ERRORS = [
+    (
+        ("probe", "register", "--id", "x", "--commune", "99999", "--uplink", "a:viettel"),
+        "--commune: unknown commune code",
+        "99999",
+    ),
+    (
+        ("probe", "register", "--id", "x", "--commune", "01273", "--uplink", "a:telecomx"),
+        "operator 'telecomx' is not one of",
+        "a:telecomx",
+    ),
+    (
+        ("probe", "register", "--id", "Bad Id", "--commune", "01273", "--uplink", "a:viettel"),
+        "--id: probe id must match",
+        "Bad Id",
+    ),
+    (("token", "create", "--probe", "ghost"), "probe 'ghost' is not registered", "ghost"),
+    (
+        ("token", "create", "--viewer", "--province", "99"),
+        "--province: unknown province code",
+        "99",
+    ),
+    (("token", "create", "--viewer"), "a viewer token needs at least one province", "--province"),
+    (("token", "create"), "give exactly one of --probe ID, --viewer, --admin", "role"),
+    (("token", "revoke", "42"), "token 42 does not exist", "42"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "value"),
+    ERRORS,
+    ids=[" ".join(e[0][:2]) + str(i) for i, e in enumerate(ERRORS)],
+)
+def test_errors_are_one_line_on_stderr_with_nonzero_exit(
+    tmp_path: Path, args: tuple[str, ...], message: str, value: str
+) -> None:
+    out = run(*args, db=tmp_path / "l.db")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("lomsong: error: ") and message in lines[0] and value in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_a_duplicate_probe_needs_replace(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    args = ("probe", "register", "--id", "p1", "--commune", "01273", "--uplink", "a:viettel")
+    run(*args, db=db, check=True)
+    again = run(*args, db=db)
+    assert again.returncode == 1 and "already registered" in again.stderr
+    run(*args, "--replace", db=db, check=True)
+
+
+def test_serve_refuses_a_placeholder_secret(tmp_path: Path) -> None:
+    out = run("serve", db=tmp_path / "l.db")
+    assert out.returncode == 1
+    assert (
+        "admin_token (LOMSONG_ADMIN_TOKEN)" in out.stderr and "refused outside --dev" in out.stderr
+    )
