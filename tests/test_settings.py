@@ -104,3 +104,20 @@ def test_placeholder_secrets_are_refused_outside_dev(
 def test_a_real_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOMSONG_ADMIN_TOKEN", GOOD_SECRET)
     assert load_collector_settings().admin_token.get_secret_value() == GOOD_SECRET
+
+
+def test_the_readme_reference_lists_every_setting_with_its_variable_and_default() -> None:
+    from lomsong.config.collector import CollectorSettings, IngestLimits
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in CollectorSettings.model_fields:
+        if name == "ingest":
+            continue
+        assert f"| `{name}` | `LOMSONG_{name.upper()}` |" in readme, name
+    for name in IngestLimits.model_fields:
+        assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
+    defaults = IngestLimits()
+    for name in IngestLimits.model_fields:
+        value = getattr(defaults, name)
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert f"`LOMSONG_INGEST__{name.upper()}` | `{shown}` |" in readme, (name, shown)
