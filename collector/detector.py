@@ -1,0 +1,449 @@
+"""The outage detector: a pure state machine fed by results and by the passing of time.
+
+Nothing here reads a clock, a database or a socket. ``observe`` takes results as they were
+stored, ``tick`` takes the current time, and both answer with the outages they opened, changed
+or closed (DESIGN §7):
+
+- **probe silent**: nothing heard for longer than the grace period. Opened at the last time
+  heard; when the probe is back and its backfill has arrived, classified as **network** (results
+  recorded during the gap with failing uplinks), **power** (no results in the gap and a new
+  ``boot_id``) or **unknown**, with start and end corrected from the probe's own measurements.
+- **uplink down**: every check stream of an uplink failed its last N runs; closed when one of
+  them succeeds M times in a row (hysteresis).
+- **degraded**: packet loss or latency over a threshold across a window of icmp results.
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+Condition = Literal["probe_silent", "uplink_down", "degraded"]
+Cause = Literal["power", "network", "unknown"]
+Action = Literal["open", "update", "close"]
+
+#: Check kinds that say whether an uplink reaches the outside; modem and heartbeat do not.
+REACHABILITY_KINDS = frozenset({"icmp", "tcp", "http", "dns"})
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Thresholds of the detector; the defaults follow DESIGN §7."""
+
+    report_interval_seconds: float = 30.0
+    #: A probe is silent after this many report intervals without a batch.
+    grace_intervals: float = 3.0
+    #: N: failed runs of every check of an uplink that open an uplink outage.
+    down_after_failures: int = 3
+    #: M: successful runs in a row of one check that close it.
+    up_after_successes: int = 2
+    degraded_loss_ratio: float = 0.2
+    degraded_latency_seconds: float = 0.5
+    degraded_window_seconds: float = 300.0
+    degraded_min_samples: int = 5
+    #: Close a silent outage with what has arrived if the backfill is not complete by then.
+    backfill_timeout_seconds: float = 900.0
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.grace_intervals * self.report_interval_seconds
+
+
+@dataclass(frozen=True)
+class ProbeMeta:
+    """Where a probe stands and what its uplinks are, as the detector needs it."""
+
+    probe_id: str
+    commune_code: str
+    province_code: str
+    #: uplink name → operator
+    uplinks: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One stored result, as the detector sees it."""
+
+    probe_id: str
+    seq: int
+    measured_at: float
+    received_at: float
+    kind: str
+    uplink: str | None
+    ok: bool
+    boot_id: str
+    target: str = ""
+    duration_seconds: float | None = None
+    packets_sent: int | None = None
+    packets_received: int | None = None
+    uptime_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One outage, open (``ended_at`` is None) or closed."""
+
+    id: str
+    probe_id: str
+    commune_code: str
+    province_code: str
+    condition: Condition
+    cause: Cause | None
+    started_at: float
+    detected_at: float
+    uplink: str | None = None
+    operator: str | None = None
+    ended_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    outage: Outage
+
+
+@dataclass
+class _Stream:
+    """Consecutive outcomes of one check (kind, target) on one uplink."""
+
+    last_measured: float = float("-inf")
+    fail_streak: int = 0
+    fail_since: float | None = None
+    ok_streak: int = 0
+    ok_since: float | None = None
+
+
+@dataclass
+class _Uplink:
+    streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
+    window: deque[tuple[float, float, float | None]] = field(default_factory=deque)
+    down: Outage | None = None
+    degraded: Outage | None = None
+
+
+@dataclass
+class _Return:
+    """A silent probe that is back: its backfill is awaited before it is classified."""
+
+    received_at: float
+    measured_at: float
+    seq: int
+    boot_id: str
+    new_boot: bool
+    boot_time: float | None = None
+    gap_failures: int = 0
+    gap_checks: int = 0
+    first_failure: float | None = None
+    last_failure: float | None = None
+    ok_after_failure: float | None = None
+
+
+@dataclass
+class _Probe:
+    meta: ProbeMeta
+    last_heard: float | None = None
+    last_measured: float | None = None
+    boot_id: str | None = None
+    through: int = 0
+    pending: set[int] = field(default_factory=set)
+    uplinks: dict[str, _Uplink] = field(default_factory=dict)
+    silent: Outage | None = None
+    back: _Return | None = None
+
+
+class Detector:
+    """Tracks every probe's state and turns results and time into outage changes."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self._probes: dict[str, _Probe] = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def set_probe(
+        self,
+        meta: ProbeMeta,
+        *,
+        last_heard: float | None = None,
+        last_measured: float | None = None,
+        boot_id: str | None = None,
+        through: int = 0,
+    ) -> None:
+        """Add or update a probe; the keyword values seed a detector started on old data."""
+        p = self._probes.get(meta.probe_id)
+        if p is None:
+            self._probes[meta.probe_id] = _Probe(meta, last_heard, last_measured, boot_id, through)
+        else:
+            p.meta = meta
+
+    def restore(self, outage: Outage) -> None:
+        """Take back an outage that was open when the detector last stopped."""
+        p = self._probes.get(outage.probe_id)
+        if p is None or not outage.active:
+            return
+        if outage.condition == "probe_silent":
+            p.silent = outage
+        elif outage.uplink is not None:
+            up = p.uplinks.setdefault(outage.uplink, _Uplink())
+            if outage.condition == "uplink_down":
+                up.down = outage
+            else:
+                up.degraded = outage
+
+    def active(self) -> list[Outage]:
+        """Every open outage."""
+        out: list[Outage] = []
+        for p in self._probes.values():
+            if p.silent is not None:
+                out.append(p.silent)
+            for up in p.uplinks.values():
+                out.extend(o for o in (up.down, up.degraded) if o is not None)
+        return out
+
+    # -- events --------------------------------------------------------------------------------
+
+    def observe(self, observations: Iterable[Observation]) -> list[Change]:
+        """Fold stored results in, in the order of their seq per probe."""
+        changes: list[Change] = []
+        by_probe: dict[str, list[Observation]] = {}
+        for o in observations:
+            by_probe.setdefault(o.probe_id, []).append(o)
+        for probe_id, obs in by_probe.items():
+            p = self._probes.get(probe_id)
+            if p is None:
+                continue
+            obs.sort(key=lambda o: o.seq)
+            self._observe_probe(p, obs, changes)
+        return changes
+
+    def tick(self, now: float) -> list[Change]:
+        """Open silent outages whose grace has run out; close stalled backfills."""
+        changes: list[Change] = []
+        grace = self.config.grace_seconds
+        for p in self._probes.values():
+            if p.silent is None:
+                if p.last_heard is not None and now - p.last_heard > grace:
+                    p.silent = Outage(
+                        id=_new_id(),
+                        probe_id=p.meta.probe_id,
+                        commune_code=p.meta.commune_code,
+                        province_code=p.meta.province_code,
+                        condition="probe_silent",
+                        cause=None,
+                        started_at=p.last_heard,
+                        detected_at=now,
+                    )
+                    p.back = None
+                    changes.append(Change("open", p.silent))
+            elif (
+                p.back is not None
+                and now - p.back.received_at > self.config.backfill_timeout_seconds
+            ):
+                changes.append(self._close_silent(p, now))
+        return changes
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _observe_probe(self, p: _Probe, obs: list[Observation], changes: list[Change]) -> None:
+        newest_received = max(o.received_at for o in obs)
+        if (
+            p.silent is not None
+            and p.back is None
+            and (p.last_heard is None or newest_received > p.last_heard)
+        ):
+            # Back from silence. The newest result of this arrival marks the return; what was
+            # measured before it is the gap's backfill.
+            newest = max(obs, key=lambda o: o.measured_at)
+            p.back = _Return(
+                received_at=newest_received,
+                measured_at=newest.measured_at,
+                seq=max(o.seq for o in obs),
+                boot_id=newest.boot_id,
+                new_boot=p.boot_id is not None and newest.boot_id != p.boot_id,
+            )
+            changes.append(Change("update", p.silent))
+        gap_start = p.silent.started_at if p.silent is not None else None
+        for o in obs:
+            self._advance_seq(p, o.seq)
+            if p.back is not None and gap_start is not None:
+                self._note_gap(p.back, o, gap_start, p.last_measured)
+            if o.uplink is not None and o.kind in REACHABILITY_KINDS:
+                self._stream(p, o, changes)
+            # While a return is being classified, the last measurement before the gap stays.
+            if p.back is None and (p.last_measured is None or o.measured_at > p.last_measured):
+                p.last_measured = o.measured_at
+                p.boot_id = o.boot_id
+        p.last_heard = (
+            newest_received if p.last_heard is None else max(p.last_heard, newest_received)
+        )
+        if p.back is not None and p.silent is not None and p.through >= p.back.seq:
+            changes.append(self._close_silent(p, newest_received))
+
+    def _advance_seq(self, p: _Probe, seq: int) -> None:
+        if seq <= p.through:
+            return
+        p.pending.add(seq)
+        while p.through + 1 in p.pending:
+            p.through += 1
+            p.pending.discard(p.through)
+
+    def _note_gap(
+        self, back: _Return, o: Observation, gap_start: float, before: float | None
+    ) -> None:
+        if o.kind == "heartbeat" and o.uptime_seconds is not None and back.new_boot:
+            boot = o.measured_at - o.uptime_seconds
+            if boot >= (before or gap_start) and (back.boot_time is None or boot < back.boot_time):
+                back.boot_time = boot
+        floor = before if before is not None else gap_start
+        if not (floor < o.measured_at < back.measured_at):
+            return
+        if o.uplink is None or o.kind not in REACHABILITY_KINDS:
+            return
+        back.gap_checks += 1
+        if not o.ok:
+            back.gap_failures += 1
+            if back.first_failure is None or o.measured_at < back.first_failure:
+                back.first_failure = o.measured_at
+            if back.last_failure is None or o.measured_at > back.last_failure:
+                back.last_failure = o.measured_at
+                back.ok_after_failure = None
+        elif back.last_failure is not None and o.measured_at > back.last_failure:
+            if back.ok_after_failure is None or o.measured_at < back.ok_after_failure:
+                back.ok_after_failure = o.measured_at
+
+    def _close_silent(self, p: _Probe, now: float) -> Change:
+        assert p.silent is not None
+        back = p.back
+        outage = p.silent
+        if back is None:
+            closed = replace(outage, cause="unknown", ended_at=now, resolved_at=now)
+        elif back.gap_failures:
+            closed = replace(
+                outage,
+                cause="network",
+                started_at=back.first_failure or outage.started_at,
+                ended_at=back.ok_after_failure or back.measured_at,
+                resolved_at=now,
+            )
+        elif back.gap_checks == 0 and back.new_boot:
+            closed = replace(
+                outage,
+                cause="power",
+                started_at=p.last_measured if p.last_measured is not None else outage.started_at,
+                ended_at=back.boot_time if back.boot_time is not None else back.measured_at,
+                resolved_at=now,
+            )
+        else:
+            closed = replace(outage, cause="unknown", ended_at=back.measured_at, resolved_at=now)
+        if closed.ended_at is not None and closed.ended_at < closed.started_at:
+            closed = replace(closed, ended_at=closed.started_at)
+        p.silent = None
+        p.back = None
+        if back is not None:
+            p.boot_id = back.boot_id
+            p.last_measured = max(p.last_measured or back.measured_at, back.measured_at)
+        return Change("close", closed)
+
+    def _stream(self, p: _Probe, o: Observation, changes: list[Change]) -> None:
+        assert o.uplink is not None
+        up = p.uplinks.setdefault(o.uplink, _Uplink())
+        s = up.streams.setdefault((o.kind, o.target), _Stream())
+        if o.measured_at <= s.last_measured:
+            return  # older than what this stream already judged
+        s.last_measured = o.measured_at
+        cfg = self.config
+        if o.ok:
+            if s.ok_streak == 0:
+                s.ok_since = o.measured_at
+            s.ok_streak += 1
+            s.fail_streak, s.fail_since = 0, None
+        else:
+            if s.fail_streak == 0:
+                s.fail_since = o.measured_at
+            s.fail_streak += 1
+            s.ok_streak, s.ok_since = 0, None
+        if up.down is None:
+            if all(x.fail_streak >= cfg.down_after_failures for x in up.streams.values()):
+                start = max(x.fail_since for x in up.streams.values() if x.fail_since is not None)
+                up.down = self._uplink_outage(p, o, "uplink_down", start, o.received_at)
+                changes.append(Change("open", up.down))
+                if up.degraded is not None:
+                    changes.append(self._end(up, "degraded", o))
+        elif s.ok_streak >= cfg.up_after_successes:
+            changes.append(self._end(up, "uplink_down", o, ended=s.ok_since))
+            up.window.clear()
+        if o.kind == "icmp" and o.ok:
+            # Only answered rounds judge the quality of a link; unanswered ones judge whether
+            # it is down at all.
+            self._degraded(p, up, o, changes)
+
+    def _degraded(self, p: _Probe, up: _Uplink, o: Observation, changes: list[Change]) -> None:
+        cfg = self.config
+        loss = (
+            1.0 - o.packets_received / o.packets_sent
+            if o.packets_sent and o.packets_received is not None
+            else 0.0
+        )
+        up.window.append((o.measured_at, loss, o.duration_seconds))
+        while up.window and up.window[0][0] < o.measured_at - cfg.degraded_window_seconds:
+            up.window.popleft()
+        if len(up.window) < cfg.degraded_min_samples or up.down is not None:
+            return
+        mean_loss = sum(w[1] for w in up.window) / len(up.window)
+        rtts = [w[2] for w in up.window if w[2] is not None]
+        latency = statistics.median(rtts) if rtts else None
+        bad = mean_loss > cfg.degraded_loss_ratio or (
+            latency is not None and latency > cfg.degraded_latency_seconds
+        )
+        # Closing asks for a clear margin below the thresholds, so a link on the edge does
+        # not flap between degraded and fine.
+        good = mean_loss <= 0.5 * cfg.degraded_loss_ratio and (
+            latency is None or latency <= 0.8 * cfg.degraded_latency_seconds
+        )
+        if up.degraded is None and bad:
+            up.degraded = self._uplink_outage(p, o, "degraded", up.window[0][0], o.received_at)
+            changes.append(Change("open", up.degraded))
+        elif up.degraded is not None and good:
+            changes.append(self._end(up, "degraded", o))
+
+    def _uplink_outage(
+        self, p: _Probe, o: Observation, condition: Condition, start: float, detected: float
+    ) -> Outage:
+        assert o.uplink is not None
+        return Outage(
+            id=_new_id(),
+            probe_id=p.meta.probe_id,
+            commune_code=p.meta.commune_code,
+            province_code=p.meta.province_code,
+            condition=condition,
+            cause="network",
+            started_at=start,
+            detected_at=detected,
+            uplink=o.uplink,
+            operator=p.meta.uplinks.get(o.uplink, ""),
+        )
+
+    def _end(
+        self, up: _Uplink, condition: Condition, o: Observation, ended: float | None = None
+    ) -> Change:
+        current = up.down if condition == "uplink_down" else up.degraded
+        assert current is not None
+        closed = replace(current, ended_at=ended or o.measured_at, resolved_at=o.received_at)
+        if condition == "uplink_down":
+            up.down = None
+        else:
+            up.degraded = None
+        return Change("close", closed)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
