@@ -1,0 +1,203 @@
+"""What a duty officer reads: alert text in Vietnamese and English.
+
+Every message says which commune (name with diacritics, and code), which province, which
+operator and uplink, what kind of outage (power, network, unknown), since when in Vietnam's
+local time, for how long, how many hamlets and people are left without signal (or that this is
+not known), and where the map is (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from lomsong.collector.alerts.model import Language, Status
+from lomsong.config.alerts import LOCAL_TZ
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything a message about one outage (or one regional group) may say."""
+
+    condition: str
+    province_code: str
+    province_name: str
+    started_at: float
+    commune_code: str = ""
+    commune_name: str = ""
+    probe_id: str = ""
+    cause: str | None = None
+    uplink: str | None = None
+    operator: str | None = None
+    ended_at: float | None = None
+    hamlets: int | None = None
+    population: int | None = None
+    hamlets_without_power: int | None = None
+    map_url: str = ""
+    #: for a regional alert: the communes (code, name) that lost the operator
+    communes: tuple[tuple[str, str], ...] = ()
+
+
+_CONDITION = {
+    "vi": {
+        "probe_silent": "trung tâm mất liên lạc",
+        "uplink_down": "mất kết nối",
+        "degraded": "kết nối suy giảm",
+        "regional": "mất sóng diện rộng",
+    },
+    "en": {
+        "probe_silent": "centre unreachable",
+        "uplink_down": "link down",
+        "degraded": "link degraded",
+        "regional": "operator lost across the province",
+    },
+}
+_CAUSE = {
+    "vi": {
+        "power": "mất điện",
+        "network": "sự cố mạng",
+        "unknown": "chưa rõ nguyên nhân",
+        None: "đang xác định",
+    },
+    "en": {
+        "power": "power cut",
+        "network": "network failure",
+        "unknown": "unknown cause",
+        None: "being determined",
+    },
+}
+_STATUS = {
+    "vi": {"firing": "CẢNH BÁO", "resolved": "ĐÃ KHẮC PHỤC"},
+    "en": {"firing": "FIRING", "resolved": "RESOLVED"},
+}
+_OPERATOR = {
+    "viettel": "Viettel",
+    "vinaphone": "VinaPhone (VNPT)",
+    "mobifone": "MobiFone",
+    "vietnamobile": "Vietnamobile",
+    "gmobile": "Gmobile",
+    "fibre": "cáp quang",
+}
+
+
+def local_time(ts: float) -> str:
+    """``10:42 23/11/2026``, in Asia/Ho_Chi_Minh."""
+    return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%H:%M %d/%m/%Y")
+
+
+def duration(seconds: float, lang: Language) -> str:
+    minutes = max(0, int(seconds // 60))
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if lang == "vi":
+        parts = [f"{days} ngày"] * bool(days) + [f"{hours} giờ"] * bool(hours) + [f"{minutes} phút"]
+    else:
+        parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"]
+    return " ".join(parts)
+
+
+def number(n: int, lang: Language) -> str:
+    text = f"{n:,}"
+    return text.replace(",", ".") if lang == "vi" else text
+
+
+def operator_name(operator: str | None, lang: Language) -> str:
+    if not operator:
+        return ""
+    name = _OPERATOR.get(operator, operator)
+    return "fibre" if operator == "fibre" and lang == "en" else name
+
+
+def place(f: Facts) -> str:
+    if f.commune_name:
+        return f"{f.commune_name} ({f.commune_code}), {f.province_name}"
+    return f"{f.province_name} ({f.province_code})"
+
+
+def link(f: Facts, lang: Language) -> str:
+    """``Viettel (viettel-4g)`` or ``cáp quang (fibre)``; empty for a silent centre."""
+    if not f.operator and not f.uplink:
+        return ""
+    op = operator_name(f.operator, lang)
+    return f"{op} ({f.uplink})" if f.uplink else op
+
+
+def summary(f: Facts, status: Status, lang: Language) -> str:
+    """One line: what, where, over which link, why, since when."""
+    what = _CONDITION[lang].get(f.condition, f.condition)
+    via = link(f, lang)
+    since = "từ" if lang == "vi" else "since"
+    head = f"{place(f)}: {what}" + (f" {via}" if via else "")
+    tail = f"{_CAUSE[lang][f.cause]}, {since} {local_time(f.started_at)}"
+    if status == "resolved" and f.ended_at is not None:
+        until = "đến" if lang == "vi" else "until"
+        tail += f" {until} {local_time(f.ended_at)}"
+    return f"{head} — {tail}"
+
+
+def details(f: Facts, status: Status, lang: Language, now: float) -> str:
+    """The lines a duty officer reads under the title."""
+    vi = lang == "vi"
+    end = f.ended_at if (status == "resolved" and f.ended_at is not None) else now
+    lines = []
+    if f.commune_name:
+        lines.append(f"{'Xã/phường' if vi else 'Commune'}: {f.commune_name} ({f.commune_code})")
+    lines.append(f"{'Tỉnh' if vi else 'Province'}: {f.province_name} ({f.province_code})")
+    if f.communes:
+        names = ", ".join(f"{name} ({code})" for code, name in f.communes)
+        lines.append(
+            f"{'Các xã bị ảnh hưởng' if vi else 'Communes affected'} ({len(f.communes)}): {names}"
+        )
+    via = link(f, lang)
+    if via:
+        lines.append(f"{'Nhà mạng / đường truyền' if vi else 'Operator / uplink'}: {via}")
+    lines.append(f"{'Sự cố' if vi else 'Outage'}: {_CONDITION[lang].get(f.condition, f.condition)}")
+    lines.append(f"{'Nguyên nhân' if vi else 'Kind'}: {_CAUSE[lang][f.cause]}")
+    zone = "giờ Việt Nam" if vi else "Vietnam time"
+    lines.append(f"{'Bắt đầu' if vi else 'Since'}: {local_time(f.started_at)} ({zone})")
+    if status == "resolved" and f.ended_at is not None:
+        lines.append(f"{'Kết thúc' if vi else 'Ended'}: {local_time(f.ended_at)}")
+    lines.append(f"{'Thời gian' if vi else 'Duration'}: {duration(end - f.started_at, lang)}")
+    if f.hamlets is None:
+        lines.append(
+            "Thôn/bản không có sóng: chưa rõ (chưa nạp dữ liệu vùng phủ)"
+            if vi
+            else "Hamlets without signal: unknown (no coverage data loaded)"
+        )
+    else:
+        people = number(f.population or 0, lang)
+        text = (
+            f"Thôn/bản không có sóng: {number(f.hamlets, lang)} ({people} người"
+            if vi
+            else f"Hamlets without signal: {number(f.hamlets, lang)} ({people} people"
+        )
+        if f.hamlets_without_power:
+            text += (
+                f", {f.hamlets_without_power} thôn chưa có điện lưới"
+                if vi
+                else f", {f.hamlets_without_power} without grid power"
+            )
+        lines.append(text + ")")
+    if f.map_url:
+        lines.append(f"{'Bản đồ' if vi else 'Map'}: {f.map_url}")
+    return "\n".join(lines)
+
+
+def render(
+    facts: Sequence[tuple[Facts, Status]], status: Status, lang: Language, now: float
+) -> tuple[str, str]:
+    """Title and body of a notification about one or several alerts of a group."""
+    tag = f"[{_STATUS[lang][status]}]"
+    if len(facts) == 1:
+        f, s = facts[0]
+        return f"{tag} {summary(f, s, lang)}", details(f, s, lang, now)
+    firing = sum(1 for _, s in facts if s == "firing")
+    provinces = sorted({f.province_name for f, _ in facts})
+    where = ", ".join(provinces)
+    if lang == "vi":
+        title = f"{tag} {len(facts)} sự cố tại {where} ({firing} đang diễn ra)"
+    else:
+        title = f"{tag} {len(facts)} outages in {where} ({firing} firing)"
+    blocks = [f"• {summary(f, s, lang)}\n{details(f, s, lang, now)}" for f, s in facts]
+    return title, "\n\n".join(blocks)
