@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,14 +18,19 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lomsong import __version__
+from lomsong.collector.alerts.dispatcher import Dispatcher
+from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.database import check_ready, open_engine
 from lomsong.collector.deps import Context
+from lomsong.collector.detector import DetectorConfig
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
-from lomsong.collector.routes import health, probes, reports
+from lomsong.collector.outages import OutageService
+from lomsong.collector.routes import health, outages, probes, reports
 from lomsong.collector.store import ReportStore
+from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConflictError, LomsongError, NotFoundError, ValidationError
 from lomsong.wire import format_location
@@ -39,6 +44,8 @@ def create_app(
     engine: Engine | None = None,
     clock: Callable[[], float] = time.time,
     registry: CollectorRegistry | None = None,
+    alerts: AlertsConfig | None = None,
+    receivers: Mapping[str, Receiver] | None = None,
 ) -> FastAPI:
     """Build a collector app for ``settings``; the database must be migrated already.
 
@@ -52,6 +59,10 @@ def create_app(
         Wall clock in epoch seconds; tests pass a fake one.
     registry
         Prometheus registry for the counters; a fresh one by default.
+    alerts
+        Alert routes and receivers; read from ``settings.alerts_file`` by default.
+    receivers
+        Receivers to use instead of those the alerts configuration describes.
     """
     owns_engine = engine is None
     if engine is None:
@@ -76,12 +87,40 @@ def create_app(
         clock=clock,
     )
 
+    if alerts is None and settings.alerts_file is not None:
+        alerts = load_alerts_config(settings.alerts_file)
+    if alerts is not None and receivers is None:
+        from lomsong.collector.alerts.factory import build_receivers
+
+        receivers = build_receivers(alerts)
+    d = settings.detector
+    service = OutageService(
+        engine,
+        live,
+        DetectorConfig(
+            report_interval_seconds=settings.report_interval_seconds,
+            **d.model_dump(exclude={"tick_seconds"}),
+        ),
+        clock=clock,
+        public_url=settings.public_url,
+    )
+    ctx.outages = service
+    alerting = _Alerting(service, alerts, dict(receivers or {}), clock)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(check_ready, engine)
         await run_in_threadpool(live.reload, engine)
         ctx.store.start()
         scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            alerting.tick,
+            "interval",
+            seconds=d.tick_seconds,
+            id="outage-detector",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(
             run_in_threadpool,
             "interval",
@@ -96,6 +135,7 @@ def create_app(
             yield
         finally:
             scheduler.shutdown(wait=False)
+            await alerting.close()
             ctx.store.stop()
             if owns_engine:
                 engine.dispose()
@@ -112,10 +152,58 @@ def create_app(
     app.state.ctx = ctx
     app.include_router(reports.router)
     app.include_router(probes.router)
+    app.include_router(outages.router)
     app.include_router(health.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)
     return app
+
+
+class _Alerting:
+    """The detector's tick and, on the leader, the dispatcher that turns changes into messages."""
+
+    def __init__(
+        self,
+        service: OutageService,
+        config: AlertsConfig | None,
+        receivers: dict[str, Receiver],
+        clock: Callable[[], float],
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.receivers = receivers
+        self.clock = clock
+        self.dispatcher: Dispatcher | None = None
+
+    async def tick(self) -> None:
+        try:
+            result = await run_in_threadpool(self.service.tick)
+        except Exception:  # a failed tick must not stop the next ones
+            log.exception("outage detector tick failed")
+            return
+        if not result.leader:
+            self.dispatcher = None
+            return
+        if self.config is None:
+            return
+        now = self.clock()
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(
+                self.config, self.receivers, record=self.service.record_attempt
+            )
+            # A new leader: what was sent before stays sent; open outages go on firing.
+            for key, fingerprints, at in await run_in_threadpool(self.service.sent_groups):
+                self.dispatcher.restore(key, fingerprints, at)
+            self.dispatcher.update(self.service.active_sources(), now)
+        self.dispatcher.update(self.service.alert_sources(result.changes), now)
+        self.dispatcher.deliver(self.dispatcher.due(now), self.clock)
+
+    async def close(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.drain()
+        for receiver in self.receivers.values():
+            await receiver.close()
+        await run_in_threadpool(self.service.close)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -161,9 +249,7 @@ class RequestTiming:
             if message["type"] == "http.response.start":
                 route: Any = scope.get("route")
                 path = getattr(route, "path", "unmatched")
-                self.metrics.request_seconds.labels(path, scope["method"]).observe(
-                    time.perf_counter() - start
-                )
+                self.metrics.observe_request(path, scope["method"], time.perf_counter() - start)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -45,6 +47,7 @@ def open_engine(url: str, *, synchronous: str = "FULL", pool_size: int = 8) -> E
             parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
         _sqlite_pragmas(engine, synchronous)
+        enable_immediate_transactions(engine)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -56,6 +59,36 @@ def open_engine(url: str, *, synchronous: str = "FULL", pool_size: int = 8) -> E
         f"setting database_url (LOMSONG_DATABASE_URL): backend {backend!r} is not supported; "
         f"expected one of {{'sqlite', 'postgresql'}} (got {url!r})"
     )
+
+
+def enable_immediate_transactions(engine: Engine) -> None:
+    """Let SQLite connections opt into ``BEGIN IMMEDIATE`` (execution option ``sqlite_immediate``).
+
+    pysqlite starts transactions lazily at the first write, so a writer that first reads could
+    meet another process's write and fail at once with SQLITE_BUSY instead of waiting; taking
+    the write lock at BEGIN makes it wait for busy_timeout like any other lock.
+    """
+    if engine.dialect.name != "sqlite" or getattr(engine, "_lomsong_immediate", False):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    engine._lomsong_immediate = True  # type: ignore[attr-defined]
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: on SQLite it takes the write lock at BEGIN, so that a read
+    followed by a write waits for another writer instead of failing with SQLITE_BUSY."""
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        yield conn
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:

@@ -14,6 +14,7 @@ from lomsong.collector.auth import Authenticator, Principal
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
+from lomsong.collector.outages import OutageService
 from lomsong.collector.registry import ProbeInfo
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import CollectorSettings
@@ -32,6 +33,7 @@ class Context:
     auth: Authenticator
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
+    outages: OutageService | None = None
 
 
 def get_context(request: Request) -> Context:

@@ -199,6 +199,11 @@ class Detector:
             else:
                 up.degraded = outage
 
+    def has_seen(self, probe_id: str, seq: int) -> bool:
+        """Whether this result was observed already (the feed re-reads a safety margin)."""
+        p = self._probes.get(probe_id)
+        return p is not None and (seq <= p.through or seq in p.pending)
+
     def active(self) -> list[Outage]:
         """Every open outage."""
         out: list[Outage] = []

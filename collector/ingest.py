@@ -58,9 +58,48 @@ class IngestRejected(Exception):
         self.headers = headers or {}
 
 
+#: Key of a check's newest result: (uplink, "" for none; kind; target).
+CheckKey = tuple[str, str, str]
+
+#: Result fields stored in a column of the same name, in the table's column order.
+_PLAIN_FIELDS = (
+    "kind",
+    "target",
+    "uplink",
+    "ok",
+    "duration_seconds",
+    "packets_sent",
+    "packets_received",
+    "rtt_min_seconds",
+    "rtt_max_seconds",
+    "jitter_seconds",
+    "status_code",
+    "tls_expiry_days",
+    "error",
+)
+
+_SIGNAL_FIELDS = (
+    "rat",
+    "rsrp_dbm",
+    "rsrq_db",
+    "snr_db",
+    "rssi_dbm",
+    "mcc",
+    "mnc",
+    "tac",
+    "lac",
+    "cid",
+)
+
+
 @dataclass
 class PreparedBatch:
-    """A validated batch, with its rows ready for the database."""
+    """A validated batch, with its rows ready for the database.
+
+    A row holds only the columns that are not NULL: binding ``None`` is the slowest parameter
+    for Python's sqlite3 (no fast path; about 0.7 µs each on 3.11), and a result leaves most of
+    its 29 columns empty.
+    """
 
     probe_id: str
     boot_id: str
@@ -70,6 +109,9 @@ class PreparedBatch:
     spool_floor_seq: int | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
+    #: the newest row of each check in the batch
+    latest: dict[CheckKey, dict[str, Any]] = field(default_factory=dict)
+    max_measured_at: float = 0.0
 
 
 def decode_body(body: bytes, content_encoding: str | None, limits: IngestLimits) -> bytes:
@@ -115,6 +157,25 @@ def parse_batch(
 ) -> PreparedBatch:
     """Parse and validate a decoded body; return the rows to store."""
     try:
+        # pydantic parsing the bytes itself skips building the intermediate Python objects
+        # (about a quarter of the time of orjson followed by validation).
+        batch = ReportBatch.model_validate_json(raw)
+    except PydanticValidationError:
+        # Refused: the path below says why, in the words it always used.
+        return _parse_checked(raw, limits, clock)
+    n = len(batch.results)
+    if n > limits.max_results_per_batch:
+        raise IngestRejected(
+            413,
+            "too_many_results",
+            f"results: {n} results exceed the limit of {limits.max_results_per_batch} per batch",
+        )
+    return prepare(batch, limits, received_at=clock())
+
+
+def _parse_checked(raw: bytes, limits: IngestLimits, clock: Callable[[], float]) -> PreparedBatch:
+    """JSON first, then the result count, then validation: each refusal with its own status."""
+    try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise IngestRejected(400, "malformed_json", f"body: malformed JSON ({exc})") from exc
@@ -149,9 +210,10 @@ def prepare(batch: ReportBatch, limits: IngestLimits, *, received_at: float) -> 
             f"beyond the allowed {limits.max_clock_skew_seconds:.0f} s",
         )
     latest_allowed = sent_at + limits.max_future_seconds
+    probe_id, boot_id = batch.probe_id, batch.boot_id
     prepared = PreparedBatch(
-        probe_id=batch.probe_id,
-        boot_id=batch.boot_id,
+        probe_id=probe_id,
+        boot_id=boot_id,
         agent_version=batch.agent_version,
         sent_at=sent_at,
         received_at=received_at,
@@ -159,13 +221,18 @@ def prepare(batch: ReportBatch, limits: IngestLimits, *, received_at: float) -> 
     )
     seen: set[int] = set()
     rows = prepared.rows
+    latest = prepared.latest
+    max_measured = -math.inf
     for i, r in enumerate(batch.results):
-        if r.seq in seen:
+        # The validated values straight from the model's field dict: no attribute lookups.
+        f = r.__dict__
+        seq = f["seq"]
+        if seq in seen:
             raise IngestRejected(
-                422, "invalid", f"results[{i}].seq: {r.seq} appears twice in the batch"
+                422, "invalid", f"results[{i}].seq: {seq} appears twice in the batch"
             )
-        seen.add(r.seq)
-        measured_at = r.measured_at.timestamp()
+        seen.add(seq)
+        measured_at = f["measured_at"].timestamp()
         if measured_at > latest_allowed:
             raise IngestRejected(
                 422,
@@ -174,43 +241,51 @@ def prepare(batch: ReportBatch, limits: IngestLimits, *, received_at: float) -> 
                 f"sent_at {batch.sent_at.isoformat()} by more than "
                 f"{limits.max_future_seconds:.0f} s",
             )
-        sig = r.signal
-        details = {k: getattr(r, k) for k in _HEARTBEAT_FIELDS if getattr(r, k) is not None}
-        rows.append(
-            {
-                "probe_id": batch.probe_id,
-                "seq": r.seq,
-                "measured_at": measured_at,
-                "received_at": received_at,
-                "kind": r.kind,
-                "target": r.target,
-                "uplink": r.uplink,
-                "ok": r.ok,
-                "duration_seconds": r.duration_seconds,
-                "packets_sent": r.packets_sent,
-                "packets_received": r.packets_received,
-                "rtt_min_seconds": r.rtt_min_seconds,
-                "rtt_max_seconds": r.rtt_max_seconds,
-                "jitter_seconds": r.jitter_seconds,
-                "status_code": r.status_code,
-                "tls_expiry_days": r.tls_expiry_days,
-                "error": r.error,
-                "rat": sig.rat if sig else None,
-                "rsrp_dbm": sig.rsrp_dbm if sig else None,
-                "rsrq_db": sig.rsrq_db if sig else None,
-                "snr_db": sig.snr_db if sig else None,
-                "rssi_dbm": sig.rssi_dbm if sig else None,
-                "mcc": sig.mcc if sig else None,
-                "mnc": sig.mnc if sig else None,
-                "tac": sig.tac if sig else None,
-                "lac": sig.lac if sig else None,
-                "cid": sig.cid if sig else None,
-                "boot_id": batch.boot_id,
-                "details": orjson.dumps(details).decode() if details else None,
-            }
-        )
+        row: dict[str, Any] = {
+            "probe_id": probe_id,
+            "seq": seq,
+            "measured_at": measured_at,
+            "received_at": received_at,
+        }
+        for name in _PLAIN_FIELDS:
+            value = f[name]
+            if value is not None:
+                row[name] = value
+        sig = f["signal"]
+        if sig is not None:
+            s = sig.__dict__
+            for name in _SIGNAL_FIELDS:
+                value = s[name]
+                if value is not None:
+                    row[name] = value
+        row["boot_id"] = boot_id
+        if f["kind"] == "heartbeat":
+            details = {k: f[k] for k in _HEARTBEAT_FIELDS if f[k] is not None}
+            if details:
+                row["details"] = _details_json(i, details)
+        rows.append(row)
+        if measured_at > max_measured:
+            max_measured = measured_at
+        key = (f["uplink"] or "", f["kind"], f["target"])
+        cur = latest.get(key)
+        if cur is None or measured_at >= cur["measured_at"]:
+            latest[key] = row
     prepared.seqs = sorted(seen)
+    prepared.max_measured_at = max_measured
     return prepared
+
+
+def _details_json(i: int, details: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(details).decode()
+    except orjson.JSONEncodeError as exc:
+        # The byte counters have no upper bound in the wire model; JSON text takes 64 bits.
+        huge = [k for k, v in details.items() if isinstance(v, int) and v >= 2**64] or ["?"]
+        raise IngestRejected(
+            422,
+            "invalid",
+            f"results[{i}].{huge[0]}: {details.get(huge[0])} does not fit in 64 bits",
+        ) from exc
 
 
 class RateLimiter:

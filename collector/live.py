@@ -87,15 +87,20 @@ class LiveState:
                 p.last_seen_at = b.received_at
                 p.clock_skew_seconds = s.clock_skew_seconds
                 p.stored_through_seq = s.ack.stored_through_seq
-                for r in b.rows:
+                if p.last_measured_at is None or b.max_measured_at > p.last_measured_at:
+                    p.last_measured_at = b.max_measured_at
+                # The newest result of each check, as the batch's preparation found them.
+                for (uplink, kind, target), r in b.latest.items():
+                    checks = p.checks.setdefault(uplink, {})
                     m = r["measured_at"]
-                    if p.last_measured_at is None or m > p.last_measured_at:
-                        p.last_measured_at = m
-                    checks = p.checks.setdefault(r["uplink"] or "", {})
-                    key = (r["kind"], r["target"])
-                    cur = checks.get(key)
+                    cur = checks.get((kind, target))
                     if cur is None or m >= cur.measured_at:
-                        checks[key] = Latest(
-                            r["seq"], m, r["ok"], r["duration_seconds"], r["error"], r["rsrp_dbm"]
+                        checks[(kind, target)] = Latest(
+                            r["seq"],
+                            m,
+                            r["ok"],
+                            r.get("duration_seconds"),
+                            r.get("error"),
+                            r.get("rsrp_dbm"),
                         )
             self.version += 1

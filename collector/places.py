@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from lomsong.collector.database import write_transaction
 from lomsong.collector.schema import communes, provinces
 
 DATA = files("lomsong") / "data" / "vn"
@@ -45,7 +46,7 @@ def bundled_communes() -> list[dict[str, Any]]:
 
 def load_places(engine: Engine) -> Counts:
     """Insert the bundled provinces and communes that the database does not have yet."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         _insert_missing(conn, provinces, bundled_provinces())
         _insert_missing(conn, communes, bundled_communes())
         return count_places(conn)

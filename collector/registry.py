@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, delete, select
 
+from lomsong.collector.database import write_transaction
 from lomsong.collector.schema import communes, probe_state, probe_uplinks, probes, provinces
 from lomsong.errors import ConflictError, NotFoundError, ValidationError
 from lomsong.wire import NAME_PATTERN
@@ -83,7 +84,7 @@ def register_probe(
     names = [u.name for u in uplinks]
     if len(set(names)) != len(names):
         raise ValidationError("--uplink", names, "uplink names must be unique")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         if (
             conn.execute(select(communes.c.code).where(communes.c.code == commune_code)).first()
             is None

@@ -151,3 +151,45 @@ latest_results = Table(
     Column("error", String(512), nullable=True),
     Column("rsrp_dbm", Float, nullable=True),
 )
+
+# The detector reads what arrived since its last tick by arrival time.
+Index("ix_results_received_at", results.c.received_at)
+
+outages = Table(
+    "outages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("probe_id", String(64), nullable=False, index=True),
+    Column("commune_code", String(5), nullable=False),
+    Column("province_code", String(2), nullable=False),
+    # probe_silent, uplink_down, degraded
+    Column("condition", String(16), nullable=False),
+    # power, network, unknown; null while a silent probe's cause is not known yet
+    Column("cause", String(16), nullable=True),
+    Column("uplink", String(64), nullable=True),
+    Column("operator", String(32), nullable=True),
+    # started_at and ended_at are corrected from the probe's own measurements
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("detected_at", Float, nullable=False),
+    Column("resolved_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_outages_province_code_started_at", outages.c.province_code, outages.c.started_at)
+Index("ix_outages_ended_at", outages.c.ended_at)
+
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("receiver", String(64), nullable=False),
+    Column("route", String(64), nullable=False),
+    Column("group_key", String(512), nullable=False, index=True),
+    Column("status", String(8), nullable=False),
+    # JSON list of the alerts' fingerprints (outage ids, or regional:<province>:<operator>)
+    Column("fingerprints", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", String(512), nullable=True),
+    Column("at", Float, nullable=False),
+)

@@ -2,7 +2,14 @@
 
 One writer thread takes prepared batches from a queue and commits as many as are waiting in one
 transaction (group commit), then answers each. With SQLite this keeps one writer and one fsync
-per group; with PostgreSQL the row lock on ``probe_state`` serialises replicas per probe.
+per group; with PostgreSQL the row locks on ``probe_state``, taken in probe order, serialise
+replicas per probe.
+
+A group costs a handful of statements whatever its size: one read of its probes' states, the new
+rows in one ``executemany`` per shape of row (the set of its non-NULL columns), one upsert of the
+newest result of each check and one update of the states; a re-sent batch adds one read of the
+seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row parameter processing
+costs more than SQLite's insert itself.
 """
 
 from __future__ import annotations
@@ -16,11 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 
-from lomsong.collector.ingest import PreparedBatch
-from lomsong.collector.schema import latest_results, probe_state, results
+from lomsong.collector.database import enable_immediate_transactions
+from lomsong.collector.ingest import CheckKey, PreparedBatch
 from lomsong.errors import StorageError
 from lomsong.wire import ReportAck
 
@@ -40,28 +46,6 @@ class StoredBatch:
     clock_skew_seconds: float
 
 
-def enable_immediate_transactions(engine: Engine) -> None:
-    """Let SQLite connections opt into ``BEGIN IMMEDIATE`` (execution option ``sqlite_immediate``).
-
-    pysqlite starts transactions lazily at the first write, so a writer that first reads could
-    meet another process's write and fail at once with SQLITE_BUSY instead of waiting; taking
-    the write lock at BEGIN makes it wait for busy_timeout like any other lock.
-    """
-    if engine.dialect.name != "sqlite" or getattr(engine, "_lomsong_immediate", False):
-        return
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    engine._lomsong_immediate = True  # type: ignore[attr-defined]
-
-
 class ReportStore:
     """Writes prepared batches and answers what was accepted and stored."""
 
@@ -76,19 +60,7 @@ class ReportStore:
         self._engine = engine
         self._on_commit = on_commit
         self._max_group = max_group
-        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-        self._insert_results = dialect.insert(results).on_conflict_do_nothing(
-            index_elements=["probe_id", "seq"]
-        )
-        ins = dialect.insert(latest_results)
-        self._upsert_latest = ins.on_conflict_do_update(
-            index_elements=["probe_id", "uplink", "kind", "target"],
-            set_={
-                c: ins.excluded[c]
-                for c in ("seq", "measured_at", "ok", "duration_seconds", "error", "rsrp_dbm")
-            },
-            where=ins.excluded.measured_at >= latest_results.c.measured_at,
-        )
+        self._sql = _Sql(engine.dialect.name)
         self._queue: queue.Queue[
             tuple[PreparedBatch, concurrent.futures.Future[ReportAck]] | None
         ] = queue.Queue()
@@ -151,99 +123,244 @@ class ReportStore:
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[StoredBatch]:
         """Store ``batches`` in one transaction; return what each did (synchronous)."""
+        if not batches:
+            return []
+        # In probe order, so that replicas lock probe_state rows in the same order; a stable
+        # sort keeps one probe's batches in the order they came.
+        order = sorted(range(len(batches)), key=lambda i: batches[i].probe_id)
         with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
             with conn.begin():
-                stored = [self._write_one(conn, b) for b in batches]
+                done = _Group(conn, self._sql).write([batches[i] for i in order])
+        stored: list[StoredBatch] = [done[0]] * len(batches)
+        for i, s in zip(order, done, strict=True):
+            stored[i] = s
         if self._on_commit is not None:
             self._on_commit(stored)
         return stored
 
-    def _write_one(self, conn: Connection, b: PreparedBatch) -> StoredBatch:
-        state = self._lock_state(conn, b.probe_id)
+
+class _Sql:
+    """The statements of a group, in the driver's parameter style."""
+
+    def __init__(self, dialect: str) -> None:
+        p = self.p = "?" if dialect == "sqlite" else "%s"
+        self.lock = " FOR UPDATE" if dialect == "postgresql" else ""
+        self.insert_state = (
+            "INSERT INTO probe_state (probe_id, stored_through_seq, max_seq, results_total) "
+            f"VALUES ({p}, 0, 0, 0) ON CONFLICT DO NOTHING"
+        )
+        self.stored_between = (
+            f"SELECT seq FROM results WHERE probe_id = {p} AND seq BETWEEN {p} AND {p}"
+        )
+        self.stored_after = (
+            f"SELECT seq FROM results WHERE probe_id = {p} AND seq > {p} "
+            f"ORDER BY seq LIMIT {_WALK_CHUNK}"
+        )
+        self.upsert_latest = (
+            "INSERT INTO latest_results (probe_id, uplink, kind, target, seq, measured_at, ok, "
+            f"duration_seconds, error, rsrp_dbm) VALUES ({', '.join([p] * 10)}) "
+            "ON CONFLICT (probe_id, uplink, kind, target) DO UPDATE SET seq = excluded.seq, "
+            "measured_at = excluded.measured_at, ok = excluded.ok, "
+            "duration_seconds = excluded.duration_seconds, error = excluded.error, "
+            "rsrp_dbm = excluded.rsrp_dbm "
+            "WHERE excluded.measured_at >= latest_results.measured_at"
+        )
+        self.update_state = (
+            f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
+            f"last_sent_at = {p}, last_measured_at = {p}, clock_skew_seconds = {p}, "
+            f"stored_through_seq = {p}, max_seq = {p}, results_total = results_total + {p} "
+            f"WHERE probe_id = {p}"
+        )
+        self._inserts: dict[tuple[str, ...], str] = {}
+
+    def select_states(self, n: int) -> str:
+        return (
+            "SELECT probe_id, boot_id, last_measured_at, clock_skew_seconds, "
+            f"stored_through_seq, max_seq FROM probe_state WHERE probe_id IN "
+            f"({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
+        )
+
+    def insert_results(self, columns: tuple[str, ...]) -> str:
+        sql = self._inserts.get(columns)
+        if sql is None:
+            sql = self._inserts[columns] = (
+                f"INSERT INTO results ({', '.join(columns)}) "
+                f"VALUES ({', '.join([self.p] * len(columns))}) "
+                "ON CONFLICT (probe_id, seq) DO NOTHING"
+            )
+        return sql
+
+
+@dataclass
+class _State:
+    """One probe's ``probe_state`` row while its group is written."""
+
+    probe_id: str
+    boot_id: str | None
+    last_measured_at: float | None
+    clock_skew_seconds: float | None
+    stored_through_seq: int
+    max_seq: int
+    accepted: int = 0
+    last: PreparedBatch | None = None
+
+
+class _Group:
+    """One transaction: the batches of a group, in probe order."""
+
+    def __init__(self, conn: Connection, sql: _Sql) -> None:
+        self.conn = conn
+        self.sql = sql
+        #: rows not yet inserted, by their columns
+        self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        #: the newest result of each (probe, check) the group stores
+        self.latest: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+    def write(self, batches: Sequence[PreparedBatch]) -> list[StoredBatch]:
+        states = self._lock_states(sorted({b.probe_id for b in batches}))
+        out = [self._one(states[b.probe_id], b) for b in batches]
+        self._flush()
+        if self.latest:
+            self.conn.exec_driver_sql(
+                self.sql.upsert_latest,
+                [
+                    (
+                        key[0],
+                        key[1],
+                        key[2],
+                        key[3],
+                        r["seq"],
+                        r["measured_at"],
+                        r["ok"],
+                        r.get("duration_seconds"),
+                        r.get("error"),
+                        r.get("rsrp_dbm"),
+                    )
+                    for key, r in sorted(self.latest.items())
+                ],
+            )
+        self.conn.exec_driver_sql(
+            self.sql.update_state,
+            [
+                (
+                    st.last.boot_id,
+                    st.last.agent_version,
+                    st.last.received_at,
+                    st.last.sent_at,
+                    st.last_measured_at,
+                    st.clock_skew_seconds,
+                    st.stored_through_seq,
+                    st.max_seq,
+                    st.accepted,
+                    st.probe_id,
+                )
+                for st in sorted(states.values(), key=lambda st: st.probe_id)
+                if st.last is not None
+            ],
+        )
+        return out
+
+    def _lock_states(self, probe_ids: list[str]) -> dict[str, _State]:
+        select = self.sql.select_states(len(probe_ids))
+        rows = self.conn.exec_driver_sql(select, tuple(probe_ids)).fetchall()
+        if len(rows) < len(probe_ids):
+            found = {r[0] for r in rows}
+            missing = [(pid,) for pid in probe_ids if pid not in found]
+            self.conn.exec_driver_sql(self.sql.insert_state, missing)
+            rows = self.conn.exec_driver_sql(select, tuple(probe_ids)).fetchall()
+        return {r[0]: _State(*r) for r in rows}
+
+    def _flush(self) -> None:
+        """Insert the pending rows: before any read of ``results`` and at the end."""
+        for columns, params in self.pending.items():
+            self.conn.exec_driver_sql(self.sql.insert_results(columns), params)
+        self.pending.clear()
+
+    def _one(self, st: _State, b: PreparedBatch) -> StoredBatch:
         lo, hi = b.seqs[0], b.seqs[-1]
         rows = b.rows
-        if lo <= state["max_seq"]:
+        if lo <= st.max_seq:
             # Some of these may be stored already (a re-send after a lost answer).
-            have = set(
-                conn.execute(
-                    select(results.c.seq).where(
-                        results.c.probe_id == b.probe_id,
-                        results.c.seq.between(lo, min(hi, state["max_seq"])),
-                    )
-                ).scalars()
-            )
+            self._flush()
+            have = {
+                seq
+                for (seq,) in self.conn.exec_driver_sql(
+                    self.sql.stored_between, (b.probe_id, lo, min(hi, st.max_seq))
+                )
+            }
             if have:
                 rows = [r for r in rows if r["seq"] not in have]
-        if rows:
-            conn.execute(self._insert_results, rows)
+        pending = self.pending
+        for r in rows:
+            columns = tuple(r)
+            params = tuple(r.values())
+            try:
+                pending[columns].append(params)
+            except KeyError:
+                pending[columns] = [params]
         accepted = len(rows)
-        max_seq = max(state["max_seq"], hi)
-        through = self._advance(conn, b, state["stored_through_seq"], max_seq)
-        if rows:
-            self._update_latest(conn, rows)
+        if accepted:
+            self._note_latest(b, rows)
+        max_seq = max(st.max_seq, hi)
+        through = self._advance(b, st.stored_through_seq, max_seq)
         skew_sample = b.received_at - b.sent_at
-        old_skew = state["clock_skew_seconds"]
+        old_skew = st.clock_skew_seconds
         skew = (
             skew_sample
-            if old_skew is None or state["boot_id"] != b.boot_id
+            if old_skew is None or st.boot_id != b.boot_id
             else old_skew + SKEW_SMOOTHING * (skew_sample - old_skew)
         )
-        last_measured = max(r["measured_at"] for r in b.rows)
-        if state["last_measured_at"] is not None:
-            last_measured = max(last_measured, state["last_measured_at"])
-        conn.execute(
-            update(probe_state)
-            .where(probe_state.c.probe_id == b.probe_id)
-            .values(
-                boot_id=b.boot_id,
-                agent_version=b.agent_version,
-                last_seen_at=b.received_at,
-                last_sent_at=b.sent_at,
-                last_measured_at=last_measured,
-                clock_skew_seconds=skew,
-                stored_through_seq=through,
-                max_seq=max_seq,
-                results_total=probe_state.c.results_total + accepted,
-            )
-        )
+        if st.last_measured_at is None or b.max_measured_at > st.last_measured_at:
+            st.last_measured_at = b.max_measured_at
+        st.boot_id = b.boot_id
+        st.clock_skew_seconds = skew
+        st.stored_through_seq = through
+        st.max_seq = max_seq
+        st.accepted += accepted
+        st.last = b
         ack = ReportAck(
             accepted=accepted, duplicates=len(b.rows) - accepted, stored_through_seq=through
         )
         return StoredBatch(batch=b, ack=ack, clock_skew_seconds=skew)
 
-    def _lock_state(self, conn: Connection, probe_id: str) -> dict[str, Any]:
-        query = select(probe_state).where(probe_state.c.probe_id == probe_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            conn.execute(
-                (sqlite if conn.dialect.name == "sqlite" else postgresql)
-                .insert(probe_state)
-                .values(probe_id=probe_id, stored_through_seq=0, max_seq=0, results_total=0)
-                .on_conflict_do_nothing()
-            )
-            row = conn.execute(query).mappings().one()
-        return dict(row)
+    def _note_latest(self, b: PreparedBatch, rows: list[dict[str, Any]]) -> None:
+        if len(rows) == len(b.rows):
+            newest: dict[CheckKey, dict[str, Any]] = b.latest
+        else:
+            # Only what this batch adds: the rest was stored, and noted, before.
+            newest = {}
+            for r in rows:
+                check = (r.get("uplink") or "", r["kind"], r["target"])
+                mine = newest.get(check)
+                if mine is None or r["measured_at"] >= mine["measured_at"]:
+                    newest[check] = r
+        latest = self.latest
+        pid = b.probe_id
+        for (uplink, kind, target), r in newest.items():
+            key = (pid, uplink, kind, target)
+            cur = latest.get(key)
+            if cur is None or r["measured_at"] >= cur["measured_at"]:
+                latest[key] = r
 
-    def _advance(self, conn: Connection, b: PreparedBatch, through: int, max_seq: int) -> int:
+    def _advance(self, b: PreparedBatch, through: int, max_seq: int) -> int:
         """The highest seq up to which every result of the probe is stored."""
         if b.spool_floor_seq is not None:
             through = max(through, b.spool_floor_seq - 1)
         in_batch = set(b.seqs)
         while through + 1 in in_batch:
             through += 1
+        if through >= max_seq:
+            return through
+        # Results stored earlier out of order (a heartbeat sent first on reconnect) may
+        # continue the run beyond this batch.
+        self._flush()
         while through < max_seq:
-            # Results stored earlier out of order (a heartbeat sent first on reconnect) may
-            # continue the run beyond this batch.
-            chunk = list(
-                conn.execute(
-                    select(results.c.seq)
-                    .where(results.c.probe_id == b.probe_id, results.c.seq > through)
-                    .order_by(results.c.seq)
-                    .limit(_WALK_CHUNK)
-                ).scalars()
-            )
+            chunk = [
+                seq
+                for (seq,) in self.conn.exec_driver_sql(
+                    self.sql.stored_after, (b.probe_id, through)
+                )
+            ]
             for seq in chunk:
                 if seq != through + 1:
                     return through
@@ -251,29 +368,3 @@ class ReportStore:
             if len(chunk) < _WALK_CHUNK:
                 break
         return through
-
-    def _update_latest(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        newest: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for r in rows:
-            key = (r["uplink"] or "", r["kind"], r["target"])
-            cur = newest.get(key)
-            if cur is None or r["measured_at"] >= cur["measured_at"]:
-                newest[key] = r
-        conn.execute(
-            self._upsert_latest,
-            [
-                {
-                    "probe_id": r["probe_id"],
-                    "uplink": key[0],
-                    "kind": r["kind"],
-                    "target": r["target"],
-                    "seq": r["seq"],
-                    "measured_at": r["measured_at"],
-                    "ok": r["ok"],
-                    "duration_seconds": r["duration_seconds"],
-                    "error": r["error"],
-                    "rsrp_dbm": r["rsrp_dbm"],
-                }
-                for key, r in sorted(newest.items())
-            ],
-        )

@@ -62,6 +62,8 @@ class EmailConfig(_Model):
     username: str | None = None
     password: str | None = None
     starttls: bool = True
+    #: CA bundle that signs the server's certificate, when it is not a public one
+    ca_file: Path | None = None
     timeout: Duration = 10.0
 
 

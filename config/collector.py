@@ -38,6 +38,27 @@ class IngestLimits(BaseModel):
     max_clock_skew_seconds: Annotated[float, Field(ge=60, le=30 * 86_400)] = 7 * 86_400.0
 
 
+class DetectorSettings(BaseModel):
+    """Thresholds of the outage detector (DESIGN §7)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: How often the detector runs.
+    tick_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    #: A probe is silent after this many report intervals without a batch.
+    grace_intervals: Annotated[float, Field(ge=1, le=100)] = 3.0
+    #: Failed runs of every check of an uplink that open an uplink outage (N).
+    down_after_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Successful runs in a row of one check that close it (M).
+    up_after_successes: Annotated[int, Field(ge=1, le=100)] = 2
+    degraded_loss_ratio: Annotated[float, Field(gt=0, le=1)] = 0.2
+    degraded_latency_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    degraded_window_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    degraded_min_samples: Annotated[int, Field(ge=1, le=10_000)] = 5
+    #: A returning probe's backfill is awaited this long before it is classified as it stands.
+    backfill_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+
+
 class CollectorSettings(BaseSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
@@ -67,7 +88,11 @@ class CollectorSettings(BaseSettings):
     report_interval_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     #: Seconds a token lookup is cached; a revoked token stops working after at most this.
     token_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
+    #: Alert routes and receivers (``config/alerts.toml``); without it outages are recorded
+    #: and served but nobody is notified.
+    alerts_file: Path | None = None
     ingest: IngestLimits = IngestLimits()
+    detector: DetectorSettings = DetectorSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -146,11 +146,11 @@ def collector_factory() -> Iterator[CollectorFactory]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
     engines: list[Engine] = []
 
-    def start(url: str, **overrides: object) -> RunningCollector:
+    def start(url: str, *, alerts: object = None, **overrides: object) -> RunningCollector:
         engine = ready_engine(url)
         engines.append(engine)
         settings = make_settings(url, **overrides)
-        app = create_app(settings, engine=engine)
+        app = create_app(settings, engine=engine, alerts=alerts)  # type: ignore[arg-type]
         port = free_port()
         servers.append(serve_in_thread(app, port))
         return RunningCollector(url=f"http://127.0.0.1:{port}", ctx=app.state.ctx, engine=engine)
@@ -173,3 +173,55 @@ def collector(collector_factory: CollectorFactory, sqlite_url: str) -> RunningCo
 def any_collector(collector_factory: CollectorFactory, db_url: str) -> RunningCollector:
     """A running collector, once on SQLite and once on PostgreSQL."""
     return collector_factory(db_url)
+
+
+class WebhookSink:
+    """A real HTTP server on loopback that keeps every JSON body posted to it."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.bodies: list[dict[str, object]] = []
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                with sink.lock:
+                    sink.bodies.append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, object]]], bool], timeout: float = 20
+    ) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                bodies = list(self.bodies)
+            if predicate(bodies):
+                return bodies
+            time.sleep(0.05)
+        raise AssertionError(f"webhook sink: condition not met in {timeout} s; got {self.bodies}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_sink() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+    yield sink
+    sink.close()

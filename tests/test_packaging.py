@@ -70,7 +70,8 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path: Path) -> None:
         for path in (ROOT / folder).rglob("*"):
             rel = path.relative_to(ROOT / folder)
             if (
-                path.suffix in {".py", ".csv", ".toml", ".mako", ".typed", ".service"}
+                path.suffix
+                in {".py", ".csv", ".toml", ".mako", ".typed", ".service", ".yml", ".json"}
                 and "__pycache__" not in rel.parts
             ):
                 expected.add(f"{package}/{rel.as_posix()}")

@@ -60,8 +60,12 @@ def test_the_example_file_is_valid_and_documents_every_setting() -> None:
     from lomsong.config.collector import CollectorSettings, IngestLimits
 
     for name in CollectorSettings.model_fields:
-        assert f"\n{name} =" in text or f"[{name}]" in text, name
+        assert f"\n{name} =" in text or f"[{name}]" in text or f"# {name} =" in text, name
     for name in IngestLimits.model_fields:
+        assert f"\n{name} =" in text, name
+    from lomsong.config.collector import DetectorSettings
+
+    for name in DetectorSettings.model_fields:
         assert f"\n{name} =" in text, name
 
 
@@ -107,17 +111,19 @@ def test_a_real_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_readme_reference_lists_every_setting_with_its_variable_and_default() -> None:
-    from lomsong.config.collector import CollectorSettings, IngestLimits
+    from lomsong.config.collector import CollectorSettings, DetectorSettings, IngestLimits
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for name in CollectorSettings.model_fields:
-        if name == "ingest":
+        if name in ("ingest", "detector"):
             continue
         assert f"| `{name}` | `LOMSONG_{name.upper()}` |" in readme, name
     for name in IngestLimits.model_fields:
         assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
-    defaults = IngestLimits()
-    for name in IngestLimits.model_fields:
-        value = getattr(defaults, name)
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        assert f"`LOMSONG_INGEST__{name.upper()}` | `{shown}` |" in readme, (name, shown)
+    for table, model in (("ingest", IngestLimits), ("detector", DetectorSettings)):
+        defaults = model()
+        for name in model.model_fields:
+            value = getattr(defaults, name)
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            var = f"LOMSONG_{table.upper()}__{name.upper()}"
+            assert f"| `{table}.{name}` | `{var}` | `{shown}` |" in readme, (table, name, shown)

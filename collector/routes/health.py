@@ -13,9 +13,10 @@ from lomsong.errors import StorageError
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is alive")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", summary="The process is alive; says whether it runs the detector")
+def healthz(ctx: Ctx) -> dict[str, str]:
+    leader = ctx.outages is not None and ctx.outages.leader
+    return {"status": "ok", "detector": "leader" if leader else "standby"}
 
 
 @router.get("/readyz", summary="The database answers and its schema is current")

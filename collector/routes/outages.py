@@ -1,0 +1,116 @@
+"""``/api/v1/outages`` (history, scoped by province) and ``/api/v1/notifications`` (attempts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+
+from lomsong.collector.deps import Admin, Caller, Ctx
+from lomsong.collector.schema import notification_attempts, outages
+from lomsong.collector.timefmt import iso, parse_time
+from lomsong.errors import ValidationError
+
+router = APIRouter(tags=["outages"])
+
+
+@router.get("/api/v1/outages", summary="Outage history, newest first")
+async def list_outages(
+    ctx: Ctx,
+    caller: Caller,
+    province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
+    commune: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+    operator: Annotated[str | None, Query(max_length=32)] = None,
+    active: Annotated[
+        bool | None, Query(description="only open (true) or closed (false) outages")
+    ] = None,
+    since: Annotated[str | None, Query(description="started at or after (ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """Outages the caller may read: a viewer sees only its provinces."""
+    if caller.role == "probe":
+        raise HTTPException(403, detail="Authorization: a probe token cannot read outages")
+    allowed = caller.readable_provinces()
+    if province is not None and allowed is not None and province not in allowed:
+        raise HTTPException(403, detail=f"province: token may not read province {province!r}")
+    query = select(outages).order_by(outages.c.started_at.desc()).limit(limit)
+    if allowed is not None:
+        query = query.where(outages.c.province_code.in_(sorted(allowed)))
+    if province is not None:
+        query = query.where(outages.c.province_code == province)
+    if commune is not None:
+        query = query.where(outages.c.commune_code == commune)
+    if operator is not None:
+        query = query.where(outages.c.operator == operator)
+    if active is not None:
+        query = query.where(
+            outages.c.ended_at.is_(None) if active else outages.c.ended_at.is_not(None)
+        )
+    if since is not None:
+        try:
+            query = query.where(outages.c.started_at >= parse_time("since", since))
+        except ValidationError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+
+    def fetch() -> list[dict[str, Any]]:
+        with ctx.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    rows = await run_in_threadpool(fetch)
+    now = ctx.clock()
+    out = []
+    for r in rows:
+        info = ctx.live.probes.get(r["probe_id"])
+        end = r["ended_at"] if r["ended_at"] is not None else now
+        out.append(
+            {
+                "id": r["id"],
+                "probe_id": r["probe_id"],
+                "commune": {"code": r["commune_code"], "name": info.commune_name if info else None},
+                "province": {
+                    "code": r["province_code"],
+                    "name": info.province_name if info else None,
+                },
+                "condition": r["condition"],
+                "cause": r["cause"],
+                "uplink": r["uplink"],
+                "operator": r["operator"],
+                "active": r["ended_at"] is None,
+                "started_at": iso(r["started_at"]),
+                "ended_at": iso(r["ended_at"]),
+                "detected_at": iso(r["detected_at"]),
+                "resolved_at": iso(r["resolved_at"]),
+                "duration_seconds": round(end - r["started_at"], 3),
+            }
+        )
+    return {"outages": out, "count": len(out)}
+
+
+@router.get("/api/v1/notifications", summary="Every attempt to deliver an alert (admin)")
+async def list_notifications(
+    ctx: Ctx,
+    _admin: Admin,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> dict[str, Any]:
+    def fetch() -> list[dict[str, Any]]:
+        query = (
+            select(notification_attempts).order_by(notification_attempts.c.id.desc()).limit(limit)
+        )
+        with ctx.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    rows = await run_in_threadpool(fetch)
+    return {
+        "attempts": [
+            {
+                **r,
+                "fingerprints": orjson.loads(r["fingerprints"]),
+                "at": iso(r["at"]),
+                "ok": bool(r["ok"]),
+            }
+            for r in rows
+        ]
+    }

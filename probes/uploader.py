@@ -1,0 +1,293 @@
+"""The uploader: moves spooled results to the collector, and frees them once it has them.
+
+It is the only reader of the spool's pending rows and the only writer of acknowledgements. One
+request at a time, in batches of ``upload.batch_size``:
+
+- On (re)connect — at start and after any failed attempt — the newest heartbeat goes alone
+  first, so the collector learns at once that the probe is back; then the backlog follows,
+  oldest first, so the collector's contiguous mark advances batch by batch.
+- A 200 answer means the whole batch is stored (the collector is all-or-nothing): its rows are
+  marked sent, and every row up to ``stored_through_seq`` is freed. A row is never freed before
+  the collector says so.
+- Every batch carries ``spool_floor_seq``, the oldest seq not yet sent, so the collector can
+  move its mark past seqs the spool dropped. A batch never spans a hole in the seqs (a dropped
+  result, or the heartbeat that went first): it ends before the hole, so the next batch's floor
+  carries the collector over it at once instead of waiting for newer results.
+- Failures: a network error or 5xx backs off exponentially with full jitter; 429 waits for its
+  ``Retry-After``; 413 halves the batch (a single result too large is dropped and counted); 422
+  naming one result drops that result (counted); other refusals back off at the cap and log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import gzip
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+
+from lomsong.config.probe import UploadSettings
+from lomsong.probes.spool import AsyncSpool, SpooledResult
+from lomsong.wire import ReportAck
+
+log = logging.getLogger(__name__)
+
+_RESULT_INDEX = re.compile(r"^results\[(\d+)\]")
+
+
+@dataclass
+class UploadCounters:
+    batches: int = 0
+    results: int = 0
+    duplicates: int = 0
+    failures: int = 0
+    dropped: int = 0
+    stored_through_seq: int = 0
+
+
+class Uploader:
+    """Sends the spool to ``POST /api/v1/reports``; see the module's docstring for the rules."""
+
+    def __init__(
+        self,
+        spool: AsyncSpool,
+        settings: UploadSettings,
+        *,
+        collector_url: str,
+        token: str,
+        probe_id: str,
+        boot_id: str,
+        agent_version: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.settings = settings
+        self.collector_url = collector_url.rstrip("/")
+        self.probe_id = probe_id
+        self.boot_id = boot_id
+        self.agent_version = agent_version
+        self.counters = UploadCounters()
+        #: Set by the runner when a result was spooled, so an idle uploader sends it soon.
+        self.wake = asyncio.Event()
+        self.connected = False
+        self.batch_size = settings.batch_size
+        self._failures = 0
+        self._token = token
+        self._transport = transport
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._clock = clock
+
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client the uploader sends with (one keep-alive connection)."""
+        verify: ssl.SSLContext | bool = True
+        if self.settings.ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(self.settings.ca_file))
+        return httpx.AsyncClient(
+            base_url=self.collector_url,
+            transport=self._transport,
+            verify=verify,
+            timeout=httpx.Timeout(self.settings.timeout_seconds),
+            headers={
+                "Authorization": f"Bearer {self._token}",
+                "User-Agent": f"lomsong-probe/{self.agent_version}",
+                "Content-Type": "application/json",
+            },
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Upload until ``stop`` is set; never raises for a passing failure."""
+        async with self.client() as client:
+            while not stop.is_set():
+                try:
+                    delay, idle = await self.step(client)
+                except Exception:  # a bug or a failing spool: never let uploads stop for good
+                    log.exception("upload attempt failed unexpectedly")
+                    self._failures += 1
+                    self.connected = False
+                    delay, idle = self.backoff(self._failures), False
+                if delay > 0:
+                    await self._wait(delay, stop, wake_early=idle)
+
+    async def drain(self, client: httpx.AsyncClient, *, max_attempts: int = 1_000) -> bool:
+        """Send until nothing is pending; False if an attempt failed (no waiting on backoff)."""
+        for _ in range(max_attempts):
+            delay, idle = await self.step(client)
+            if idle:
+                return True
+            if delay > 0:
+                return False
+        return False
+
+    async def step(self, client: httpx.AsyncClient) -> tuple[float, bool]:
+        """One attempt. Returns the seconds to wait before the next, and whether idle."""
+        batch = await self._next_batch()
+        if not batch:
+            return self.settings.interval_seconds, True
+        floor = await self.spool.floor_seq()
+        body = encode_batch(
+            self.probe_id,
+            self.boot_id,
+            self.agent_version,
+            datetime.fromtimestamp(self._clock(), UTC),
+            batch,
+            floor,
+        )
+        headers = {}
+        if self.settings.gzip_level:
+            body = gzip.compress(body, self.settings.gzip_level, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = await client.post("/api/v1/reports", content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return await self._answer(response, batch)
+
+    async def _next_batch(self) -> list[SpooledResult]:
+        if not self.connected:
+            heartbeat = await self.spool.newest("heartbeat")
+            if heartbeat is not None:
+                return [heartbeat]
+        batch = await self.spool.pending(self.batch_size)
+        for i in range(1, len(batch)):
+            if batch[i].seq != batch[i - 1].seq + 1:
+                return batch[:i]
+        return batch
+
+    async def _answer(
+        self, response: httpx.Response, batch: list[SpooledResult]
+    ) -> tuple[float, bool]:
+        status = response.status_code
+        if status == 200:
+            ack = ReportAck.model_validate_json(response.content)
+            await self.spool.acknowledge(ack.stored_through_seq, [r.seq for r in batch])
+            if not self.connected and self._failures:
+                log.info("collector reachable again after %d failed attempts", self._failures)
+            self.connected = True
+            self._failures = 0
+            c = self.counters
+            c.batches += 1
+            c.results += ack.accepted
+            c.duplicates += ack.duplicates
+            c.stored_through_seq = ack.stored_through_seq
+            return 0.0, False
+        detail = _detail(response)
+        if status == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
+            # The collector knows its load: honour its wait, only guarding against a silly one.
+            wait = min(3_600.0, wait if wait is not None else self.settings.backoff_max_seconds)
+            log.info("collector asks to slow down: waiting %.1f s", wait)
+            return wait, False
+        if status == 413:
+            if len(batch) > 1:
+                self.batch_size = max(1, len(batch) // 2)
+                log.warning("collector: batch too large (%s); now %d", detail, self.batch_size)
+                return 0.0, False
+            self.counters.dropped += await self.spool.discard([batch[0].seq], f"413 {detail}")
+            return 0.0, False
+        if status == 422:
+            match = _RESULT_INDEX.match(detail)
+            if match and int(match.group(1)) < len(batch):
+                bad = batch[int(match.group(1))]
+                self.counters.dropped += await self.spool.discard([bad.seq], f"422 {detail}")
+                return 0.0, False
+        if status >= 500:
+            return self._failed(f"HTTP {status}: {detail}")
+        # 401, 403, 404 (unregistered probe), a clock refusal: people must act; keep trying
+        # slowly, keep every result, and say why at every attempt.
+        self.connected = False
+        self._failures += 1
+        self.counters.failures += 1
+        log.error("collector refuses the batch: HTTP %d: %s", status, detail)
+        return self.settings.backoff_max_seconds, False
+
+    def _failed(self, why: str) -> tuple[float, bool]:
+        self._failures += 1
+        self.counters.failures += 1
+        if self.connected or self._failures == 1:
+            log.warning("upload failed (%s); backing off and keeping the spool", why)
+        self.connected = False
+        return self.backoff(self._failures), False
+
+    def backoff(self, failures: int) -> float:
+        """Full jitter: uniform in [0, min(cap, initial × 2^(failures-1))]."""
+        s = self.settings
+        ceiling = min(
+            s.backoff_max_seconds, s.backoff_initial_seconds * 2.0 ** min(failures - 1, 60)
+        )
+        return self._rng.uniform(0.0, ceiling)
+
+    async def _wait(self, delay: float, stop: asyncio.Event, *, wake_early: bool) -> None:
+        if self._sleep is not None:
+            await self._sleep(delay)
+            return
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wake_early:
+            self.wake.clear()
+            waiters.append(asyncio.ensure_future(self.wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def encode_batch(
+    probe_id: str,
+    boot_id: str,
+    agent_version: str,
+    sent_at: datetime,
+    results: list[SpooledResult],
+    spool_floor_seq: int | None,
+) -> bytes:
+    """The JSON body of a ``ReportBatch``, spliced from the spooled JSON without re-parsing it."""
+    head: dict[str, object] = {
+        "probe_id": probe_id,
+        "boot_id": boot_id,
+        "agent_version": agent_version,
+        "sent_at": sent_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if spool_floor_seq is not None:
+        head["spool_floor_seq"] = spool_floor_seq
+    # Each spooled body is a JSON object without its seq: insert the seq as the first member.
+    items = b",".join(b'{"seq":%d,%s' % (r.seq, r.body[1:]) for r in results)
+    return orjson.dumps(head)[:-1] + b',"results":[' + items + b"]}"
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds from now: a number of seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200]
+    if isinstance(doc, dict) and isinstance(doc.get("detail"), str):
+        return str(doc["detail"])
+    return response.text[:200]

@@ -1,0 +1,49 @@
+"""The agent runs with the base install only: it never imports the server or geodata stacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "prometheus_client",
+    "geopandas",
+    "shapely",
+    "pyproj",
+    "folium",
+    "numpy",
+    "pandas",
+)
+
+PROGRAM = f"""
+import sys
+import lomsong.probes.agent
+from lomsong.probes.checks.base import KINDS, check_function
+for kind in KINDS:
+    check_function(kind)
+from lomsong.cli import main
+try:
+    main(["probe", "check-config", {str(ROOT / "config" / "probe.toml")!r}])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+heavy = {HEAVY!r}
+print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+"""
+
+
+def test_the_agent_imports_nothing_heavy(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROGRAM], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith("ok: probe cb-thuc-phan, 2 uplinks, 6 checks, 10 scheduled jobs")
+    assert lines[-1] == "LOADED []"
