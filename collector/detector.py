@@ -139,7 +139,11 @@ class _Return:
     seq: int
     boot_id: str
     new_boot: bool
+    old_boot: str | None = None
     boot_time: float | None = None
+    #: the last measurement of the old boot (backfill included) and the first of the new one
+    last_old_measured: float | None = None
+    first_new_measured: float | None = None
     gap_failures: int = 0
     gap_checks: int = 0
     first_failure: float | None = None
@@ -216,8 +220,17 @@ class Detector:
 
     # -- events --------------------------------------------------------------------------------
 
-    def observe(self, observations: Iterable[Observation]) -> list[Change]:
-        """Fold stored results in, in the order of their seq per probe."""
+    def observe(
+        self,
+        observations: Iterable[Observation],
+        stored_through: Mapping[str, int] | None = None,
+    ) -> list[Change]:
+        """Fold stored results in, in the order of their seq per probe.
+
+        ``stored_through`` is the collector's contiguous mark per probe (everything up to it is
+        stored), read before these results: it tells when a returning probe's backlog is
+        complete, even across seqs the agent dropped or a spool that started at a high seq.
+        """
         changes: list[Change] = []
         by_probe: dict[str, list[Observation]] = {}
         for o in observations:
@@ -227,7 +240,8 @@ class Detector:
             if p is None:
                 continue
             obs.sort(key=lambda o: o.seq)
-            self._observe_probe(p, obs, changes)
+            mark = stored_through.get(probe_id) if stored_through else None
+            self._observe_probe(p, obs, changes, mark)
         return changes
 
     def tick(self, now: float) -> list[Change]:
@@ -258,7 +272,9 @@ class Detector:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _observe_probe(self, p: _Probe, obs: list[Observation], changes: list[Change]) -> None:
+    def _observe_probe(
+        self, p: _Probe, obs: list[Observation], changes: list[Change], mark: int | None
+    ) -> None:
         newest_received = max(o.received_at for o in obs)
         if (
             p.silent is not None
@@ -274,6 +290,7 @@ class Detector:
                 seq=max(o.seq for o in obs),
                 boot_id=newest.boot_id,
                 new_boot=p.boot_id is not None and newest.boot_id != p.boot_id,
+                old_boot=p.boot_id,
             )
             changes.append(Change("update", p.silent))
         gap_start = p.silent.started_at if p.silent is not None else None
@@ -290,6 +307,12 @@ class Detector:
         p.last_heard = (
             newest_received if p.last_heard is None else max(p.last_heard, newest_received)
         )
+        if mark is not None and mark > p.through:
+            p.through = mark
+            p.pending = {q for q in p.pending if q > mark}
+            while p.through + 1 in p.pending:
+                p.through += 1
+                p.pending.discard(p.through)
         if p.back is not None and p.silent is not None and p.through >= p.back.seq:
             changes.append(self._close_silent(p, newest_received))
 
@@ -308,6 +331,13 @@ class Detector:
             boot = o.measured_at - o.uptime_seconds
             if boot >= (before or gap_start) and (back.boot_time is None or boot < back.boot_time):
                 back.boot_time = boot
+        if back.new_boot:
+            m = o.measured_at
+            if o.boot_id == back.old_boot:
+                if back.last_old_measured is None or m > back.last_old_measured:
+                    back.last_old_measured = m
+            elif back.first_new_measured is None or m < back.first_new_measured:
+                back.first_new_measured = m
         floor = before if before is not None else gap_start
         if not (floor < o.measured_at < back.measured_at):
             return
@@ -339,14 +369,19 @@ class Detector:
                 ended_at=back.ok_after_failure or back.measured_at,
                 resolved_at=now,
             )
-        elif back.gap_checks == 0 and back.new_boot:
-            closed = replace(
-                outage,
-                cause="power",
-                started_at=p.last_measured if p.last_measured is not None else outage.started_at,
-                ended_at=back.boot_time if back.boot_time is not None else back.measured_at,
-                resolved_at=now,
-            )
+        elif back.new_boot:
+            # The box restarted and nothing it measured failed: it lost power. It was dark from
+            # its last measurement (results it could not send before the cut included) until
+            # it booted again.
+            seen = [x for x in (p.last_measured, back.last_old_measured) if x is not None]
+            last = max(seen) if seen else outage.started_at
+            if back.boot_time is not None and back.boot_time >= last:
+                end = back.boot_time
+            elif back.first_new_measured is not None:
+                end = back.first_new_measured
+            else:
+                end = back.measured_at
+            closed = replace(outage, cause="power", started_at=last, ended_at=end, resolved_at=now)
         else:
             closed = replace(outage, cause="unknown", ended_at=back.measured_at, resolved_at=now)
         if closed.ended_at is not None and closed.ended_at < closed.started_at:

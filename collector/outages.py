@@ -132,8 +132,13 @@ class OutageService:
             self._cursor = now
         detector = self.detector
         self._sync_probes(detector)
+        # The marks are read before the results, so every result they cover is in the feed.
+        with self.engine.connect() as conn:
+            marks = dict(
+                conn.execute(select(probe_state.c.probe_id, probe_state.c.stored_through_seq)).all()
+            )
         observations = self._feed(detector)
-        changes += detector.observe(observations)
+        changes += detector.observe(observations, marks)
         changes += detector.tick(now)
         if changes:
             self._persist(changes, now)

@@ -225,6 +225,9 @@ class ProbeSettings(BaseSettings):
     #: At most this many checks run at once.
     max_concurrency: Annotated[int, Field(ge=1, le=1_024)] = 16
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Where the id of this boot is read; a new id tells the collector the box restarted, which
+    #: with no results in the gap classifies an outage as a power cut. The kernel's by default.
+    boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
     upload: UploadSettings = UploadSettings()
     uplinks: list[UplinkSettings] = []
     checks: list[CheckSettings] = []

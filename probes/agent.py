@@ -249,7 +249,7 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         collector_url=settings.collector_url,
         token=token,
         probe_id=settings.probe_id,
-        boot_id=boot_id(),
+        boot_id=boot_id(settings.boot_id_file),
         agent_version=__version__,
     )
     runner = Runner(settings, spool, on_recorded=uploader.wake.set)

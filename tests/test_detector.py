@@ -307,3 +307,17 @@ def test_at_most_one_open_outage_per_condition_and_uplink(
         for o in p.d.active():
             if o.condition == "degraded":
                 assert ("uplink_down", o.uplink) not in keys
+
+
+def test_power_cut_with_results_the_agent_could_not_send_before_it() -> None:
+    p = new()
+    p.live(T0, 5)  # delivered up to T0+120
+    unsent = p.round(T0 + 150) + p.round(T0 + 180)  # measured, then the power went out
+    p.tick(T0 + 1000)
+    p.boot, p.boot_at = "boot-b", T0 + 1900
+    back = p.round(T0 + 1960)
+    p.deliver([back[-1]], T0 + 1961)
+    [close] = [c for c in p.deliver(unsent + back[:-1], T0 + 1962) if c.action == "close"]
+    assert close.outage.cause == "power"
+    assert close.outage.started_at == T0 + 180  # its last measurement, sent after the return
+    assert close.outage.ended_at == T0 + 1900

@@ -286,3 +286,16 @@ def test_kinds_are_stored_with_their_fields(collector: RunningCollector) -> None
         page = http.get("/api/v1/probes/cb-1/results").json()["results"]
     assert page[0]["status_code"] == 200 and page[0]["tls_expiry_days"] == 41.5
     assert page[1]["spool_dropped"] == 3 and page[1]["uplink"] is None
+
+
+def test_a_counter_beyond_64_bits_is_refused_by_name(collector: RunningCollector) -> None:
+    import json
+
+    token = collector.register("cb-1")
+    doc = batch("cb-1", [1])
+    doc["results"] = [result(1, kind="heartbeat", spool_depth=2**64 + 7)]  # type: ignore[index]
+    r = _post(collector, token, json.dumps(doc).encode())  # orjson stops at 64 bits itself
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "results[0].spool_depth" in detail and str(2**64 + 7) in detail, detail
+    assert _count(collector) == 0

@@ -13,7 +13,14 @@ from lomsong.collector.database import check_ready, current_revision, head_revis
 from lomsong.collector.ingest import parse_batch
 from lomsong.collector.places import count_places
 from lomsong.collector.registry import Uplink, register_probe
-from lomsong.collector.schema import communes, metadata, probe_state, provinces, results
+from lomsong.collector.schema import (
+    communes,
+    latest_results,
+    metadata,
+    probe_state,
+    provinces,
+    results,
+)
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
 from lomsong.errors import ConfigError, MigrationError
@@ -138,3 +145,31 @@ def test_a_group_commit_keeps_batches_apart(engine: Engine) -> None:
         (5, 0, 5),
         (5, 5, 15),
     ]
+
+
+def test_a_group_answers_as_its_batches_one_at_a_time(engine: Engine) -> None:
+    # One probe reconnecting: the newest heartbeat first, then overlapping re-sends, all in
+    # one transaction; the writer defers its inserts, so it must see its own pending rows.
+    store = _store(engine)
+    register_probe(engine, "cb-2", "01279", [Uplink("fibre", "fibre")])
+    seqs = [[10], range(1, 5), range(3, 12), range(5, 10)]
+    grouped = store.write([prepared(batch("cb-1", s)) for s in seqs])
+    alone = [store.write([prepared(batch("cb-2", s))])[0] for s in seqs]
+
+    def acks(out):  # type: ignore[no-untyped-def]
+        return [(s.ack.accepted, s.ack.duplicates, s.ack.stored_through_seq) for s in out]
+
+    assert acks(grouped) == acks(alone) == [(1, 0, 0), (4, 0, 4), (6, 3, 11), (0, 5, 11)]
+    with engine.connect() as conn:
+        states = {
+            r["probe_id"]: (r["stored_through_seq"], r["max_seq"], r["results_total"])
+            for r in conn.execute(select(probe_state)).mappings()
+        }
+        newest = conn.execute(
+            select(latest_results.c.probe_id, latest_results.c.seq).where(
+                latest_results.c.kind == "icmp"
+            )
+        ).all()
+    assert states == {"cb-1": (11, 11, 11), "cb-2": (11, 11, 11)}
+    assert sorted(newest) == [("cb-1", 11), ("cb-2", 11)]
+    assert _count(engine) == 22

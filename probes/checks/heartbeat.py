@@ -38,10 +38,10 @@ async def run(spec: HeartbeatCheck, ctx: CheckContext) -> Outcome:
     return outcome
 
 
-def boot_id() -> str:
+def boot_id(path: Path = BOOT_ID_FILE) -> str:
     """The kernel's id of this boot; a new one means the box restarted (power cut, reboot)."""
     try:
-        return BOOT_ID_FILE.read_text().strip()
+        return path.read_text().strip()
     except OSError:
         # No /proc (not Linux): the agent's own start stands in for the boot.
         return f"agent-{int(time.time() - time.monotonic())}"
