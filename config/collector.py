@@ -7,13 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-from lomsong.config.loading import load_settings
+from lomsong.config.loading import FileSettings, load_settings
 from lomsong.errors import ConfigError
 
 #: Secrets that ship in examples and must never guard a real collector.
@@ -59,7 +56,7 @@ class DetectorSettings(BaseModel):
     backfill_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
-class CollectorSettings(BaseSettings):
+class CollectorSettings(FileSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
     model_config = SettingsConfigDict(
@@ -93,20 +90,6 @@ class CollectorSettings(BaseSettings):
     alerts_file: Path | None = None
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
 
     def check_secrets(self) -> None:
         """Refuse a placeholder or short admin secret unless running in development mode."""

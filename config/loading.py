@@ -12,12 +12,36 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from lomsong.errors import ConfigError
 from lomsong.wire import format_location
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+class FileSettings(BaseSettings):
+    """Settings read from init arguments, then the environment, then a TOML file, in that order
+    of precedence (the file is the one :func:`load_settings` names)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
 
 
 def load_settings(cls: type[S], path: Path | str | None = None, **overrides: Any) -> S:

@@ -14,13 +14,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-from lomsong.config.loading import load_settings
+from lomsong.config.loading import FileSettings, load_settings
 from lomsong.errors import ConfigError
 from lomsong.wire import NAME_PATTERN
 
@@ -198,7 +195,7 @@ class UploadSettings(_Section):
     ca_file: Path | None = None
 
 
-class ProbeSettings(BaseSettings):
+class ProbeSettings(FileSettings):
     """Everything the agent reads at start; unknown keys are refused."""
 
     model_config = SettingsConfigDict(
@@ -239,20 +236,6 @@ class ProbeSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
         return value.rstrip("/")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
-            sources.append(TomlConfigSettingsSource(settings_cls))
-        return tuple(sources)
 
     def bearer_token(self) -> str:
         """The token from ``token`` or ``token_file``; a ``ConfigError`` when neither gives one."""
