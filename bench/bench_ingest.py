@@ -137,15 +137,33 @@ def _http_alone(tmp: Path) -> None:
     heading("1b. the same with the outage detector idle (diagnostic, no target)")
     db = tmp / "http-alone.db"
     tokens = fresh_database(db, N_PROBES)
+    probes = tuple(tokens.items())
     try:
         with serve(db, tmp / "serve-alone.log", **SERVER_ENV, **NO_DETECTOR_ENV) as server:
-            r = run_load(
-                LoadSpec(server.url, server.pid, tuple(tokens.items()), WARMUP_SECONDS, SECONDS)
+            r = run_load(LoadSpec(server.url, server.pid, probes, WARMUP_SECONDS, SECONDS))
+            again = run_load(
+                LoadSpec(
+                    server.url,
+                    server.pid,
+                    probes,
+                    RESEND_WARMUP_SECONDS,
+                    RESEND_SECONDS,
+                    resend=True,
+                    next_seq=r.next_seq,
+                )
             )
     except RuntimeError as exc:
         line(f"skipped: {exc}")
         return
     _load_lines(r)
+    line("re-sending stored batches to it:")
+    _load_lines(again)
+    fresh_cost = r.window_seconds / max(1, r.requests)
+    resend_cost = again.window_seconds / max(1, again.requests)
+    line(
+        f"cost per batch: fresh {fresh_cost * 1e3:.2f} ms, re-sent {resend_cost * 1e3:.2f} ms "
+        f"-> {resend_cost / fresh_cost:.2f}x"
+    )
 
 
 def _load_lines(r: LoadResult) -> None:

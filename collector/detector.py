@@ -28,6 +28,8 @@ Action = Literal["open", "update", "close"]
 
 #: Check kinds that say whether an uplink reaches the outside; modem and heartbeat do not.
 REACHABILITY_KINDS = frozenset({"icmp", "tcp", "http", "dns"})
+#: The quality window keeps at most this many rounds (a 5-minute window of 1-second pings).
+WINDOW_MAX_SAMPLES = 512
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,10 @@ class _Stream:
 @dataclass
 class _Uplink:
     streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
-    window: deque[tuple[float, float, float | None]] = field(default_factory=deque)
+    #: the newest answered icmp rounds: (measured_at, loss ratio, round-trip)
+    window: deque[tuple[float, float, float | None]] = field(
+        default_factory=lambda: deque(maxlen=WINDOW_MAX_SAMPLES)
+    )
     down: Outage | None = None
     degraded: Outage | None = None
 
@@ -162,6 +167,8 @@ class _Probe:
     uplinks: dict[str, _Uplink] = field(default_factory=dict)
     silent: Outage | None = None
     back: _Return | None = None
+    #: uplinks whose quality window changed in this arrival, with the newest result
+    dirty: dict[str, Observation] = field(default_factory=dict)
 
 
 class Detector:
@@ -304,6 +311,9 @@ class Detector:
             if p.back is None and (p.last_measured is None or o.measured_at > p.last_measured):
                 p.last_measured = o.measured_at
                 p.boot_id = o.boot_id
+        for uplink, newest_obs in p.dirty.items():
+            self._degraded(p, p.uplinks[uplink], newest_obs, changes)
+        p.dirty.clear()
         p.last_heard = (
             newest_received if p.last_heard is None else max(p.last_heard, newest_received)
         )
@@ -424,18 +434,20 @@ class Detector:
         if o.kind == "icmp" and o.ok:
             # Only answered rounds judge the quality of a link; unanswered ones judge whether
             # it is down at all.
-            self._degraded(p, up, o, changes)
+            loss = (
+                1.0 - o.packets_received / o.packets_sent
+                if o.packets_sent and o.packets_received is not None
+                else 0.0
+            )
+            up.window.append((o.measured_at, loss, o.duration_seconds))
+            while up.window and up.window[0][0] < o.measured_at - cfg.degraded_window_seconds:
+                up.window.popleft()
+            # Judged once per arrival, not per result: a backlog of thousands of results in
+            # one window would otherwise cost its square.
+            p.dirty[o.uplink] = o
 
     def _degraded(self, p: _Probe, up: _Uplink, o: Observation, changes: list[Change]) -> None:
         cfg = self.config
-        loss = (
-            1.0 - o.packets_received / o.packets_sent
-            if o.packets_sent and o.packets_received is not None
-            else 0.0
-        )
-        up.window.append((o.measured_at, loss, o.duration_seconds))
-        while up.window and up.window[0][0] < o.measured_at - cfg.degraded_window_seconds:
-            up.window.popleft()
         if len(up.window) < cfg.degraded_min_samples or up.down is not None:
             return
         mean_loss = sum(w[1] for w in up.window) / len(up.window)

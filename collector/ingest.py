@@ -260,7 +260,11 @@ def prepare(batch: ReportBatch, limits: IngestLimits, *, received_at: float) -> 
                     row[name] = value
         row["boot_id"] = boot_id
         if f["kind"] == "heartbeat":
-            details = {k: f[k] for k in _HEARTBEAT_FIELDS if f[k] is not None}
+            details = {}
+            for name in _HEARTBEAT_FIELDS:
+                value = f[name]
+                if value is not None:
+                    details[name] = value
             if details:
                 row["details"] = _details_json(i, details)
         rows.append(row)

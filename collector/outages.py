@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 #: Advisory lock key of the detector ("lomsong" in ASCII, as a bigint).
 LEADER_LOCK = 0x6C6F6D736F6E67
 #: The feed re-reads this much before its cursor: a transaction that received a batch a moment
-#: before the last read may have committed after it.
-FEED_MARGIN_SECONDS = 30.0
+#: before the last read may have committed after it. Commits follow receipt by milliseconds
+#: (one group commit); every second of margin is re-read on every tick, so it stays small.
+FEED_MARGIN_SECONDS = 5.0
 
 #: hamlets, population and hamlets without grid power left without signal, if known
 Impact = Callable[[str, str | None], tuple[int, int, int] | None]
