@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
-import ipaddress
 import json
 import shutil
 import socket
@@ -25,16 +24,13 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lomsong.collector.alerts.alertmanager import AlertmanagerReceiver
 from lomsong.collector.alerts.email import EmailReceiver
 from lomsong.collector.alerts.model import Alert, DeliveryError, Notification, Status
 from lomsong.collector.alerts.webhook import WebhookReceiver, rfc3339
 from tests.conftest import free_port
+from tests.tls import write_self_signed
 
 # 2025-03-01 22:05:07.250 in Asia/Ho_Chi_Minh (UTC+7): a night-time power cut.
 STARTED = dt.datetime(2025, 3, 1, 15, 5, 7, 250000, tzinfo=dt.UTC).timestamp()
@@ -270,32 +266,8 @@ class Mailbox:
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lomsong test SMTP")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_file, key_file, _ = write_self_signed(
+        directory, days=1, name="lomsong test SMTP", prefix="smtp-"
     )
     return cert_file, key_file
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import ipaddress
 import socket
 import socketserver
 import ssl
@@ -19,10 +18,8 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.tls import write_self_signed
 
 #: What the DNS fixture answers: name → A record.
 DNS_RECORDS = {"ubnd.caobang.gov.vn.": "192.0.2.10", "dichvucong.gov.vn.": "192.0.2.20"}
@@ -157,36 +154,7 @@ class Certificate:
 @pytest.fixture
 def self_signed(tmp_path: Path) -> Certificate:
     """A self-signed certificate for 127.0.0.1 and localhost, valid for CERT_DAYS more days."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lomsong test")])
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    not_after = now + dt.timedelta(days=CERT_DAYS)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file, key_file, not_after = write_self_signed(tmp_path, days=CERT_DAYS)
     return Certificate(cert_file, key_file, not_after)
 
 
