@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,7 +29,7 @@ from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.outages import OutageService
 from lomsong.collector.routes import health, outages, probes, reports
-from lomsong.collector.store import ReportStore
+from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConflictError, LomsongError, NotFoundError, ValidationError
@@ -72,7 +72,7 @@ def create_app(
     ctx = Context(
         settings=settings,
         engine=engine,
-        store=ReportStore(engine, on_commit=live.apply),
+        store=ReportStore(engine, on_commit=lambda stored: _committed(stored)),
         live=live,
         metrics=metrics,
         renderer=MetricsRenderer(
@@ -105,6 +105,11 @@ def create_app(
         public_url=settings.public_url,
     )
     ctx.outages = service
+
+    def _committed(stored: Sequence[StoredBatch]) -> None:
+        live.apply(stored)
+        service.accept(stored)
+
     alerting = _Alerting(service, alerts, dict(receivers or {}), clock)
 
     @asynccontextmanager

@@ -11,8 +11,10 @@ is one collector, and it is always the leader.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, RowMapping, func, select, text
@@ -32,6 +34,7 @@ from lomsong.collector.detector import (
 )
 from lomsong.collector.live import LiveState
 from lomsong.collector.schema import notification_attempts, outages, probe_state, results
+from lomsong.collector.store import StoredBatch
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,14 @@ class OutageService:
         self._lock_conn: Connection | None = None
         self._cursor = 0.0
         self._is_pg = engine.dialect.name == "postgresql"
+        #: With SQLite this process is the only writer: the detector takes the committed
+        #: batches as they are, instead of reading every result back from the database.
+        self._inbox: deque[StoredBatch] | None = None if self._is_pg else deque()
+
+    def accept(self, stored: Sequence[StoredBatch]) -> None:
+        """Take committed batches (called by the store's writer after each commit)."""
+        if self._inbox is not None:
+            self._inbox.extend(stored)
 
     # -- leadership ----------------------------------------------------------------------------
 
@@ -133,12 +144,17 @@ class OutageService:
             self._cursor = now
         detector = self.detector
         self._sync_probes(detector)
-        # The marks are read before the results, so every result they cover is in the feed.
-        with self.engine.connect() as conn:
-            marks = dict(
-                conn.execute(select(probe_state.c.probe_id, probe_state.c.stored_through_seq)).all()
-            )
-        observations = self._feed(detector)
+        if self._inbox is not None:
+            observations, marks = self._drain(detector)
+        else:
+            # The marks are read before the results, so every result they cover is in the feed.
+            with self.engine.connect() as conn:
+                marks = dict(
+                    conn.execute(
+                        select(probe_state.c.probe_id, probe_state.c.stored_through_seq)
+                    ).all()
+                )
+            observations = self._feed(detector)
         changes += detector.observe(observations, marks)
         changes += detector.tick(now)
         if changes:
@@ -203,28 +219,23 @@ class OutageService:
                 newest = max(newest, r.received_at)
                 if detector.has_seen(r.probe_id, r.seq):
                     continue
-                uptime = None
-                if r.kind == "heartbeat" and r.details:
-                    uptime = orjson.loads(r.details).get("uptime_seconds")
-                out.append(
-                    Observation(
-                        probe_id=r.probe_id,
-                        seq=r.seq,
-                        measured_at=r.measured_at,
-                        received_at=r.received_at,
-                        kind=r.kind,
-                        uplink=r.uplink,
-                        ok=bool(r.ok),
-                        boot_id=r.boot_id,
-                        target=r.target,
-                        duration_seconds=r.duration_seconds,
-                        packets_sent=r.packets_sent,
-                        packets_received=r.packets_received,
-                        uptime_seconds=uptime,
-                    )
-                )
+                out.append(observation(r.probe_id, r.boot_id, r.received_at, r._mapping))
         self._cursor = newest
         return out
+
+    def _drain(self, detector: Detector) -> tuple[list[Observation], dict[str, int]]:
+        assert self._inbox is not None
+        out: list[Observation] = []
+        marks: dict[str, int] = {}
+        while self._inbox:
+            stored = self._inbox.popleft()
+            b = stored.batch
+            marks[b.probe_id] = max(marks.get(b.probe_id, 0), stored.ack.stored_through_seq)
+            for r in b.rows:
+                if detector.has_seen(b.probe_id, r["seq"]):
+                    continue
+                out.append(observation(b.probe_id, b.boot_id, b.received_at, r))
+        return out, marks
 
     def _persist(self, changes: Sequence[Change], now: float) -> None:
         latest: dict[str, Outage] = {}
@@ -353,4 +364,29 @@ def outage_from_row(m: RowMapping) -> Outage:
         operator=m["operator"],
         ended_at=m["ended_at"],
         resolved_at=m["resolved_at"],
+    )
+
+
+def observation(
+    probe_id: str, boot_id: str, received_at: float, r: Mapping[Any, Any]
+) -> Observation:
+    """A stored result (a table row, or a row as the store wrote it) as the detector sees it."""
+    uptime = None
+    details = r.get("details")
+    if r["kind"] == "heartbeat" and details:
+        uptime = orjson.loads(details).get("uptime_seconds")
+    return Observation(
+        probe_id=probe_id,
+        seq=r["seq"],
+        measured_at=r["measured_at"],
+        received_at=received_at,
+        kind=r["kind"],
+        uplink=r.get("uplink"),
+        ok=bool(r["ok"]),
+        boot_id=boot_id,
+        target=r.get("target", ""),
+        duration_seconds=r.get("duration_seconds"),
+        packets_sent=r.get("packets_sent"),
+        packets_received=r.get("packets_received"),
+        uptime_seconds=uptime,
     )

@@ -41,7 +41,7 @@ class DetectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: How often the detector runs.
-    tick_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    tick_seconds: Annotated[float, Field(gt=0, le=300)] = 1.0
     #: A probe is silent after this many report intervals without a batch.
     grace_intervals: Annotated[float, Field(ge=1, le=100)] = 3.0
     #: Failed runs of every check of an uplink that open an uplink outage (N).
