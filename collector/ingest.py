@@ -62,7 +62,7 @@ class IngestRejected(Exception):
 CheckKey = tuple[str, str, str]
 
 #: Result fields stored in a column of the same name, in the table's column order.
-_PLAIN_FIELDS = (
+PLAIN_FIELDS = (
     "kind",
     "target",
     "uplink",
@@ -247,7 +247,7 @@ def prepare(batch: ReportBatch, limits: IngestLimits, *, received_at: float) -> 
             "measured_at": measured_at,
             "received_at": received_at,
         }
-        for name in _PLAIN_FIELDS:
+        for name in PLAIN_FIELDS:
             value = f[name]
             if value is not None:
                 row[name] = value

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from lomsong.collector.deps import Caller, Ctx, check_may_read_probe
+from lomsong.collector.ingest import PLAIN_FIELDS
 from lomsong.collector.live import ProbeLive
 from lomsong.collector.registry import ProbeInfo
 from lomsong.collector.schema import results
@@ -171,16 +172,8 @@ async def probe_results(
 
 
 _SIGNAL = ("rat", "rsrp_dbm", "rsrq_db", "snr_db", "rssi_dbm", "mcc", "mnc", "tac", "lac", "cid")
-_OPTIONAL = (
-    "duration_seconds",
-    "packets_sent",
-    "packets_received",
-    "rtt_min_seconds",
-    "rtt_max_seconds",
-    "jitter_seconds",
-    "status_code",
-    "tls_expiry_days",
-)
+#: the measured fields shown only when present (the rest of the plain columns always are)
+_OPTIONAL = tuple(f for f in PLAIN_FIELDS if f not in ("kind", "target", "uplink", "ok", "error"))
 
 
 def result_view(r: dict[str, Any]) -> dict[str, Any]:

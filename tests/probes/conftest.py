@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
 
+from lomsong.config.probe import ProbeSettings
 from tests.tls import write_self_signed
 
 #: What the DNS fixture answers: name → A record.
@@ -211,3 +213,13 @@ def dns_server() -> Iterator[Server]:
     for s in (udp, tcp):
         s.shutdown()
         s.server_close()
+
+
+def probe_settings(tmp_path: Path, **extra: Any) -> ProbeSettings:
+    """Settings of a probe that reports nowhere, with its spool in ``tmp_path``."""
+    return ProbeSettings(
+        probe_id="cb-test",
+        collector_url="http://127.0.0.1:1",
+        spool_path=tmp_path / "spool.db",
+        **extra,
+    )

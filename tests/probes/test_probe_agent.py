@@ -6,7 +6,6 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 import psutil
@@ -16,7 +15,6 @@ from lomsong.config.probe import (
     HttpCheck,
     IcmpCheck,
     ModemCheck,
-    ProbeSettings,
     TcpCheck,
     UplinkSettings,
 )
@@ -24,20 +22,11 @@ from lomsong.probes.agent import Job, Measurement, Runner, encode_result, plan_j
 from lomsong.probes.checks.base import Binding, Outcome
 from lomsong.probes.spool import AsyncSpool, Spool
 
-from .conftest import Server
-
-
-def settings(tmp_path: Path, **extra: Any) -> ProbeSettings:
-    return ProbeSettings(
-        probe_id="cb-test",
-        collector_url="http://127.0.0.1:1",
-        spool_path=tmp_path / "spool.db",
-        **extra,
-    )
+from .conftest import Server, probe_settings
 
 
 def test_plan_runs_each_check_over_each_uplink(tmp_path: Path) -> None:
-    s = settings(
+    s = probe_settings(
         tmp_path,
         uplinks=[
             UplinkSettings(name="fibre", source_address="127.0.0.1"),
@@ -65,7 +54,7 @@ def test_plan_runs_each_check_over_each_uplink(tmp_path: Path) -> None:
 def test_a_hung_check_does_not_delay_the_others(
     http_server: Server, tcp_server: Server, tmp_path: Path
 ) -> None:
-    s = settings(tmp_path, max_concurrency=4)
+    s = probe_settings(tmp_path, max_concurrency=4)
     hang = HttpCheck(kind="http", target=f"http://{http_server.address}/hang", timeout_seconds=1.5)
     tcp = TcpCheck(kind="tcp", target=tcp_server.address)
 
@@ -94,7 +83,7 @@ def test_a_stuck_mmcli_is_killed_at_the_timeout(tmp_path: Path) -> None:
     )
 
     async def scenario() -> tuple[Measurement, list[psutil.Process]]:
-        m = await Runner(settings(tmp_path)).measure(
+        m = await Runner(probe_settings(tmp_path)).measure(
             Job("m", "modem", spec.target, spec, Binding("viettel-4g"))
         )
         await asyncio.sleep(0.5)  # the cancelled check kills its child meanwhile
@@ -119,7 +108,7 @@ def test_a_result_the_wire_would_refuse_is_recorded_as_a_failure(tmp_path: Path)
 def test_recorded_results_go_to_the_spool_with_their_times(
     tcp_server: Server, tmp_path: Path
 ) -> None:
-    s = settings(tmp_path)
+    s = probe_settings(tmp_path)
     tcp = TcpCheck(kind="tcp", target=tcp_server.address)
     woken: list[bool] = []
 
@@ -145,7 +134,7 @@ def test_recorded_results_go_to_the_spool_with_their_times(
 
 
 def test_run_once_measures_every_job(tcp_server: Server, tmp_path: Path) -> None:
-    s = settings(
+    s = probe_settings(
         tmp_path,
         uplinks=[UplinkSettings(name="fibre", source_address="127.0.0.1")],
         checks=[TcpCheck(kind="tcp", target=tcp_server.address)],

@@ -19,7 +19,6 @@ from lomsong.config.probe import (
     HeartbeatCheck,
     HttpCheck,
     IcmpCheck,
-    ProbeSettings,
     TcpCheck,
     UplinkSettings,
 )
@@ -30,22 +29,13 @@ from lomsong.probes.checks.icmp import NO_SOCKET
 from lomsong.wire import Result
 from tests.conftest import free_port
 
-from .conftest import Certificate, Server
-
-
-def settings(tmp_path: Path, **extra: Any) -> ProbeSettings:
-    return ProbeSettings(
-        probe_id="cb-test",
-        collector_url="http://127.0.0.1:1",
-        spool_path=tmp_path / "spool.db",
-        **extra,
-    )
+from .conftest import Certificate, Server, probe_settings
 
 
 def measure(spec: Any, tmp_path: Path, binding: Binding | None = None) -> Measurement:
     binding = binding or Binding("fibre")
     job = Job(f"t:{spec.kind}", spec.kind, spec.target, spec, binding)
-    m = asyncio.run(Runner(settings(tmp_path)).measure(job))
+    m = asyncio.run(Runner(probe_settings(tmp_path)).measure(job))
     # Every outcome, failed or not, must be a valid wire result.
     Result.model_validate_json(b'{"seq":1,' + encode_result(m)[1:])
     return m
