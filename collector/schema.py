@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -192,4 +193,128 @@ notification_attempts = Table(
     Column("ok", Boolean, nullable=False),
     Column("error", String(512), nullable=True),
     Column("at", Float, nullable=False),
+)
+
+# --- geodata and coverage (DESIGN §8) ---
+# Geometry is stored as WKB in EPSG:4326 (lon/lat); points also keep lat/lon columns so that the
+# engine can read them without decoding geometry.
+
+boundaries = Table(
+    "boundaries",
+    metadata,
+    # "province" or "commune"; the code is the official 2025 code
+    Column("level", String(8), primary_key=True),
+    Column("code", String(5), primary_key=True),
+    Column("geometry", LargeBinary, nullable=False),
+    Column("population", Integer, nullable=True),
+    Column("import_id", Integer, ForeignKey("geodata_imports.id"), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+geodata_imports = Table(
+    "geodata_imports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # provinces, communes, hamlets, sites, field
+    Column("kind", String(16), nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("crs", String(64), nullable=True),
+    # the province the import was limited to, if any
+    Column("province_code", String(2), nullable=True),
+    Column("synthetic", Boolean, nullable=False),
+    Column("rows_total", Integer, nullable=False),
+    Column("rows_accepted", Integer, nullable=False),
+    Column("rows_rejected", Integer, nullable=False),
+    # JSON: the rejected rows with their reasons, and anything else the report says
+    Column("report", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+hamlets = Table(
+    "hamlets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("commune_code", String(5), ForeignKey("communes.code"), nullable=False, index=True),
+    Column("province_code", String(2), nullable=False, index=True),
+    # the representative point; geometry holds the polygon when the source had one
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("geometry", LargeBinary, nullable=True),
+    Column("population", Integer, nullable=True),
+    Column("households", Integer, nullable=True),
+    Column("has_grid_power", Boolean, nullable=True),
+    Column("synthetic", Boolean, nullable=False),
+    # hamlets are being reorganised: every change makes a new version, kept in hamlet_versions
+    Column("version", Integer, nullable=False),
+    Column("import_id", Integer, ForeignKey("geodata_imports.id"), nullable=True),
+    # set when a later hamlet set for the province no longer has this hamlet
+    Column("retired_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+hamlet_versions = Table(
+    "hamlet_versions",
+    metadata,
+    Column("hamlet_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("import_id", Integer, ForeignKey("geodata_imports.id"), nullable=True),
+    # JSON of the hamlet's row as that version had it (geometry as WKT)
+    Column("data", Text, nullable=False),
+    Column("valid_from", Float, nullable=False),
+    Column("valid_to", Float, nullable=True),
+)
+
+# One row per sector (cell); a site is the set of sectors sharing site_id.
+sites = Table(
+    "sites",
+    metadata,
+    # "<operator>:<site_id>:<cell_id>"
+    Column("id", String(160), primary_key=True),
+    Column("site_id", String(64), nullable=False),
+    Column("cell_id", String(64), nullable=False),
+    Column("operator", String(32), nullable=False, index=True),
+    # gsm, umts, lte, nr
+    Column("radio", String(8), nullable=False),
+    Column("band_mhz", Float, nullable=False),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("province_code", String(2), nullable=True, index=True),
+    Column("commune_code", String(5), nullable=True),
+    Column("height_m", Float, nullable=True),
+    # null azimuth: omnidirectional
+    Column("azimuth_deg", Float, nullable=True),
+    Column("beamwidth_deg", Float, nullable=True),
+    # transmit power of the sector in dBm; null: the configured default
+    Column("power_dbm", Float, nullable=True),
+    # OpenCelliD's estimated range, used as the radius when there is no power
+    Column("range_m", Float, nullable=True),
+    # active, down, planned
+    Column("status", String(16), nullable=False),
+    # operator, opencellid, synthetic, ...
+    Column("source", String(32), nullable=False),
+    Column("synthetic", Boolean, nullable=False),
+    Column("import_id", Integer, ForeignKey("geodata_imports.id"), nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+field_measurements = Table(
+    "field_measurements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("operator", String(32), nullable=False),
+    Column("radio", String(8), nullable=True),
+    Column("rsrp_dbm", Float, nullable=False),
+    Column("measured_at", Float, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("import_id", Integer, ForeignKey("geodata_imports.id"), nullable=True),
+    Column("received_at", Float, nullable=False),
+)
+Index(
+    "ix_field_measurements_operator_measured_at",
+    field_measurements.c.operator,
+    field_measurements.c.measured_at,
 )
