@@ -113,7 +113,7 @@ class Change:
     outage: Outage
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stream:
     """Consecutive outcomes of one check (kind, target) on one uplink."""
 
@@ -124,7 +124,7 @@ class _Stream:
     ok_since: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Uplink:
     streams: dict[tuple[str, str], _Stream] = field(default_factory=dict)
     #: the newest answered icmp rounds: (measured_at, loss ratio, round-trip)
@@ -156,7 +156,7 @@ class _Return:
     ok_after_failure: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Probe:
     meta: ProbeMeta
     last_heard: float | None = None
@@ -405,8 +405,14 @@ class Detector:
 
     def _stream(self, p: _Probe, o: Observation, changes: list[Change]) -> None:
         assert o.uplink is not None
-        up = p.uplinks.setdefault(o.uplink, _Uplink())
-        s = up.streams.setdefault((o.kind, o.target), _Stream())
+        # get-then-create: setdefault would build a fresh _Uplink and _Stream for every result
+        up = p.uplinks.get(o.uplink)
+        if up is None:
+            up = p.uplinks[o.uplink] = _Uplink()
+        key = (o.kind, o.target)
+        s = up.streams.get(key)
+        if s is None:
+            s = up.streams[key] = _Stream()
         if o.measured_at <= s.last_measured:
             return  # older than what this stream already judged
         s.last_measured = o.measured_at
@@ -422,7 +428,10 @@ class Detector:
             s.fail_streak += 1
             s.ok_streak, s.ok_since = 0, None
         if up.down is None:
-            if all(x.fail_streak >= cfg.down_after_failures for x in up.streams.values()):
+            # only a failure can complete every stream's failure streak
+            if not o.ok and all(
+                x.fail_streak >= cfg.down_after_failures for x in up.streams.values()
+            ):
                 start = max(x.fail_since for x in up.streams.values() if x.fail_since is not None)
                 up.down = self._uplink_outage(p, o, "uplink_down", start, o.received_at)
                 changes.append(Change("open", up.down))
