@@ -1,111 +1,472 @@
-"""``lomsong demo``: the collector on the embedded default, with Cao Bằng's 56 communes' probes.
+"""``lomsong demo``: the whole system on one machine, with Cao Bằng's 56 communes.
 
-It prepares a SQLite file under ``var/demo/``, registers one probe per Cao Bằng commune with the
-uplinks a commune centre typically has, writes each probe's token to ``var/demo/tokens.json``
-and serves the collector in development mode until Ctrl-C (or for ``--minutes``).
+The demo starts from a fresh SQLite file under its work directory (``var/demo/`` by default;
+the database, the directory and the collector's settings are set up by ``demo_setup``):
+it registers one probe per Cao Bằng commune with a fibre line and two operators' 4G links,
+starts a webhook sink and one small HTTP service per commune and uplink on loopback (what
+each link reaches, see ``demo_world``), serves the collector with alerts routed to the sink
+(and to an Alertmanager with ``--alertmanager``), and starts one real ``lomsong probe run``
+agent per commune. Once every agent reports, a fixed scenario (``demo_scenario``) cuts and
+repairs links and stops, kills and restarts agents, so that outages open, are told to the sink
+and resolve within the first three minutes. Ctrl-C stops everything in order: agents first,
+then the collector, then the services. ``--minutes N`` runs that long and ends with a summary;
+the CLI exits non-zero when the scenario's expectations did not hold.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import asyncio
+import contextlib
+import os
+import resource
 import secrets
+import signal
+import socket
+import sys
 import threading
 import time
-import unicodedata
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
-from rich.console import Console
-from sqlalchemy import select
+from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from lomsong.collector.app import create_app
-from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
-from lomsong.collector.places import load_places
-from lomsong.collector.registry import Uplink, load_probes, register_probe
-from lomsong.collector.schema import communes
-from lomsong.config.collector import CollectorSettings
-
-PROVINCE = "04"  # Cao Bằng
-#: The uplinks a commune centre in the demo has: a fibre line and two operators' 4G routers.
-UPLINKS = (
-    Uplink("fibre", "fibre"),
-    Uplink("viettel-4g", "viettel"),
-    Uplink("vnpt-4g", "vinaphone"),
+from lomsong.collector.database import open_engine
+from lomsong.collector.demo_scenario import (
+    INCIDENTS,
+    OutageRecord,
+    Place,
+    check,
+    describe,
+    duration,
+    steps,
 )
+from lomsong.collector.demo_setup import (
+    AGENTS_DIR,
+    REGIONAL_MIN_COMMUNES,
+    UPLINKS,
+    demo_alerts,
+    demo_settings,
+    prepare,
+)
+from lomsong.collector.demo_world import (
+    AgentProcess,
+    AgentUplink,
+    LinkServices,
+    WebhookSink,
+)
+from lomsong.collector.schema import notification_attempts, outages, probe_state, results
+from lomsong.errors import LomsongError
+
+#: Agents are started this far apart, so their start-up (imports, spool) is spread out.
+AGENT_START_SPACING_SECONDS = 0.25
+#: How long the demo waits for every agent's first report before it starts the scenario anyway.
+READY_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass
+class DemoReport:
+    """What a run did; printed at the end and judged by the CLI."""
+
+    url: str
+    seconds: float
+    probes: int = 0
+    reported: int = 0
+    results: int = 0
+    #: (condition, cause) → [opened, resolved]
+    outages: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    #: notifications the webhook sink received, by status
+    notifications: dict[str, int] = field(default_factory=dict)
+    #: deliveries the collector recorded: (receiver, status, ok) → count
+    deliveries: dict[tuple[str, str, bool], int] = field(default_factory=dict)
+    cpu_collector_seconds: float = 0.0
+    cpu_agents_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def run_demo(
+    workdir: Path,
+    *,
+    port: int = 8080,
+    minutes: float | None = None,
+    alertmanager: str | None = None,
+    write: Callable[[str], None] | None = None,
+) -> DemoReport:
+    """Run the demo until Ctrl-C (or SIGTERM), or for ``minutes``; return what it did."""
+    demo = _Demo(workdir.resolve(), port, minutes, alertmanager, write or _write_line)
+    return asyncio.run(demo.run())
+
+
+def format_report(report: DemoReport) -> list[str]:
+    """The summary's lines."""
+    lines = [f"lomsong demo: summary after {report.seconds / 60:.1f} min"]
+    lines.append(f"  probes           {report.probes} registered, {report.reported} reported")
+    lines.append(f"  results stored   {report.results:,}")
+    opened = sum(v[0] for v in report.outages.values())
+    resolved = sum(v[1] for v in report.outages.values())
+    lines.append(f"  outages          {opened} opened, {resolved} resolved")
+    for (condition, cause), (o, r) in sorted(report.outages.items()):
+        lines.append(f"    {condition:<13} {cause:<8} {o} opened, {r} resolved")
+    n = report.notifications
+    lines.append(
+        f"  notifications    webhook sink got {n.get('firing', 0)} firing, "
+        f"{n.get('resolved', 0)} resolved"
+    )
+    for receiver in sorted({k[0] for k in report.deliveries}):
+        parts = []
+        for status in ("firing", "resolved"):
+            ok = report.deliveries.get((receiver, status, True), 0)
+            failed = report.deliveries.get((receiver, status, False), 0)
+            parts.append(f"{ok} {status}" + (f" ({failed} failed attempts)" if failed else ""))
+        lines.append(f"    delivered to {receiver}: {', '.join(parts)}")
+    total = report.cpu_collector_seconds + report.cpu_agents_seconds
+    lines.append(
+        f"  CPU              {total:.0f} s in {report.seconds:.0f} s "
+        f"({100 * total / max(report.seconds, 1):.0f} % of one core): collector and demo "
+        f"{report.cpu_collector_seconds:.0f} s, {report.probes} agents "
+        f"{report.cpu_agents_seconds:.0f} s"
+    )
+    if report.problems:
+        lines.append("  scenario         NOT as expected:")
+        lines += [f"    - {p}" for p in report.problems]
+    else:
+        lines.append("  scenario         every expectation held")
+    return lines
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+class _Demo:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        minutes: float | None,
+        alertmanager: str | None,
+        write: Callable[[str], None],
+    ) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.minutes = minutes
+        self.alertmanager = alertmanager
+        self.write = write
+        self.base = f"http://127.0.0.1:{port}"
+        self.began = time.monotonic()
+        self.stop = asyncio.Event()
+        self.sink = WebhookSink(self.say)
+        self.links = LinkServices()
+        self.agents: dict[str, AgentProcess] = {}
+        self.places: dict[str, Place] = {}
+        self.operators = {u.name: u.operator for u in UPLINKS}
+        self.collector: _CollectorThread | None = None
+        self.scenario_started: float | None = None
+        self.scenario_done = False
+
+    def say(self, text: str) -> None:
+        elapsed = int(time.monotonic() - self.began)
+        self.write(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}")
+
+    async def run(self) -> DemoReport:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self.stop.set)
+        cpu_start = os.times()
+        url = ""
+        admin = secrets.token_urlsafe(24)
+        try:
+            _check_port_free(self.port)
+            await self.sink.start()
+            ready = await asyncio.to_thread(prepare, self.workdir)
+            url, places = ready.url, ready.places
+            self.places = {p.code: p for p in places}
+            await self.links.start((p.code, u.name) for p in places for u in UPLINKS)
+            alerts = demo_alerts(self.base, self.sink.url, self.alertmanager)
+            app = create_app(demo_settings(url, self.port, admin), alerts=alerts)
+            self.collector = _CollectorThread(app, self.port)
+            await asyncio.to_thread(self.collector.start)
+            self._print_addresses(admin, len(places), ready.map_path)
+            await self._start_agents(ready.tokens)
+            task = asyncio.create_task(self._scenario(app, url))
+            try:
+                if self.minutes is None:
+                    await self.stop.wait()
+                else:
+                    left = self.minutes * 60 - self._elapsed()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), timeout=max(left, 0.0))
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            await self._shutdown()
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+        report = await asyncio.to_thread(self._report, url, cpu_start)
+        for line in format_report(report):
+            self.write(line)
+        return report
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def _print_addresses(self, admin: str, probes: int, map_path: str | None) -> None:
+        self.say(f"lomsong demo: {probes} commune centres of Cao Bằng, files in {self.workdir}")
+        self.write(f"  API docs    {self.base}/docs")
+        # The status page ("/") and the maps come with the maps wing; the read API until then.
+        self.write(f"  status      {self.base}/api/v1/probes   (read API, with the admin token)")
+        self.write(f"  outages     {self.base}/api/v1/outages")
+        if map_path is not None:
+            self.write(f"  map         {self.base}{map_path}")
+        self.write(f"  metrics     {self.base}/metrics")
+        self.write(f"  admin token {admin}   (Authorization: Bearer …)")
+        self.write(f"  webhook     {self.sink.url}   (the duty officer's phone: lines below)")
+        if self.alertmanager:
+            self.write(f"  alerts also go to the Alertmanager at {self.alertmanager}")
+        ends = self.minutes is not None
+        self.write(f"Runs for {self.minutes:g} minutes." if ends else "Ctrl-C stops the demo.")
+
+    async def _start_agents(self, tokens: dict[str, str]) -> None:
+        self.say(f"starting {len(self.places)} probe agents (`lomsong probe run`)")
+        for place in self.places.values():
+            agent = AgentProcess(
+                probe_id=place.probe_id,
+                home=self.workdir / AGENTS_DIR / place.probe_id,
+                collector_url=self.base,
+                token=tokens[place.probe_id],
+                uplinks=tuple(
+                    AgentUplink(u.name, u.operator, self.links.url(place.code, u.name))
+                    for u in UPLINKS
+                ),
+            )
+            agent.write_files()
+            self.agents[place.code] = agent
+        for agent in self.agents.values():
+            if self.stop.is_set():
+                return
+            agent.start()
+            await asyncio.sleep(AGENT_START_SPACING_SECONDS)
+
+    async def _scenario(self, app: FastAPI, url: str) -> None:
+        live = app.state.ctx.live
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        ids = {p.probe_id for p in self.places.values()}
+        heard: set[str] = set()
+        while time.monotonic() < deadline:
+            with live.lock:
+                heard = {pid for pid in ids if (p := live.live.get(pid)) and p.last_seen_at}
+            if heard == ids:
+                break
+            await asyncio.sleep(0.5)
+        self.say(f"{len(heard)} of {len(ids)} agents are reporting; the scenario starts")
+        self.scenario_started = time.monotonic()
+        self.say(
+            f"  it ends {duration() / 60:.1f} minutes from now, once every outage is resolved "
+            "and told"
+        )
+        for step in steps():
+            await asyncio.sleep(max(0.0, self.scenario_started + step.at - time.monotonic()))
+            self.say(describe(step, self.places, self.operators))
+            await self._act(step.action, step.incident.communes, step.incident.uplink)
+        await asyncio.sleep(max(0.0, self.scenario_started + duration() - time.monotonic()))
+        self.scenario_done = True
+        state = await asyncio.to_thread(_read_state, url)
+        problems = self._problems(state)
+        if problems:
+            self.say("the scenario is over, NOT as expected:")
+            for p in problems:
+                self.write(f"  - {p}")
+        else:
+            self.say("the scenario is over and every expectation held; the probes go on")
+
+    async def _act(self, action: str, codes: tuple[str, ...], uplink: str | None) -> None:
+        for code in codes:
+            agent = self.agents[code]
+            if action == "cut":
+                assert uplink is not None
+                await self.links.cut(code, uplink)
+            elif action == "restore":
+                assert uplink is not None
+                await self.links.restore(code, uplink)
+            elif action == "stop":
+                await agent.stop(signal.SIGTERM)
+            elif action == "power_cut":
+                await agent.stop(signal.SIGKILL)
+                agent.new_boot()
+            elif action in ("start", "power_back"):
+                agent.start()
+
+    async def _shutdown(self) -> None:
+        if self.agents:
+            self.say("stopping the agents")
+            await asyncio.gather(*(a.stop() for a in self.agents.values()))
+        if self.collector is not None:
+            self.say("stopping the collector")
+            await asyncio.to_thread(self.collector.stop)
+        await self.links.close()
+        await self.sink.close()
+
+    def _report(self, url: str, cpu_start: os.times_result) -> DemoReport:
+        cpu = os.times()
+        # Every agent has been waited for, so their CPU time is in the children's usage.
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        report = DemoReport(
+            url=self.base,
+            seconds=self._elapsed(),
+            probes=len(self.places),
+            notifications=dict(self.sink.notifications),
+            cpu_collector_seconds=(cpu.user - cpu_start.user) + (cpu.system - cpu_start.system),
+            cpu_agents_seconds=children.ru_utime + children.ru_stime,
+        )
+        if not url:
+            report.problems.append("the demo stopped before its collector started")
+            return report
+        state = _read_state(url)
+        report.reported, report.results = state.reported, state.results
+        report.deliveries = dict(state.deliveries)
+        for o in state.outages:
+            counts = report.outages.setdefault((o.condition, o.cause or "-"), [0, 0])
+            counts[0] += 1
+            counts[1] += o.ended_at is not None
+        killed = {
+            self.places[c].probe_id for i in INCIDENTS if i.kind == "power" for c in i.communes
+        }
+        for code, agent in self.agents.items():
+            bad = [
+                x
+                for x in agent.exits
+                if x != 0 and not (x == -signal.SIGKILL and agent.probe_id in killed)
+            ]
+            if bad:
+                report.problems.append(
+                    f"the agent of {self.places[code]} exited with status {bad[0]} "
+                    f"(see {agent.log})"
+                )
+        problems = self._problems(state)
+        for receiver in sorted({k[0] for k in state.deliveries}):
+            ok = sum(n for (r, _, good), n in state.deliveries.items() if r == receiver and good)
+            if not ok:
+                problems.append(f"no notification reached the receiver {receiver!r}")
+        if problems and not self.scenario_done:
+            # Judged all the same: what had to happen may have happened before the margin ran out.
+            start = (self.scenario_started or time.monotonic()) - self.began
+            problems.insert(
+                0,
+                "the run ended before the scenario did; it needs about "
+                f"{(start + duration()) / 60 + 0.25:.1f} minutes (--minutes)",
+            )
+        report.problems += problems
+        return report
+
+    def _problems(self, state: _State) -> list[str]:
+        problems: list[str] = []
+        if state.reported < len(self.places):
+            problems.append(f"only {state.reported} of {len(self.places)} probes reported")
+        return problems + check(
+            state.outages,
+            self.sink.received,
+            self.places,
+            self.operators,
+            regional_min_communes=REGIONAL_MIN_COMMUNES,
+            incidents=INCIDENTS,
+        )
 
 
 @dataclass(frozen=True)
-class DemoSummary:
-    url: str
-    probes: int
-    database: Path
-    admin_token: str
+class _State:
+    """What the demo's database says, for the summary and the expectations."""
+
+    reported: int
+    results: int
+    outages: list[OutageRecord]
+    deliveries: Counter[tuple[str, str, bool]]
 
 
-def slug(name: str) -> str:
-    """``"Phường Thục Phán"`` → ``"thuc-phan"`` (without the unit type, ASCII, for probe ids)."""
-    name = re.sub(r"^(Phường|Xã|Đặc khu)\s+", "", name)
-    ascii_ = unicodedata.normalize("NFKD", name.replace("đ", "d").replace("Đ", "D"))
-    ascii_ = "".join(c for c in ascii_ if not unicodedata.combining(c))
-    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")
-
-
-def prepare(workdir: Path) -> tuple[str, dict[str, str]]:
-    """Migrate the demo database and register Cao Bằng's probes; return the URL and tokens."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{workdir / 'lomsong.db'}"
+def _read_state(url: str) -> _State:
     engine = open_engine(url)
     try:
-        migrate(engine)
-        load_places(engine)
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(communes.c.code, communes.c.name)
-                .where(communes.c.province_code == PROVINCE)
-                .order_by(communes.c.code)
-            ).all()
-            known = load_probes(conn)
-        tokens_file = workdir / "tokens.json"
-        tokens: dict[str, str] = json.loads(tokens_file.read_text()) if tokens_file.exists() else {}
-        for code, name in rows:
-            probe_id = f"cb-{slug(name)}"
-            if probe_id not in known:
-                register_probe(engine, probe_id, code, UPLINKS, label=f"Trung tâm PVHCC {name}")
-            if probe_id not in tokens:
-                tokens[probe_id] = create_token(engine, role="probe", probe_id=probe_id).token
-        tokens_file.write_text(json.dumps(tokens, indent=1, ensure_ascii=False))
-        tokens_file.chmod(0o600)
+            count = select(func.count())
+            n_results = conn.execute(count.select_from(results)).scalar_one()
+            reported = conn.execute(
+                count.select_from(probe_state).where(probe_state.c.last_seen_at.is_not(None))
+            ).scalar_one()
+            rows = [
+                OutageRecord(
+                    r.probe_id,
+                    r.commune_code,
+                    r.condition,
+                    r.cause,
+                    r.uplink,
+                    r.operator,
+                    r.ended_at,
+                )
+                for r in conn.execute(select(outages))
+            ]
+            attempts = select(
+                notification_attempts.c.receiver,
+                notification_attempts.c.status,
+                notification_attempts.c.ok,
+            )
+            deliveries = Counter((r.receiver, r.status, bool(r.ok)) for r in conn.execute(attempts))
     finally:
         engine.dispose()
-    return url, tokens
+    return _State(int(reported), int(n_results), rows, deliveries)
 
 
-def run_demo(workdir: Path, *, port: int = 8080, minutes: float | None = None) -> DemoSummary:
-    """Serve the demo collector until Ctrl-C, or for ``minutes``; return a summary."""
-    console = Console()
-    url, tokens = prepare(workdir)
-    admin = secrets.token_urlsafe(24)
-    settings = CollectorSettings(database_url=url, port=port, dev=True, admin_token=admin)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    base = f"http://127.0.0.1:{port}"
-    if minutes is not None:
-        threading.Timer(minutes * 60, lambda: setattr(server, "should_exit", True)).start()
-    console.print(
-        f"[bold]lomsong demo[/bold]: {len(tokens)} probes of Cao Bằng registered in {workdir}"
-    )
-    console.print(f"  API docs   {base}/docs")
-    console.print(f"  probes     {base}/api/v1/probes   (Authorization: Bearer {admin})")
-    console.print(f"  metrics    {base}/metrics")
-    console.print(f"  tokens     {workdir / 'tokens.json'}")
-    console.print("Ctrl-C stops the demo." if minutes is None else f"Runs for {minutes:g} minutes.")
-    started = time.monotonic()
-    server.run()
-    console.print(f"demo stopped after {time.monotonic() - started:.0f} s")
-    return DemoSummary(
-        url=base, probes=len(tokens), database=workdir / "lomsong.db", admin_token=admin
-    )
+class _CollectorThread:
+    """The collector served by uvicorn in a thread of the demo's process."""
+
+    def __init__(self, app: FastAPI, port: int) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, name="lomsong-collector")
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise LomsongError(
+                    f"demo: the collector did not start on 127.0.0.1:{self.server.config.port}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=30)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LomsongError(
+                f"demo: port {port} on 127.0.0.1 is taken ({exc.strerror}); pass --port"
+            ) from None
+
+
+def _write_line(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+    except UnicodeEncodeError:  # a terminal that cannot show Vietnamese still gets the story
+        sys.stdout.write(text.encode("ascii", "backslashreplace").decode("ascii") + "\n")
+    sys.stdout.flush()

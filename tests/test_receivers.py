@@ -545,3 +545,24 @@ def test_alertmanager_unreachable_is_retryable() -> None:
 
 def _epoch(text: str) -> float:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_alertmanager_resolves_an_alert_whose_cause_became_known(alertmanager: str) -> None:
+    """A silent centre fires without a cause and resolves as a power cut: Alertmanager, which
+    knows alerts by their labels, must see one alert that resolves, not two."""
+    started = time.time() - 300
+    firing = Alert("outage-4712", "firing", dict(LABELS), {"summary": "đang xác định"}, started)
+    asyncio.run(_send_alertmanager(alertmanager, notification("firing", firing)))
+    assert len([a for a in active_alerts(alertmanager) if a["labels"] == LABELS]) == 1
+    resolved = Alert(
+        "outage-4712",
+        "resolved",
+        {**LABELS, "cause": "power"},
+        {"summary": "mất điện"},
+        started,
+        ends_at=time.time() - 30,
+    )
+    asyncio.run(_send_alertmanager(alertmanager, notification("resolved", resolved)))
+    assert active_alerts(alertmanager) == []
+    shown = httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "false"}, timeout=5)
+    assert all("cause" not in a["labels"] for a in shown.json())

@@ -6,6 +6,11 @@ this receiver does the same: a firing alert goes out with ``endsAt`` = now + ``r
 and the dispatcher's repeats refresh it before it lapses. If lomsong stops, the alert then
 resolves on its own rather than hanging forever. A resolved alert goes out with its real end
 (in the past), which makes Alertmanager resolve it at once.
+
+Alertmanager knows an alert by its labels alone, so a label whose value changes during the
+alert's life would make the resolved alert a different one, and the firing one would linger
+until its ``endsAt``. The cause of a silent centre is such a value: known only once the centre
+is back. It travels as an annotation here (see ``VOLATILE_LABELS``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from lomsong.collector.alerts.webhook import post_json, resolved_at, rfc3339
 #: How long Alertmanager keeps a firing alert that is not re-sent (Prometheus uses 4 × its
 #: resend delay); the dispatcher must re-send more often than this.
 DEFAULT_RESEND_TTL = 15 * 60.0
+#: Labels that may change while an alert is open; sent to Alertmanager as annotations.
+VOLATILE_LABELS = frozenset({"cause"})
 
 
 def alertmanager_alerts(
@@ -38,9 +45,12 @@ def _postable(alert: Alert, *, now: float, resend_ttl: float) -> dict[str, Any]:
         # Alertmanager refuses an alert that ends before it starts (HTTP 400), so an outage
         # whose start was corrected later than its recorded end still resolves.
         ends = max(resolved_at(alert), alert.starts_at)
+    labels = {k: v for k, v in alert.labels.items() if k not in VOLATILE_LABELS}
+    annotations = dict(alert.annotations)
+    annotations.update({k: v for k, v in alert.labels.items() if k in VOLATILE_LABELS})
     body: dict[str, Any] = {
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
+        "labels": labels,
+        "annotations": annotations,
         "startsAt": rfc3339(alert.starts_at),
         "endsAt": rfc3339(ends),
     }

@@ -13,7 +13,8 @@ into 4xx answers.
     ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
     ├── GeodataError         a geodata file cannot be read or has no usable rows
     ├── SpoolError           the probe's spool cannot be opened or written
-    └── UploadError          the collector refused a batch for good
+    ├── UploadError          the collector refused a batch for good
+    └── DemoError            ``lomsong demo`` ran, but its scenario did not go as expected
 """
 
 from __future__ import annotations
@@ -63,3 +64,7 @@ class SpoolError(LomsongError):
 
 class UploadError(LomsongError):
     """The collector refused a batch for good (not a passing failure)."""
+
+
+class DemoError(LomsongError):
+    """``lomsong demo --minutes`` ran, but its scenario's expectations did not hold."""
