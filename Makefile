@@ -29,7 +29,8 @@ typecheck: install
 	$(BIN)/mypy -p lomsong
 
 pytest: install system-deps
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m 'not e2e'
+	$(BIN)/pytest -q -m e2e
 
 test: install system-deps lint typecheck pytest
 

@@ -151,6 +151,7 @@ def sink_alerts(sink: WebhookSink) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
     tmp_path: Path, alertmanager: str, webhook_sink: WebhookSink
 ) -> None:
