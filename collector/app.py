@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request
@@ -28,12 +28,15 @@ from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.outages import OutageService
-from lomsong.collector.routes import health, outages, probes, reports
+from lomsong.collector.routes import health, maps, outages, pages, probes, reports
 from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConflictError, LomsongError, NotFoundError, ValidationError
 from lomsong.wire import format_location
+
+if TYPE_CHECKING:
+    from lomsong.maps.sources import CoverageSource
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     alerts: AlertsConfig | None = None,
     receivers: Mapping[str, Receiver] | None = None,
+    coverage: CoverageSource | None = None,
 ) -> FastAPI:
     """Build a collector app for ``settings``; the database must be migrated already.
 
@@ -63,6 +67,8 @@ def create_app(
         Alert routes and receivers; read from ``settings.alerts_file`` by default.
     receivers
         Receivers to use instead of those the alerts configuration describes.
+    coverage
+        Where the maps get coverage; the store and the engine by default.
     """
     owns_engine = engine is None
     if engine is None:
@@ -85,6 +91,7 @@ def create_app(
         ),
         limiter=RateLimiter(settings.ingest.rate_per_probe, settings.ingest.rate_burst),
         clock=clock,
+        coverage_source=coverage,
     )
 
     if alerts is None and settings.alerts_file is not None:
@@ -159,6 +166,8 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(outages.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    app.include_router(maps.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)
     return app

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
@@ -18,6 +19,14 @@ from lomsong.collector.outages import OutageService
 from lomsong.collector.registry import ProbeInfo
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import CollectorSettings
+
+if TYPE_CHECKING:
+    from lomsong.maps.service import MapService
+    from lomsong.maps.sources import CoverageSource
+
+#: The cookie a browser keeps its token in once signed in (``/login`` or ``?token=``). It is
+#: accepted only for reading (GET and HEAD), so a page on another site can change nothing.
+TOKEN_COOKIE = "lomsong_token"
 
 
 @dataclass
@@ -34,6 +43,11 @@ class Context:
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
     outages: OutageService | None = None
+    #: where the maps get coverage; the store and the engine when None
+    coverage_source: CoverageSource | None = None
+    #: built on the first map request (it needs the geo extra)
+    maps: MapService | None = None
+    maps_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def get_context(request: Request) -> Context:
@@ -54,9 +68,17 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def request_token(request: Request) -> str | None:
+    """The bearer token; for reading (GET, HEAD) also the sign-in cookie of a browser."""
+    token = bearer_token(request)
+    if token is None and request.method in ("GET", "HEAD"):
+        token = request.cookies.get(TOKEN_COOKIE) or None
+    return token
+
+
 def authenticate(request: Request, ctx: Context) -> Principal:
     """The caller, or 401 for a missing, unknown or revoked token."""
-    token = bearer_token(request)
+    token = request_token(request)
     principal = ctx.auth.authenticate(token) if token else None
     if principal is None:
         raise HTTPException(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     SettingsConfigDict,
 )
@@ -56,6 +56,30 @@ class DetectorSettings(BaseModel):
     backfill_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
+class MapSettings(BaseModel):
+    """The base map under the maps (``/maps/…`` and ``lomsong map``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: XYZ tile URL template with {z}, {x} and {y}; a provincial tile server, or OpenStreetMap.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    #: Attribution shown in the map's corner (HTML allowed); required by most tile servers.
+    tile_attribution: str = (
+        '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+    )
+    tile_max_zoom: Annotated[int, Field(ge=1, le=24)] = 19
+
+    @field_validator("tile_url")
+    @classmethod
+    def _xyz_template(cls, value: str) -> str:
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in value]
+        if missing:
+            raise ValueError(f"a tile URL template needs {', '.join(missing)}")
+        if not value.startswith(("http://", "https://", "/")):
+            raise ValueError("a tile URL starts with http://, https:// or /")
+        return value
+
+
 class CollectorSettings(FileSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
@@ -90,6 +114,7 @@ class CollectorSettings(FileSettings):
     alerts_file: Path | None = None
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
+    maps: MapSettings = MapSettings()
 
     def check_secrets(self) -> None:
         """Refuse a placeholder or short admin secret unless running in development mode."""

@@ -146,11 +146,13 @@ def collector_factory() -> Iterator[CollectorFactory]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
     engines: list[Engine] = []
 
-    def start(url: str, *, alerts: object = None, **overrides: object) -> RunningCollector:
+    def start(
+        url: str, *, alerts: object = None, coverage: object = None, **overrides: object
+    ) -> RunningCollector:
         engine = ready_engine(url)
         engines.append(engine)
         settings = make_settings(url, **overrides)
-        app = create_app(settings, engine=engine, alerts=alerts)  # type: ignore[arg-type]
+        app = create_app(settings, engine=engine, alerts=alerts, coverage=coverage)  # type: ignore[arg-type]
         port = free_port()
         servers.append(serve_in_thread(app, port))
         return RunningCollector(url=f"http://127.0.0.1:{port}", ctx=app.state.ctx, engine=engine)

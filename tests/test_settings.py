@@ -36,6 +36,10 @@ BAD_FILES = [
     ),
     ("[ingest]\nburst = 3\n", "unknown setting 'ingest.burst'"),
     ("port = [\n", "not valid TOML"),
+    (
+        '[maps]\ntile_url = "https://tiles.example/{z}/{x}.png"\n',
+        "setting maps.tile_url (LOMSONG_MAPS__TILE_URL): Value error, a tile URL template needs {y} (got 'https://tiles.example/{z}/{x}.png')",
+    ),
 ]
 
 
@@ -66,6 +70,10 @@ def test_the_example_file_is_valid_and_documents_every_setting() -> None:
     from lomsong.config.collector import DetectorSettings
 
     for name in DetectorSettings.model_fields:
+        assert f"\n{name} =" in text, name
+    from lomsong.config.collector import MapSettings
+
+    for name in MapSettings.model_fields:
         assert f"\n{name} =" in text, name
 
 
@@ -111,15 +119,22 @@ def test_a_real_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_readme_reference_lists_every_setting_with_its_variable_and_default() -> None:
-    from lomsong.config.collector import CollectorSettings, DetectorSettings, IngestLimits
+    from lomsong.config.collector import (
+        CollectorSettings,
+        DetectorSettings,
+        IngestLimits,
+        MapSettings,
+    )
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for name in CollectorSettings.model_fields:
-        if name in ("ingest", "detector"):
+        if name in ("ingest", "detector", "maps"):
             continue
         assert f"| `{name}` | `LOMSONG_{name.upper()}` |" in readme, name
     for name in IngestLimits.model_fields:
         assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
+    for name in MapSettings.model_fields:
+        assert f"| `maps.{name}` | `LOMSONG_MAPS__{name.upper()}` |" in readme, name
     for table, model in (("ingest", IngestLimits), ("detector", DetectorSettings)):
         defaults = model()
         for name in model.model_fields:

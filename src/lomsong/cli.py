@@ -284,6 +284,32 @@ def probe_check_config(
 # -- end of probe agent ------------------------------------------------------------------------
 
 
+# -- map (issue 6: lomsong.maps) ---------------------------------------------------------------
+
+
+@app.command("map")
+def map_(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    province: Annotated[
+        str | None, typer.Option(help="Province code, e.g. 04: that province's map.")
+    ] = None,
+    national: Annotated[
+        bool, typer.Option("--national", help="The national overview instead.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a standalone map (one HTML file with everything inlined but the tiles)."""
+    from lomsong.errors import ValidationError
+    from lomsong.maps.files import write_map
+
+    if (province is None) == (not national):
+        raise ValidationError(
+            "--province/--national", province, "give exactly one of --province CODE, --national"
+        )
+    written = write_map(_settings(config), _ready_engine(config), output, province=province)
+    typer.echo(f"{output}: {written.size / 2**20:.1f} MiB, {written.what}")
+
+
 # -- token -------------------------------------------------------------------------------------
 
 

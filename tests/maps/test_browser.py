@@ -1,0 +1,228 @@
+"""The served pages in Debian's headless Chromium: they load clean, show their layers and legend,
+and a click on a hamlet or a probe opens a popup with its facts. Screenshots are kept in
+``test-artifacts/maps/``."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
+from tests.maps.conftest import StaticCoverage, TileServer, keep
+from tests.maps.sample import SampleProvince
+from tests.maps.test_served import report
+
+pytestmark = pytest.mark.xdist_group("chromium")
+
+VIEWPORT = {"width": 1280, "height": 860}
+FIND_MAP = "window.lsMap = Object.values(window).find((v) => v instanceof L.Map); true"
+LAYERS_READY = (
+    "() => document.querySelectorAll('.leaflet-control-layers-overlays label').length >= {n}"
+)
+
+
+class Console:
+    """Every console message and page error of one page."""
+
+    def __init__(self, page: Any) -> None:
+        self.messages: list[tuple[str, str, str]] = []
+        page.on("console", lambda m: self.messages.append((m.type, m.text, m.location["url"])))
+        page.on("pageerror", lambda e: self.messages.append(("pageerror", str(e), "")))
+
+    def errors(self, *, except_url: str = "") -> list[tuple[str, str, str]]:
+        return [
+            m
+            for m in self.messages
+            if m[0] in ("error", "pageerror") and not (except_url and except_url in m[2])
+        ]
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport=VIEWPORT, locale="vi-VN")
+    yield context.new_page()
+    context.close()
+
+
+def serve(
+    factory: CollectorFactory, url: str, coverage: StaticCoverage, tiles: str
+) -> tuple[RunningCollector, str]:
+    c = factory(url, coverage=coverage, maps={"tile_url": tiles}, report_interval_seconds=5.0)
+    token = c.register("cb-thuc-phan", "01273", ("fibre:fibre", "viettel-4g:viettel"))
+    c.register("cb-bao-lac", "01321", ("fibre:fibre",))
+    c.ctx.live.reload(c.engine)
+    report(c, token, "cb-thuc-phan", 1)
+    return c, c.viewer("04")
+
+
+def lonely_hamlet(sample: SampleProvince) -> int:
+    """The hamlet farthest from any other, so that a click on it hits only it."""
+    h = sample.coverage.hamlets
+    xy = np.column_stack([h.lon, h.lat * 1.0])
+    d = np.hypot(xy[:, None, 0] - xy[None, :, 0], xy[:, None, 1] - xy[None, :, 1])
+    np.fill_diagonal(d, np.inf)
+    return int(d.min(axis=1).argmax())
+
+
+def click_at(page: Any, lat: float, lon: float, zoom: int = 13) -> None:
+    """Centre the map on a point, then click where it is drawn, as a person would."""
+    page.evaluate(f"lsMap.setView([{lat}, {lon}], {zoom}, {{animate: false}}); true")
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(
+        f"(() => {{ const p = lsMap.latLngToContainerPoint([{lat}, {lon}]);"
+        " const r = lsMap.getContainer().getBoundingClientRect();"
+        " return [r.left + p.x, r.top + p.y]; })()"
+    )
+    page.mouse.click(x, y)
+
+
+def test_the_served_province_map_in_chromium(
+    page: Any,
+    collector_factory: CollectorFactory,
+    sqlite_url: str,
+    static_coverage: StaticCoverage,
+    cao_bang: SampleProvince,
+    tile_server: TileServer,
+    tmp_path: Path,
+) -> None:
+    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
+    console = Console(page)
+    # a link with the token signs the browser in, then drops the token from the address
+    page.goto(f"{c.url}/maps/province/04?token={viewer}", wait_until="load")
+    assert page.url == f"{c.url}/maps/province/04"
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    page.evaluate(FIND_MAP)
+    page.wait_for_timeout(400)
+
+    overlays = page.inner_text(".leaflet-control-layers-overlays")
+    for name in (
+        "Ranh giới xã/phường / Commune boundaries",
+        "Vùng trắng sóng / Dead zones",
+        "Thôn/bản — mọi nhà mạng / Hamlets — all operators",
+        "Thôn/bản — Viettel / Hamlets — Viettel",
+        "Trạm BTS — MobiFone / Sites — MobiFone",
+        "Trạm đo tại trung tâm xã / Probes at commune centres",
+    ):
+        assert name in overlays
+    legend = page.inner_text(".ls-legend")
+    for text in ("Phủ sóng / Covered", "Trắng sóng / No signal", "Mất kết nối / Down"):
+        assert text in legend
+    assert "Dữ liệu mô phỏng" in page.inner_text(".ls-synthetic")
+    drawn = page.evaluate(
+        "Object.values(lsMap._layers).filter((l) => l instanceof L.CircleMarker).length"
+    )
+    assert drawn == 1500  # the all-operators layer; the others are off until ticked
+    assert page.locator(".ls-probe-up").count() == 1
+    assert page.locator(".ls-probe-unknown").count() == 1
+    assert any(re.fullmatch(r"/\d+/\d+/\d+\.png", p) for p in tile_server.requests)
+    full = keep(page.screenshot(), "province-04.png", tmp_path)
+    assert full.stat().st_size > 50_000
+
+    i = lonely_hamlet(cao_bang)
+    h, cl = cao_bang.coverage.hamlets, cao_bang.coverage.classification
+    click_at(page, float(h.lat[i]), float(h.lon[i]))
+    popup = page.locator(".leaflet-popup-content .ls-popup[data-kind=hamlet]")
+    popup.wait_for(timeout=5000)
+    assert popup.get_attribute("data-id") == h.ids[i]
+    text = popup.inner_text()
+    commune = cao_bang.communes.set_index("code").loc[h.commune_code[i], "name"]
+    assert h.names[i] in text and f"{commune} ({h.commune_code[i]})" in text
+    assert f"{int(h.population[i]):,}".replace(",", ".") in text
+    status = ("Phủ sóng", "Lõm sóng", "Trắng sóng", "Mất sóng do sự cố")[int(cl.overall[i])]
+    assert status in text
+    best = int(cl.best_operator[i])
+    if best >= 0:
+        name = ("Viettel", "VinaPhone", "MobiFone")[best]
+        assert f"{name}, {round(float(cl.rsrp_dbm[i, best]))} dBm" in text
+        sector = int(cl.serving[i, best])
+        assert str(cao_bang.coverage.sectors.site_id[sector]) in text
+    page.wait_for_timeout(400)  # the popup fades in
+    keep(page.screenshot(), "province-04-hamlet-popup.png", tmp_path)
+
+    page.evaluate("lsMap.closePopup(); true")
+    probe_lon, probe_lat = (
+        c.engine.connect()
+        .exec_driver_sql("SELECT lon, lat FROM communes WHERE code = '01273'")
+        .one()
+    )
+    page.evaluate(f"lsMap.setView([{probe_lat}, {probe_lon}], 12, {{animate: false}}); true")
+    page.wait_for_timeout(300)
+    page.locator(".ls-probe-up").click()
+    probe = page.locator(".leaflet-popup-content .ls-popup[data-kind=probe]")
+    probe.wait_for(timeout=5000)
+    text = probe.inner_text()
+    assert "cb-thuc-phan" in text and "Phường Thục Phán (01273)" in text
+    assert "Hoạt động / Up" in text and "viettel-4g" in text and "Lần cuối nhận tin" in text
+    assert console.errors() == []
+
+
+def test_the_data_shows_when_tiles_cannot_load(
+    page: Any,
+    collector_factory: CollectorFactory,
+    sqlite_url: str,
+    static_coverage: StaticCoverage,
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    tiles = f"http://127.0.0.1:{dead}/{{z}}/{{x}}/{{y}}.png"
+    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tiles)
+    console = Console(page)
+    page.goto(f"{c.url}/maps/province/04?token={viewer}", wait_until="load")
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    page.evaluate(FIND_MAP)
+    notice = page.locator(".ls-tiles")
+    notice.wait_for(timeout=5000)
+    assert "Không tải được nền bản đồ / Base map tiles could not be loaded" in notice.inner_text()
+    drawn = page.evaluate(
+        "Object.values(lsMap._layers).filter((l) => l instanceof L.CircleMarker).length"
+    )
+    assert drawn == 1500
+    keep(page.screenshot(), "province-04-no-tiles.png", tmp_path)
+    failed = [m for m in console.messages if m[0] == "error"]
+    assert failed and all(f"127.0.0.1:{dead}" in m[2] for m in failed)
+    assert console.errors(except_url=f"127.0.0.1:{dead}") == []
+
+
+def test_the_status_page_and_the_national_map_in_chromium(
+    page: Any,
+    collector_factory: CollectorFactory,
+    sqlite_url: str,
+    static_coverage: StaticCoverage,
+    tile_server: TileServer,
+    tmp_path: Path,
+) -> None:
+    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
+    console = Console(page)
+    page.goto(f"{c.url}/?token={ADMIN_SECRET}", wait_until="load")
+    assert page.url == f"{c.url}/"
+    assert page.locator("#provinces tr[data-province]").count() == 34
+    keep(page.screenshot(), "status-top.png", tmp_path)
+    row = page.locator('tr[data-probe="cb-thuc-phan"]')
+    assert not row.is_visible()  # 34 provinces: each folded until opened
+    page.click("#p-04 > summary")
+    assert "Hoạt động / Up" in row.inner_text()
+    assert page.locator('tr[data-probe="cb-bao-lac"][data-state="unknown"]').count() == 1
+    assert "Không có sự cố / No open outage" in page.inner_text("main")
+    keep(page.screenshot(full_page=True), "status.png", tmp_path)
+
+    page.goto(f"{c.url}/maps/national", wait_until="load")
+    page.wait_for_function("() => document.querySelectorAll('.ls-index a').length == 34")
+    page.evaluate(FIND_MAP)
+    polygons = page.evaluate(
+        "Object.values(lsMap._layers).filter((l) => l instanceof L.Polygon).length"
+    )
+    assert polygons >= 3321
+    assert "Chưa có dữ liệu / No data" in page.inner_text(".ls-legend")
+    keep(page.screenshot(), "national.png", tmp_path)
+    page.click('.ls-index a[data-province="04"]')
+    page.wait_for_url(f"{c.url}/maps/province/04")
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    assert console.errors() == []
