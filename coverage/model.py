@@ -8,6 +8,8 @@ EPSG:32648 (UTM 48N, DESIGN §8).
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -61,9 +63,14 @@ STATUS_LABELS_VI = {
     Status.OUTAGE: "mất sóng do sự cố",
 }
 
-# Environment classes for the Hata correction (DESIGN §8): wards are urban, the rest rural.
+# Environment classes for the Hata correction (DESIGN §8): wards are built up, the rest rural.
 ENVIRONMENTS = ("urban", "suburban", "rural")
 URBAN, SUBURBAN, RURAL = 0, 1, 2
+
+# The six centrally run cities (2025 codes): Hà Nội, Hải Phòng, Huế, Đà Nẵng, Hồ Chí Minh, Cần Thơ.
+# Their wards are Hata "urban"; a provincial town's ward (2–4 storey houses, fields inside its
+# 2025 boundary) is "suburban"; xã and đặc khu are "rural" (quasi-open).
+CITY_PROVINCES = frozenset({"01", "31", "46", "48", "79", "92"})
 
 RADIOS = ("gsm", "umts", "lte", "nr")
 
@@ -97,6 +104,8 @@ class CoverageSettings:
     # measured readings within this distance and age of a hamlet override the prediction
     measured_radius_m: float = 500.0
     measured_max_age_days: float = 365.0
+    # no sector serves beyond this distance (GSM's timing-advance limit; Hata is fitted to 20 km)
+    max_reach_m: float = 35_000.0
 
     def operator_keys(self) -> tuple[str, ...]:
         return tuple(op.key for op in self.operators)
@@ -169,6 +178,27 @@ def empty_readings() -> Readings:
     )
 
 
+def take_sectors(sectors: Sectors, index: Any) -> Sectors:
+    """The sectors at ``index`` (indices or a boolean mask), in that order."""
+    return Sectors(**{name: getattr(sectors, name)[index] for name in fields_of(Sectors)})
+
+
+def concat_sectors(*parts: Sectors) -> Sectors:
+    """The sectors of every part, one after the other."""
+    return Sectors(
+        **{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields_of(Sectors)}
+    )
+
+
+def take_hamlets(hamlets: Hamlets, index: Any) -> Hamlets:
+    """The hamlets at ``index`` (indices or a boolean mask), in that order."""
+    return Hamlets(**{name: getattr(hamlets, name)[index] for name in fields_of(Hamlets)})
+
+
+def fields_of(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def as_object(values: list[Any]) -> StrArray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
@@ -186,6 +216,28 @@ class Classification:
     status: npt.NDArray[np.int8]  # status codes per operator
     overall: npt.NDArray[np.int8]  # the best status over the operators
     best_operator: IntArray  # index into operators, -1 for none
+    # the settings it was computed with; apply_outages recomputes levels near down sectors
+    settings: CoverageSettings | None = None
 
     def __len__(self) -> int:
         return int(self.overall.shape[0])
+
+
+def environment_codes(commune_type: StrArray, province_code: StrArray) -> npt.NDArray[np.int8]:
+    """Environment class (URBAN/SUBURBAN/RURAL) of each commune type ("xã", "phường", ...).
+
+    Wards of the centrally run cities are urban, other wards suburban, xã and đặc khu rural;
+    the type is matched without regard to case ("Phường" and "phường").
+    """
+    kinds = np.array([commune_kind(t) for t in commune_type], dtype=object)
+    ward = kinds == "phường"
+    city = np.isin(np.asarray(province_code, dtype=object), list(CITY_PROVINCES))
+    out = np.full(kinds.shape[0], RURAL, dtype=np.int8)
+    out[ward] = SUBURBAN
+    out[ward & city] = URBAN
+    return out
+
+
+def commune_kind(value: object) -> str:
+    """A commune type as "xã", "phường" or "đặc khu", whatever its case or Unicode form."""
+    return unicodedata.normalize("NFC", str(value)).strip().lower()
