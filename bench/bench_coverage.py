@@ -238,7 +238,8 @@ def _baseline_child(data: Path) -> dict[str, Any]:
         mobile_height_m=settings.mobile_height_m,
     )
     pattern = prop.pattern_db(prop.bearing_deg(hx - sx, hy - sy), azimuth, beamwidth)
-    joined["level"] = prop.reference_signal_dbm(power, radio) + gain - pattern - loss
+    margin = settings.shadow_margin_db
+    joined["level"] = prop.reference_signal_dbm(power, radio) + gain - margin - pattern - loss
     joined = joined[joined["level"] >= none]
     best = joined.groupby(["index_right", "operator"])["level"].max().unstack()
     best = best.reindex(index=hamlets_m.index, columns=list(settings.operator_keys()))

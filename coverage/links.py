@@ -178,7 +178,7 @@ def link_budget(sectors: Sectors, settings: CoverageSettings) -> LinkBudget:
     omni = np.isnan(azimuth)
     gain = np.where(omni, settings.omni_gain_dbi, settings.sector_gain_dbi)
     power = np.where(np.isnan(sectors.power_dbm), settings.default_power_dbm, sectors.power_dbm)
-    eirp = power - RE_OFFSET_DB[radio] + gain
+    eirp = power - RE_OFFSET_DB[radio] + gain - settings.shadow_margin_db
 
     l1, slope2 = hata_1km_db(
         freq[:, None],

@@ -25,7 +25,8 @@ from lomsong.coverage.model import (
 from lomsong.errors import ValidationError
 from tests.coverage import scene
 
-SETTINGS = CoverageSettings()
+# The hand-checked levels are the formulas' medians: no shadowing margin.
+SETTINGS = CoverageSettings(shadow_margin_db=0.0)
 VIETTEL, VINAPHONE, MOBIFONE = 0, 1, 2
 DAY = 86_400.0
 NOW = 1_760_000_000.0
@@ -194,7 +195,7 @@ def test_no_sector_serves_beyond_the_maximum_reach() -> None:
     default = classify(hamlets, scene.sectors(strong), empty_readings(), SETTINGS, now=NOW)
     assert (default.status[:, VIETTEL] != NONE).tolist() == [True, False, True, True]
     assert predicted(35_100, freq=900.0, hb=100.0, power=60.0, gain=11.0) > -110  # not the loss
-    short = CoverageSettings(max_reach_m=30_000.0)
+    short = CoverageSettings(max_reach_m=30_000.0, shadow_margin_db=0.0)
     capped = classify(hamlets, scene.sectors(strong), empty_readings(), short, now=NOW)
     assert (capped.status[:, VIETTEL] != NONE).tolist() == [False, False, True, False]
 
@@ -314,3 +315,15 @@ def test_fast_path_equals_brute_force_over_every_pair() -> None:
         budget, hamlets.environment, tree.x, tree.y, np.nonzero(served)[0], result.serving[served]
     )
     assert chosen == pytest.approx(expected[served], abs=1e-3)
+
+
+def test_the_shadowing_margin_lowers_predictions_only() -> None:
+    hamlets = scene.hamlets([(0, 3000), (0, 6000)])
+    sectors = scene.sectors([{"at": (0, 0)}])
+    readings = scene.readings([(0, 6000, "viettel", -95.0, NOW - DAY)])
+    median = classify(hamlets, sectors, readings, SETTINGS, now=NOW)
+    margined = classify(hamlets, sectors, readings, CoverageSettings(shadow_margin_db=8.0), now=NOW)
+    assert CoverageSettings().shadow_margin_db == 8.0
+    # the predicted level drops by the margin; the measured one is what was measured
+    assert margined.rsrp_dbm[0, VIETTEL] == pytest.approx(median.rsrp_dbm[0, VIETTEL] - 8.0)
+    assert margined.rsrp_dbm[1, VIETTEL] == median.rsrp_dbm[1, VIETTEL] == -95.0

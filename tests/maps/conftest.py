@@ -152,9 +152,13 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (the system's, never a downloaded build)."""
+    """Headless Chromium (the system's, never a downloaded build).
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the thread while it is
+    open, and a test that calls asyncio.run() after it on the same worker would fail.
+    """
     path = chromium_path()
     if path is None:
         pytest.skip("chromium is not installed (scripts/system-deps.sh installs it)")
