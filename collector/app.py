@@ -21,6 +21,7 @@ from lomsong import __version__
 from lomsong.collector.alerts.dispatcher import Dispatcher
 from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.database import check_ready, open_engine
 from lomsong.collector.deps import Context
 from lomsong.collector.detector import DetectorConfig
@@ -28,7 +29,7 @@ from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.outages import OutageService
-from lomsong.collector.routes import health, outages, probes, reports
+from lomsong.collector.routes import coverage, health, outages, probes, reports
 from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
@@ -105,6 +106,7 @@ def create_app(
         public_url=settings.public_url,
     )
     ctx.outages = service
+    ctx.coverage = CoverageService(engine, clock=clock)
 
     def _committed(stored: Sequence[StoredBatch]) -> None:
         live.apply(stored)
@@ -158,6 +160,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(probes.router)
     app.include_router(outages.router)
+    app.include_router(coverage.router)
     app.include_router(health.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)

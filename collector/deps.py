@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
 from lomsong.collector.auth import Authenticator, Principal
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
@@ -34,6 +35,13 @@ class Context:
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
     outages: OutageService | None = None
+    coverage: CoverageService | None = None
+
+
+def coverage_of(ctx: Context) -> CoverageService:
+    """The collector's coverage service (``create_app`` always makes one)."""
+    assert ctx.coverage is not None
+    return ctx.coverage
 
 
 def get_context(request: Request) -> Context:
