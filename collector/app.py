@@ -21,6 +21,7 @@ from lomsong import __version__
 from lomsong.collector.alerts.dispatcher import Dispatcher
 from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.database import check_ready, open_engine
 from lomsong.collector.deps import Context
 from lomsong.collector.detector import DetectorConfig
@@ -28,6 +29,7 @@ from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.outages import OutageService
+from lomsong.collector.routes import coverage as coverage_routes
 from lomsong.collector.routes import health, maps, outages, pages, probes, reports
 from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
@@ -112,6 +114,7 @@ def create_app(
         public_url=settings.public_url,
     )
     ctx.outages = service
+    ctx.coverage = CoverageService(engine, clock=clock)
 
     def _committed(stored: Sequence[StoredBatch]) -> None:
         live.apply(stored)
@@ -165,6 +168,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(probes.router)
     app.include_router(outages.router)
+    app.include_router(coverage_routes.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(maps.router)

@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
 from lomsong.collector.auth import Authenticator, Principal
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
@@ -48,6 +49,13 @@ class Context:
     #: built on the first map request (it needs the geo extra)
     maps: MapService | None = None
     maps_lock: threading.Lock = field(default_factory=threading.Lock)
+    coverage: CoverageService | None = None
+
+
+def coverage_of(ctx: Context) -> CoverageService:
+    """The collector's coverage service (``create_app`` always makes one)."""
+    assert ctx.coverage is not None
+    return ctx.coverage
 
 
 def get_context(request: Request) -> Context:

@@ -37,6 +37,11 @@ db_app = typer.Typer(help="The collector's database.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
+# the coverage wing's commands import the geodata stack only when they run
+from lomsong.coverage.cli import coverage_app, geodata_app  # noqa: E402
+
+app.add_typer(geodata_app, name="geodata")
+app.add_typer(coverage_app, name="coverage")
 
 ConfigOpt = Annotated[
     Path | None,

@@ -1,0 +1,156 @@
+"""The collector's coverage: classifications cached per province, with the live outages on top.
+
+Classifying a province takes a moment, so the result is kept and rebuilt only when the geodata
+changes (``store.data_version``: an import, a synthetic set, a posted field reading) or when it
+is older than ``refresh_seconds`` (probes' modem readings move without a version). The outage
+overlay is cheap and is laid on at every request, from the outages open right now:
+``uplink_down`` of an operator's uplink takes that operator down in the probe's commune, and a
+probe silent for power or network takes every operator of its commune down; sectors whose
+status is ``down`` are down too.
+
+Nothing geospatial is imported until the first coverage request, so a collector installed
+without the ``geo`` extra starts and serves everything else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, select
+
+from lomsong.collector.schema import outages
+
+if TYPE_CHECKING:
+    from lomsong.coverage.compute import Area
+    from lomsong.coverage.locate import Geography
+    from lomsong.coverage.model import Classification, CoverageSettings
+
+#: silent probes whose cause says the commune lost its links
+SILENT_CAUSES = ("power", "network")
+
+
+def active_outages(engine: Engine, province: str | None = None) -> list[dict[str, Any]]:
+    """Outages open now (``ended_at`` is null), of one province or all."""
+    query = select(
+        outages.c.commune_code,
+        outages.c.province_code,
+        outages.c.condition,
+        outages.c.cause,
+        outages.c.operator,
+    ).where(outages.c.ended_at.is_(None))
+    if province is not None:
+        query = query.where(outages.c.province_code == province)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def down_links(rows: Iterable[Mapping[str, Any]], operators: Iterable[str]) -> set[tuple[str, str]]:
+    """(commune code, operator) pairs that the open outages take down.
+
+    ``uplink_down`` with an operator → that pair; ``probe_silent`` with cause power or network
+    → every operator of that commune. Degraded links, fixed-line uplinks and silences of
+    unknown cause take nothing down.
+    """
+    keys = tuple(operators)
+    out: set[tuple[str, str]] = set()
+    for r in rows:
+        if r["condition"] == "uplink_down" and r["operator"] in keys:
+            out.add((r["commune_code"], r["operator"]))
+        elif r["condition"] == "probe_silent" and r["cause"] in SILENT_CAUSES:
+            out.update((r["commune_code"], op) for op in keys)
+    return out
+
+
+class CoverageService:
+    """Per-province classifications for the API, cached by data version."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settings: CoverageSettings | None = None,
+        clock: Callable[[], float] = time.time,
+        refresh_seconds: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self._settings = settings
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self._areas: dict[str | None, Area] = {}
+        self._geo: tuple[tuple[Any, ...], Geography] | None = None
+        self._lock = threading.Lock()
+        self._building: dict[str | None, threading.Lock] = {}
+
+    @property
+    def settings(self) -> CoverageSettings:
+        if self._settings is None:
+            from lomsong.coverage.model import CoverageSettings
+
+            self._settings = CoverageSettings()
+        return self._settings
+
+    def version(self) -> tuple[Any, ...]:
+        from lomsong.coverage.store import data_version
+
+        return data_version(self.engine)
+
+    def geography(self) -> Geography:
+        """Boundaries and known communes, reloaded when the geodata changes."""
+        from lomsong.coverage.locate import Geography
+
+        version = self.version()
+        with self._lock:
+            if self._geo is not None and self._geo[0] == version:
+                return self._geo[1]
+        geo = Geography.load(self.engine)
+        with self._lock:
+            self._geo = (version, geo)
+        return geo
+
+    def invalidate(self, province: str | None = None) -> None:
+        with self._lock:
+            if province is None:
+                self._areas.clear()
+            else:
+                self._areas.pop(province, None)
+
+    def area(self, province: str | None) -> Area:
+        """The classified area, from the cache while the data version and age allow."""
+        from lomsong.coverage.compute import classify_area
+
+        version = self.version()
+        now = self.clock()
+        with self._lock:
+            cached = self._areas.get(province)
+            builder = self._building.setdefault(province, threading.Lock())
+        if self._fresh(cached, version, now):
+            assert cached is not None
+            return cached
+        with builder:  # one build per province at a time; the others wait for it
+            with self._lock:
+                cached = self._areas.get(province)
+            if self._fresh(cached, version, now):
+                assert cached is not None
+                return cached
+            area = classify_area(self.engine, province, self.settings, now=now)
+            with self._lock:
+                self._areas[province] = area
+            return area
+
+    def _fresh(self, area: Area | None, version: tuple[Any, ...], now: float) -> bool:
+        return (
+            area is not None
+            and area.version == version
+            and now - area.built_at < self.refresh_seconds
+        )
+
+    def current(self, province: str | None) -> tuple[Area, Classification]:
+        """The area and its classification with the outages open right now laid on."""
+        from lomsong.coverage.compute import with_outages
+
+        area = self.area(province)
+        links = down_links(active_outages(self.engine, province), self.settings.operator_keys())
+        return area, with_outages(area, links)

@@ -1,0 +1,460 @@
+"""``lomsong geodata …`` and ``lomsong coverage …``.
+
+Only typer is imported here; the geospatial stack is imported inside each command, so that the
+``lomsong`` command starts where only the probe agent is installed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+
+from lomsong.errors import ValidationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from lomsong.coverage.importing import ImportReport, Progress
+
+geodata_app = typer.Typer(
+    help="Boundaries, hamlets, sites and field readings: import, history, synthetic data.",
+    no_args_is_help=True,
+)
+coverage_app = typer.Typer(
+    help="Hamlet coverage: classify, summarise, what-if.", no_args_is_help=True
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Collector settings (TOML); LOMSONG_* variables win over it."
+    ),
+]
+ProvinceOpt = Annotated[
+    str | None, typer.Option("--province", help="Province code, e.g. 04 (Cao Bằng).")
+]
+#: files with more rows than this get a progress bar
+PROGRESS_ROWS = 5_000
+
+
+def _engine(config: Path | None) -> Engine:
+    from lomsong.cli import _ready_engine
+
+    return _ready_engine(config)
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """Rich progress bars for long writes (a no-op for small ones)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bars = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+    def start(description: str, total: int) -> Any:
+        if total < PROGRESS_ROWS:
+            return lambda _n: None
+        if not bars.live.is_started:
+            bars.start()
+        task = bars.add_task(description, total=total)
+        return lambda n: bars.advance(task, n)
+
+    try:
+        yield start
+    finally:
+        if bars.live.is_started:
+            bars.stop()
+
+
+def _columns(specs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for spec in specs or []:
+        name, sep, header = spec.partition("=")
+        if not sep or not name or not header:
+            raise ValidationError("--column", spec, "expected FIELD=HEADER, e.g. name=Tên thôn")
+        out[name.strip()] = header.strip()
+    return out
+
+
+def print_report(report: ImportReport, *, shown: int = 50) -> None:
+    """The import's report as tables: totals, reasons, and the first rejected rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    where = f" in province {report.province}" if report.province else ""
+    stored = "checked only" if report.import_id is None else f"import {report.import_id}"
+    console.print(
+        f"{report.source} ({report.format}, {report.crs}) as {report.kind}{where}: {stored}: "
+        f"{report.accepted} of {report.total} rows accepted, {len(report.rejected)} rejected"
+        + "".join(f", {n} skipped ({why})" for why, n in report.skipped.items())
+    )
+    changes = report.changes.as_dict()
+    if changes:
+        console.print("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.reasons:
+        reasons = Table("reason", "rows", title="rejected rows by reason")
+        for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
+            reasons.add_row(reason, str(n))
+        console.print(reasons)
+        rows = Table("row", "id", "reason", title="rejected rows")
+        for r in report.rejected[:shown]:
+            rows.add_row(str(r.row), r.id or "", r.reason)
+        console.print(rows)
+        if len(report.rejected) > shown:
+            console.print(f"… and {len(report.rejected) - shown} more (--report FILE lists all)")
+
+
+def _write_report(report: ImportReport, path: Path | None) -> None:
+    if path is None:
+        return
+    import orjson
+
+    path.write_bytes(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2))
+
+
+@geodata_app.command("import")
+def geodata_import(
+    kind: Annotated[str, typer.Argument(help="provinces, communes, hamlets, sites or field.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="GeoJSON, GeoPackage, Shapefile, CSV, XLSX or OpenCelliD CSV."),
+    ],
+    crs: Annotated[
+        str | None,
+        typer.Option(help="The file's CRS if not WGS 84, e.g. EPSG:9210 (VN-2000 / TM-3)."),
+    ] = None,
+    province: ProvinceOpt = None,
+    layer: Annotated[str | None, typer.Option(help="GeoPackage layer.")] = None,
+    lat_column: Annotated[str | None, typer.Option(help="Latitude (or y) column.")] = None,
+    lon_column: Annotated[str | None, typer.Option(help="Longitude (or x) column.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column.")] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="FIELD=HEADER for any other field, e.g. population='Dân số'."),
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Operator of every row, for a file without that column.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Hamlets: retire the province's hamlets the file lacks.")
+    ] = False,
+    synthetic: Annotated[bool, typer.Option(help="Mark the rows as synthetic data.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Check and report; store nothing.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the full report as JSON here.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Import a geodata file: every row is accepted or rejected with its reason."""
+    from lomsong.coverage.importing import NothingAccepted, import_file
+    from lomsong.coverage.validate import Options
+
+    columns = _columns(column)
+    if id_column is not None:
+        columns["id"] = id_column
+    options = Options(
+        kind=kind,
+        crs=crs,
+        province=province,
+        columns=columns,
+        operator=operator,
+        synthetic=synthetic,
+    )
+    engine = _engine(config)
+    try:
+        with _progress() as progress:
+            result = import_file(
+                engine,
+                file,
+                options,
+                layer=layer,
+                lat_column=lat_column,
+                lon_column=lon_column,
+                replace=replace,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    except NothingAccepted as exc:
+        print_report(exc.report)
+        _write_report(exc.report, report)
+        raise
+    print_report(result)
+    _write_report(result, report)
+
+
+@geodata_app.command("imports")
+def geodata_imports(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    config: ConfigOpt = None,
+) -> None:
+    """List past imports."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lomsong.collector.timefmt import iso
+    from lomsong.coverage.store import list_imports
+
+    table = Table(
+        "id",
+        "when",
+        "kind",
+        "source",
+        "crs",
+        "province",
+        "synthetic",
+        "rows",
+        "accepted",
+        "rejected",
+    )
+    for r in list_imports(_engine(config), limit):
+        table.add_row(
+            str(r["id"]),
+            iso(r["created_at"]) or "",
+            r["kind"],
+            r["source"],
+            r["crs"] or "",
+            r["province_code"] or "",
+            "yes" if r["synthetic"] else "",
+            str(r["rows_total"]),
+            str(r["rows_accepted"]),
+            str(r["rows_rejected"]),
+        )
+    Console(width=200).print(table)
+
+
+@geodata_app.command("versions")
+def geodata_versions(
+    hamlet_id: Annotated[str, typer.Argument(help="The hamlet's id.")],
+    config: ConfigOpt = None,
+) -> None:
+    """A hamlet's history: every version, when it was valid, and what it said."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lomsong.collector.timefmt import iso
+    from lomsong.coverage.store import hamlet_history
+
+    table = Table(
+        "version",
+        "valid from",
+        "valid to",
+        "import",
+        "name",
+        "commune",
+        "population",
+        "grid power",
+        "lat",
+        "lon",
+        "retired",
+    )
+    for v in hamlet_history(_engine(config), hamlet_id):
+        power = v["has_grid_power"]
+        table.add_row(
+            str(v["version"]),
+            iso(v["valid_from"]) or "",
+            iso(v["valid_to"]) or "now",
+            str(v["import_id"] or ""),
+            v["name"],
+            v["commune_code"],
+            "" if v["population"] is None else str(v["population"]),
+            "?" if power is None else "yes" if power else "no",
+            f"{v['lat']:.6f}",
+            f"{v['lon']:.6f}",
+            iso(v["retired_at"]) or "",
+        )
+    Console(width=200).print(table)
+
+
+@geodata_app.command("synth")
+def geodata_synth(
+    province: ProvinceOpt = None,
+    national: Annotated[
+        bool, typer.Option("--national", help="The whole country (benchmark shape).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 1,
+    config: ConfigOpt = None,
+) -> None:
+    """Store synthetic hamlets and sites (labelled synthetic everywhere) where no data exists."""
+    from lomsong.coverage.compute import generate_and_store
+
+    if national == (province is not None):
+        raise ValidationError(
+            "--province/--national", province, "give exactly one of --province CODE, --national"
+        )
+    engine = _engine(config)
+    with _progress() as progress:
+        summary = generate_and_store(engine, province=province, seed=seed, progress=progress)
+    typer.echo(summary)
+
+
+# -- coverage (needs lomsong.coverage.engine) --------------------------------------------------
+
+
+def _area(engine: Engine, province: str | None) -> Any:
+    from lomsong.collector.coverage_service import active_outages, down_links
+    from lomsong.coverage.compute import classify_area, with_outages
+    from lomsong.coverage.model import CoverageSettings
+
+    settings = CoverageSettings()
+    area = classify_area(engine, province, settings, now=time.time())
+    links = down_links(active_outages(engine, province), settings.operator_keys())
+    return area, with_outages(area, links)
+
+
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help=".geojson, .gpkg, .csv or .xlsx")
+]
+ViOpt = Annotated[bool, typer.Option("--vi", help="Vietnamese column headers.")]
+
+
+@coverage_app.command("classify")
+def coverage_classify(
+    province: ProvinceOpt = None,
+    output: OutputOpt = None,
+    vi: ViOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Per-hamlet status, per operator and overall, with the outages open now."""
+    from lomsong.coverage.export import write_table
+    from lomsong.coverage.results import status_frame
+
+    engine = _engine(config)
+    area, classification = _area(engine, province)
+    frame = status_frame(area.details, classification)
+    counts = frame["status"].value_counts().to_dict()
+    typer.echo(
+        f"{len(frame)} hamlets: "
+        + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("covered", "weak", "none", "outage"))
+    )
+    if output is not None:
+        write_table(frame, output, vi=vi, notes=_notes(province))
+        typer.echo(f"written to {output}")
+
+
+def _notes(province: str | None) -> dict[str, str]:
+    from lomsong.collector.timefmt import iso
+
+    return {"province": province or "all", "computed_at": iso(time.time()) or ""}
+
+
+@coverage_app.command("summary")
+def coverage_summary(
+    province: ProvinceOpt = None,
+    by: Annotated[str, typer.Option(help="commune or province.")] = "commune",
+    output: OutputOpt = None,
+    vi: ViOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Hamlets and population by status, per operator and overall, and without grid power."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lomsong.coverage.compute import summarize, with_shapes
+    from lomsong.coverage.export import write_table
+
+    if by not in ("commune", "province"):
+        raise ValidationError("--by", by, "expected one of {commune, province}")
+    level: Literal["commune", "province"] = "commune" if by == "commune" else "province"
+    engine = _engine(config)
+    area, classification = _area(engine, province)
+    frame = summarize(area, classification, level)
+    if output is not None:
+        if output.suffix.lower() in (".geojson", ".json", ".gpkg"):
+            frame = with_shapes(frame, engine, level)
+        write_table(frame, output, vi=vi, layer="summary", notes=_notes(province))
+        typer.echo(f"written to {output}")
+        return
+    table = Table(*[str(c) for c in frame.columns])
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None else str(v) for v in row])
+    Console(width=240).print(table)
+
+
+@coverage_app.command("whatif")
+def coverage_whatif(
+    site: Annotated[str, typer.Option(help="LAT,LON of the candidate site.")],
+    operator: Annotated[str, typer.Option(help="Operator, e.g. viettel.")],
+    height: Annotated[float, typer.Option(help="Antenna height, m.")] = 30.0,
+    azimuth: Annotated[
+        float | None, typer.Option(help="Sector azimuth, degrees (omni without).")
+    ] = None,
+    beamwidth: Annotated[float | None, typer.Option(help="Beamwidth, degrees.")] = None,
+    band: Annotated[float, typer.Option(help="Band, MHz.")] = 1800.0,
+    power: Annotated[float | None, typer.Option(help="Transmit power, dBm.")] = None,
+    radio: Annotated[str, typer.Option(help="gsm, umts, lte or nr.")] = "lte",
+    province: ProvinceOpt = None,
+    output: OutputOpt = None,
+    vi: ViOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Which hamlets, and how many people, change status if this site is built."""
+    import numpy as np
+    import pandas as pd
+    import shapely
+
+    from lomsong.coverage.compute import classify_area, whatif
+    from lomsong.coverage.export import write_table
+    from lomsong.coverage.locate import Geography
+    from lomsong.coverage.model import CoverageSettings
+    from lomsong.coverage.results import (
+        Candidate,
+        candidate_sectors,
+        parse_site,
+        whatif_rows,
+        whatif_totals,
+    )
+
+    lat, lon = parse_site(site)
+    settings = CoverageSettings()
+    candidate = Candidate(
+        lat=lat,
+        lon=lon,
+        operator=operator,
+        height_m=height,
+        azimuth_deg=azimuth,
+        beamwidth_deg=beamwidth,
+        band_mhz=band,
+        power_dbm=power,
+        radio=radio,
+    )
+    sectors = candidate_sectors([candidate], settings)
+    engine = _engine(config)
+    if province is None:
+        geo = Geography.load(engine)
+        (code,) = geo.commune_at(np.array([shapely.Point(lon, lat)]), 2000.0)
+        if code is None:
+            raise ValidationError("--site", site, "outside Vietnam")
+        province = geo.known[code][2]
+    now = time.time()
+    area = classify_area(engine, province, settings, now=now)
+    rows = whatif_rows(whatif(area, sectors, settings, now=now).table())
+    totals = whatif_totals(rows)
+    typer.echo(
+        f"{totals['hamlets_changed']} hamlets ({totals['population_changed']} people) change "
+        f"status; {totals['hamlets_improved']} ({totals['population_improved']} people) improve"
+    )
+    for key, t in totals["transitions"].items():
+        typer.echo(f"  {key}: {t['hamlets']} hamlets, {t['population']} people")
+    if output is not None:
+        write_table(
+            pd.DataFrame(rows),
+            output,
+            vi=vi,
+            synthetic=bool(area.hamlets.synthetic.any()),
+            layer="whatif",
+            notes=_notes(province),
+        )
+        typer.echo(f"written to {output}")

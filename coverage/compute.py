@@ -1,0 +1,207 @@
+"""The calls into the coverage engine (``lomsong.coverage.engine``) that the CLI and the
+collector share: classify an area from the database, lay the live outages over it, summarise
+it, and answer what-if questions.
+
+The engine is written in parallel to this module, to the contract its helper and this one share
+(``classify``, ``apply_outages``, ``whatif``, ``summarize``); it is reached through
+:func:`engine_api` so that this module type-checks before the engine lands.
+MERGE NOTE: once ``coverage/engine.py`` is in, ``engine_api`` can become a plain import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from lomsong.coverage import store
+from lomsong.coverage.model import (
+    BoolArray,
+    Classification,
+    CoverageSettings,
+    Hamlets,
+    IntArray,
+    Readings,
+    Sectors,
+)
+
+
+class WhatIfResult(Protocol):
+    changed: IntArray
+    before: Classification
+    after: Classification
+
+    def table(self) -> list[dict[str, Any]]: ...
+
+
+class EngineAPI(Protocol):
+    """The engine's public functions, as the contract names them."""
+
+    def classify(
+        self,
+        hamlets: Hamlets,
+        sectors: Sectors,
+        readings: Readings,
+        settings: CoverageSettings,
+        *,
+        now: float,
+    ) -> Classification: ...
+
+    def apply_outages(
+        self,
+        classification: Classification,
+        hamlets: Hamlets,
+        sectors: Sectors,
+        *,
+        down_sectors: BoolArray | None = None,
+        down_links: Iterable[tuple[str, str]] = (),
+    ) -> Classification: ...
+
+    def whatif(
+        self,
+        hamlets: Hamlets,
+        sectors: Sectors,
+        readings: Readings,
+        settings: CoverageSettings,
+        candidates: Sectors,
+        *,
+        now: float,
+        base: Classification | None = None,
+    ) -> WhatIfResult: ...
+
+    def summarize(
+        self,
+        hamlets: Hamlets,
+        classification: Classification,
+        *,
+        by: Literal["commune", "province"],
+    ) -> pd.DataFrame: ...
+
+
+def engine_api() -> EngineAPI:
+    return cast(EngineAPI, importlib.import_module("lomsong.coverage.engine"))
+
+
+@dataclass
+class Area:
+    """A province (or the country, ``province=None``) loaded and classified without outages."""
+
+    province: str | None
+    details: pd.DataFrame
+    hamlets: Hamlets
+    sectors: Sectors
+    readings: Readings
+    base: Classification
+    version: tuple[Any, ...]
+    built_at: float
+
+
+def classify_area(
+    engine: Engine, province: str | None, settings: CoverageSettings, *, now: float
+) -> Area:
+    """Load hamlets, the sectors that can reach them and recent readings; classify them."""
+    version = store.data_version(engine)
+    details = store.hamlet_frame(engine, province)
+    hamlets = store.hamlets_from_frame(details)
+    sectors = store.load_sectors(engine, province, settings=settings)
+    since = now - settings.measured_max_age_days * 86_400
+    readings = store.load_readings(engine, since, province)
+    base = engine_api().classify(hamlets, sectors, readings, settings, now=now)
+    return Area(province, details, hamlets, sectors, readings, base, version, now)
+
+
+def with_outages(area: Area, down_links: Iterable[tuple[str, str]]) -> Classification:
+    """The live picture: sectors marked down and communes whose probe lost an operator."""
+    return engine_api().apply_outages(
+        area.base,
+        area.hamlets,
+        area.sectors,
+        down_sectors=~area.sectors.active,
+        down_links=list(down_links),
+    )
+
+
+def summarize(
+    area: Area, classification: Classification, by: Literal["commune", "province"]
+) -> pd.DataFrame:
+    """The engine's aggregates, with the commune (or province) names beside the codes."""
+    from lomsong.coverage.export import flat
+
+    frame = flat(engine_api().summarize(area.hamlets, classification, by=by))
+    if by == "commune" and "commune_code" in frame.columns:
+        names = dict(zip(area.details["commune_code"], area.details["commune_name"], strict=True))
+        frame.insert(1, "commune_name", frame["commune_code"].map(names))
+    frame = frame.assign(synthetic=bool(np.any(area.hamlets.synthetic)))
+    return frame
+
+
+def whatif(
+    area: Area, candidates: Sectors, settings: CoverageSettings, *, now: float
+) -> WhatIfResult:
+    return engine_api().whatif(
+        area.hamlets,
+        area.sectors,
+        area.readings,
+        settings,
+        candidates,
+        now=now,
+        base=area.base,
+    )
+
+
+def with_shapes(frame: pd.DataFrame, engine: Engine, by: Literal["commune", "province"]) -> Any:
+    """A summary with its communes' (or provinces') polygons, for GeoJSON and GeoPackage."""
+    import geopandas as gpd
+
+    from lomsong.coverage import boundaries
+
+    key = f"{by}_code"
+    if key not in frame.columns:
+        return frame
+    layer = boundaries.communes(engine) if by == "commune" else boundaries.provinces(engine)
+    shapes = layer.set_index("code").geometry
+    return gpd.GeoDataFrame(frame, geometry=frame[key].map(shapes).to_numpy(), crs="EPSG:4326")
+
+
+def generate_and_store(
+    engine: Engine,
+    *,
+    province: str | None,
+    seed: int,
+    progress: Any = None,
+    settings: CoverageSettings | None = None,
+) -> str:
+    """``geodata synth``: generate hamlets and sites (``lomsong.coverage.synth``) for a province
+    or, with None, the national benchmark shape, and store them labelled synthetic."""
+    synth: Any = importlib.import_module("lomsong.coverage.synth")
+    from lomsong.coverage import boundaries
+
+    settings = settings or CoverageSettings()
+    if province is None:
+        hamlet_frame, site_frame = synth.national(seed)
+        label = f"national, seed {seed}"
+    else:
+        communes = boundaries.communes(engine, province=province)
+        if communes.empty:
+            from lomsong.errors import NotFoundError
+
+            raise NotFoundError(f"province {province!r} has no communes")
+        hamlet_frame = synth.hamlets(communes, seed=seed)
+        site_frame = synth.sites(communes, seed=seed, operators=settings.operators)
+        label = f"province {province}, seed {seed}"
+    advance = None
+    if progress is not None:
+        advance = progress("storing", len(hamlet_frame) + len(site_frame))
+    h_id, h_changes, s_id, s_changes = store.store_synthetic(
+        engine, hamlet_frame, site_frame, label=label, province=province, advance=advance
+    )
+    return (
+        f"synthetic data ({label}): {len(hamlet_frame)} hamlets (import {h_id}: "
+        f"{h_changes.as_dict()}), {len(site_frame)} sectors (import {s_id}: "
+        f"{s_changes.as_dict()})"
+    )
