@@ -26,6 +26,9 @@ PROVINCES_FILE = "vn_provinces_2025_simplified.geojson"
 POINTS_FILE = "vn_communes_2025_points.csv"
 
 COMMUNE_COLUMNS = ["code", "name", "type", "province_code", "area_km2", "population", "geometry"]
+#: The polygon layer carries Xã Ba Chẽ (Quảng Ninh) as 06978; its 2025 code is 06970, as in the
+#: commune points and the official old → new mapping (the old Thị trấn Ba Chẽ was 06970).
+CODE_FIXES = {"06978": "06970"}
 
 
 def _read(name: str, **kwargs: Any) -> gpd.GeoDataFrame:
@@ -36,6 +39,7 @@ def _read(name: str, **kwargs: Any) -> gpd.GeoDataFrame:
 @cache
 def _bundled_communes() -> gpd.GeoDataFrame:
     base = _read(COMMUNES_FILE, layer="communes")
+    base["code"] = base["code"].replace(CODE_FIXES)
     with as_file(DATA / POINTS_FILE) as path:
         points = pd.read_csv(path, dtype={"code": str, "province_code": str})
     detailed = _read(POPULATION_FILE, layer="communes")
