@@ -70,7 +70,7 @@ def create_app(
     receivers
         Receivers to use instead of those the alerts configuration describes.
     coverage
-        Where the maps get coverage; the store and the engine by default.
+        Where the maps get coverage; the collector's ``CoverageService`` by default.
     """
     owns_engine = engine is None
     if engine is None:
@@ -103,6 +103,8 @@ def create_app(
 
         receivers = build_receivers(alerts)
     d = settings.detector
+    # one coverage for the API, the maps and the alerts' hamlets
+    coverage_service = ctx.coverage = CoverageService(engine, clock=clock)
     service = OutageService(
         engine,
         live,
@@ -112,9 +114,9 @@ def create_app(
         ),
         clock=clock,
         public_url=settings.public_url,
+        impact=coverage_service.impact,
     )
     ctx.outages = service
-    ctx.coverage = CoverageService(engine, clock=clock)
 
     def _committed(stored: Sequence[StoredBatch]) -> None:
         live.apply(stored)

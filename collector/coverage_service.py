@@ -24,9 +24,11 @@ from sqlalchemy import Engine, select
 from lomsong.collector.schema import outages
 
 if TYPE_CHECKING:
+    from lomsong.collector.detector import Outage
+    from lomsong.collector.outages import HamletImpact
     from lomsong.coverage.compute import Area
     from lomsong.coverage.locate import Geography
-    from lomsong.coverage.model import Classification, CoverageSettings
+    from lomsong.coverage.model import Classification, CoverageSettings, IntArray
 
 #: silent probes whose cause says the commune lost its links
 SILENT_CAUSES = ("power", "network")
@@ -83,6 +85,7 @@ class CoverageService:
         self._geo: tuple[tuple[Any, ...], Geography] | None = None
         self._lock = threading.Lock()
         self._building: dict[str | None, threading.Lock] = {}
+        self._impacts: dict[tuple[Any, ...], IntArray | None] = {}
 
     @property
     def settings(self) -> CoverageSettings:
@@ -154,3 +157,97 @@ class CoverageService:
         area = self.area(province)
         links = down_links(active_outages(self.engine, province), self.settings.operator_keys())
         return area, with_outages(area, links)
+
+    def impact(self, outage: Outage) -> HamletImpact | None:
+        """The hamlets an outage leaves without signal, for its alert (``None``: not known).
+
+        - ``uplink_down`` or ``degraded`` of an operator's uplink: the commune's hamlets that
+          operator serves (covered or weak) and no other operator does, so that they lose all
+          signal with it (for a degraded link: would lose it). A fixed-line uplink leaves none.
+        - ``probe_silent`` for power or network: as on the map, every operator of the commune is
+          taken down, so every hamlet of the commune that had signal. While the cause is being
+          determined (the probe is still silent) or unknown it is not known: ``None``.
+
+        Each outage is weighed alone against the classification without live outages, so the
+        figures do not change while other outages come and go. ``None`` also when the commune
+        has no hamlets loaded.
+        """
+        from lomsong.collector.alerts.messages import NAMED_HAMLETS
+        from lomsong.collector.outages import HamletImpact
+
+        found = self.affected(
+            outage.province_code,
+            outage.commune_code,
+            outage.condition,
+            outage.cause,
+            outage.operator,
+        )
+        if found is None:
+            return None
+        area, lost = found
+        h = area.hamlets
+        population = h.population[lost].astype("int64")
+        order = lost[(-population).argsort(kind="stable")][:NAMED_HAMLETS]
+        return HamletImpact(
+            hamlets=int(lost.size),
+            population=int(population.sum()),
+            without_power=int((~h.has_grid_power[lost].astype(bool)).sum()),
+            largest=tuple((str(h.names[i]), int(h.population[i])) for i in order),
+        )
+
+    def affected(
+        self,
+        province: str,
+        commune: str,
+        condition: str,
+        cause: str | None,
+        operator: str | None,
+    ) -> tuple[Area, IntArray] | None:
+        """The province's area and the indices of the hamlets an outage leaves without signal
+        (see :meth:`impact`); ``None`` when that is not known."""
+        keys = self.settings.operator_keys()
+        operators: tuple[str, ...]
+        if condition == "probe_silent":
+            if cause not in SILENT_CAUSES:
+                return None
+            operators = keys
+        elif operator in keys:
+            operators = (str(operator),)
+        else:
+            operators = ()
+        area = self.area(province)
+        key = (area.version, area.built_at, commune, operators)
+        with self._lock:
+            if key in self._impacts:
+                lost = self._impacts[key]
+                return None if lost is None else (area, lost)
+        lost = _lost(area, commune, operators)
+        with self._lock:
+            if len(self._impacts) > 1024:
+                self._impacts.clear()
+            self._impacts[key] = lost
+        return None if lost is None else (area, lost)
+
+
+def _lost(area: Area, commune: str, operators: tuple[str, ...]) -> IntArray | None:
+    """Hamlets of ``commune`` with signal whose every serving operator is in ``operators``."""
+    import numpy as np
+
+    from lomsong.coverage.engine import apply_outages
+    from lomsong.coverage.model import OUTAGE
+
+    h = area.hamlets
+    mine = h.commune_code == commune
+    if not mine.any():
+        return None
+    if not operators:
+        return np.zeros(0, dtype=np.int64)
+    # this outage's links alone: sectors marked down are the map's business, not this alert's
+    live = apply_outages(
+        area.base,
+        h,
+        area.sectors,
+        down_sectors=np.zeros(len(area.sectors), dtype=bool),
+        down_links=[(commune, op) for op in operators],
+    )
+    return np.flatnonzero(mine & (live.overall == OUTAGE) & (area.base.overall != OUTAGE))

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,6 +48,7 @@ from lomsong.collector.demo_scenario import (
 )
 from lomsong.collector.demo_setup import (
     AGENTS_DIR,
+    PROVINCE,
     REGIONAL_MIN_COMMUNES,
     UPLINKS,
     demo_alerts,
@@ -83,6 +85,11 @@ class DemoReport:
     notifications: dict[str, int] = field(default_factory=dict)
     #: deliveries the collector recorded: (receiver, status, ok) → count
     deliveries: dict[tuple[str, str, bool], int] = field(default_factory=dict)
+    #: distinct synthetic hamlets and their people left without signal by the outages
+    #: (``None``: no coverage data), and how many outages that was known for
+    affected_hamlets: int | None = None
+    affected_people: int = 0
+    affected_outages: int = 0
     cpu_collector_seconds: float = 0.0
     cpu_agents_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -111,6 +118,11 @@ def format_report(report: DemoReport) -> list[str]:
     lines.append(f"  outages          {opened} opened, {resolved} resolved")
     for (condition, cause), (o, r) in sorted(report.outages.items()):
         lines.append(f"    {condition:<13} {cause:<8} {o} opened, {r} resolved")
+    if report.affected_hamlets is not None:
+        lines.append(
+            f"  hamlets cut off  {report.affected_hamlets:,} synthetic hamlets, "
+            f"{report.affected_people:,} people, by {report.affected_outages} of those outages"
+        )
     n = report.notifications
     lines.append(
         f"  notifications    webhook sink got {n.get('firing', 0)} firing, "
@@ -218,11 +230,11 @@ class _Demo:
     def _print_addresses(self, admin: str, probes: int, map_path: str | None) -> None:
         self.say(f"lomsong demo: {probes} commune centres of Cao Bằng, files in {self.workdir}")
         self.write(f"  API docs    {self.base}/docs")
-        # The status page ("/") and the maps come with the maps wing; the read API until then.
-        self.write(f"  status      {self.base}/api/v1/probes   (read API, with the admin token)")
-        self.write(f"  outages     {self.base}/api/v1/outages")
+        # a browser signs in once with the ?token= link and keeps a cookie
+        self.write(f"  status page {self.base}/?token={admin}")
         if map_path is not None:
-            self.write(f"  map         {self.base}{map_path}")
+            self.write(f"  map         {self.base}{map_path}   (synthetic hamlets and sites)")
+        self.write(f"  outages     {self.base}/api/v1/outages")
         self.write(f"  metrics     {self.base}/metrics")
         self.write(f"  admin token {admin}   (Authorization: Bearer …)")
         self.write(f"  webhook     {self.sink.url}   (the duty officer's phone: lines below)")
@@ -328,6 +340,9 @@ class _Demo:
             return report
         state = _read_state(url)
         report.reported, report.results = state.reported, state.results
+        affected = _affected(url, state.outages)
+        if affected is not None:
+            report.affected_hamlets, report.affected_people, report.affected_outages = affected
         report.deliveries = dict(state.deliveries)
         for o in state.outages:
             counts = report.outages.setdefault((o.condition, o.cause or "-"), [0, 0])
@@ -417,6 +432,32 @@ def _read_state(url: str) -> _State:
     finally:
         engine.dispose()
     return _State(int(reported), int(n_results), rows, deliveries)
+
+
+def _affected(url: str, records: list[OutageRecord]) -> tuple[int, int, int] | None:
+    """Distinct hamlets and people the outages left without signal, and how many outages said
+    (as their alerts do: ``CoverageService.affected``); ``None`` without coverage data."""
+    import numpy as np
+
+    from lomsong.collector.coverage_service import CoverageService
+
+    engine = open_engine(url)
+    try:
+        service = CoverageService(engine)
+        found: list[Any] = []
+        for o in records:
+            hit = service.affected(PROVINCE, o.commune_code, o.condition, o.cause, o.operator)
+            if hit is not None:
+                found.append(hit)
+    except ImportError:  # without the geo extra
+        return None
+    finally:
+        engine.dispose()
+    if not found:
+        return None
+    area = found[-1][0]
+    lost = np.unique(np.concatenate([idx for _, idx in found]))
+    return int(lost.size), int(area.hamlets.population[lost].sum()), len(found)
 
 
 class _CollectorThread:

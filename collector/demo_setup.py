@@ -29,6 +29,8 @@ from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ValidationError
 
 PROVINCE = "04"  # Cao Bằng
+#: seed of the demo's synthetic hamlets and sites, so every run shows the same map
+SYNTH_SEED = 2026
 #: The uplinks a commune centre in the demo has: a fibre line and two operators' 4G routers.
 UPLINKS = (
     Uplink("fibre", "fibre"),
@@ -128,14 +130,16 @@ def claim_workdir(workdir: Path) -> None:
 
 
 def load_coverage_data(engine: Engine, workdir: Path) -> str | None:
-    """HOOK for issue #7 §1: load Cao Bằng's synthetic hamlets and sites into the demo database.
+    """Store Cao Bằng's synthetic hamlets and sites (seeded, labelled synthetic) in the demo's
+    database, as ``lomsong geodata synth --province 04 --seed 2026`` would; the province map's
+    path under the collector, so the demo prints its URL.
 
-    To be filled once ``lomsong geodata synth`` exists: generate (or load) the labelled
-    synthetic hamlets and sites of province 04 into ``engine``, and return the path of the
-    province's map under the collector (``/maps/…``) so the demo prints its URL. Until then the
-    demo loads no hamlets, its alerts say the hamlets are not known, and no map URL is printed.
+    ``workdir`` is the demo's directory (the data goes into its database, nothing else).
     """
-    return None
+    from lomsong.coverage.compute import generate_and_store
+
+    generate_and_store(engine, province=PROVINCE, seed=SYNTH_SEED)
+    return f"/maps/province/{PROVINCE}"
 
 
 def demo_settings(url: str, port: int, admin: str) -> CollectorSettings:

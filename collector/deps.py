@@ -44,7 +44,7 @@ class Context:
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
     outages: OutageService | None = None
-    #: where the maps get coverage; the store and the engine when None
+    #: where the maps get coverage; the collector's ``coverage`` service when None
     coverage_source: CoverageSource | None = None
     #: built on the first map request (it needs the geo extra)
     maps: MapService | None = None

@@ -45,8 +45,21 @@ LEADER_LOCK = 0x6C6F6D736F6E67
 #: (one group commit); every second of margin is re-read on every tick, so it stays small.
 FEED_MARGIN_SECONDS = 5.0
 
-#: hamlets, population and hamlets without grid power left without signal, if known
-Impact = Callable[[str, str | None], tuple[int, int, int] | None]
+
+@dataclass(frozen=True)
+class HamletImpact:
+    """The hamlets an outage leaves without signal (see ``CoverageService.impact``)."""
+
+    hamlets: int
+    population: int
+    #: of those, hamlets without grid power
+    without_power: int
+    #: the largest of them, (name, population), most people first
+    largest: tuple[tuple[str, int], ...] = ()
+
+
+#: The hamlets an outage leaves without signal; ``None`` when that is not known.
+Impact = Callable[[Outage], HamletImpact | None]
 
 
 @dataclass
@@ -264,7 +277,7 @@ class OutageService:
 
     def alert_source(self, o: Outage) -> AlertSource:
         info = self.live.probes.get(o.probe_id)
-        impact = self.impact(o.commune_code, o.operator) if self.impact else None
+        impact = self._impact(o)
         facts = Facts(
             condition=o.condition,
             province_code=o.province_code,
@@ -277,14 +290,30 @@ class OutageService:
             operator=o.operator,
             started_at=o.started_at,
             ended_at=o.ended_at,
-            hamlets=impact[0] if impact else None,
-            population=impact[1] if impact else None,
-            hamlets_without_power=impact[2] if impact else None,
-            map_url=f"{self.public_url}/api/v1/probes/{o.probe_id}" if self.public_url else "",
+            hamlets=impact.hamlets if impact else None,
+            population=impact.population if impact else None,
+            hamlets_without_power=impact.without_power if impact else None,
+            hamlet_names=impact.largest if impact else (),
+            map_url=(
+                f"{self.public_url}/maps/province/{o.province_code}" if self.public_url else ""
+            ),
         )
         return AlertSource(
             fingerprint=o.id, status="firing" if o.active else "resolved", facts=facts
         )
+
+    def _impact(self, o: Outage) -> HamletImpact | None:
+        """The hamlets ``o`` leaves without signal; a failure says "not known", never stops
+        the alert."""
+        if self.impact is None:
+            return None
+        try:
+            return self.impact(o)
+        except ImportError:  # a collector without the geo extra has no coverage
+            return None
+        except Exception:
+            log.exception("the hamlets affected by outage %s could not be computed", o.id)
+            return None
 
     def active_sources(self) -> list[AlertSource]:
         assert self.detector is not None

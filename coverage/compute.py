@@ -1,90 +1,27 @@
 """The calls into the coverage engine (``lomsong.coverage.engine``) that the CLI and the
 collector share: classify an area from the database, lay the live outages over it, summarise
 it, and answer what-if questions.
-
-The engine is written in parallel to this module, to the contract its helper and this one share
-(``classify``, ``apply_outages``, ``whatif``, ``summarize``); it is reached through
-:func:`engine_api` so that this module type-checks before the engine lands.
-MERGE NOTE: once ``coverage/engine.py`` is in, ``engine_api`` can become a plain import.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from lomsong.coverage import engine as coverage_engine
 from lomsong.coverage import store
 from lomsong.coverage.model import (
-    BoolArray,
     Classification,
     CoverageSettings,
     Hamlets,
-    IntArray,
     Readings,
     Sectors,
 )
-
-
-class WhatIfResult(Protocol):
-    changed: IntArray
-    before: Classification
-    after: Classification
-
-    def table(self) -> list[dict[str, Any]]: ...
-
-
-class EngineAPI(Protocol):
-    """The engine's public functions, as the contract names them."""
-
-    def classify(
-        self,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        readings: Readings,
-        settings: CoverageSettings,
-        *,
-        now: float,
-    ) -> Classification: ...
-
-    def apply_outages(
-        self,
-        classification: Classification,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        *,
-        down_sectors: BoolArray | None = None,
-        down_links: Iterable[tuple[str, str]] = (),
-    ) -> Classification: ...
-
-    def whatif(
-        self,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        readings: Readings,
-        settings: CoverageSettings,
-        candidates: Sectors,
-        *,
-        now: float,
-        base: Classification | None = None,
-    ) -> WhatIfResult: ...
-
-    def summarize(
-        self,
-        hamlets: Hamlets,
-        classification: Classification,
-        *,
-        by: Literal["commune", "province"],
-    ) -> pd.DataFrame: ...
-
-
-def engine_api() -> EngineAPI:
-    return cast(EngineAPI, importlib.import_module("lomsong.coverage.engine"))
 
 
 @dataclass
@@ -111,13 +48,13 @@ def classify_area(
     sectors = store.load_sectors(engine, province, settings=settings)
     since = now - settings.measured_max_age_days * 86_400
     readings = store.load_readings(engine, since, province)
-    base = engine_api().classify(hamlets, sectors, readings, settings, now=now)
+    base = coverage_engine.classify(hamlets, sectors, readings, settings, now=now)
     return Area(province, details, hamlets, sectors, readings, base, version, now)
 
 
 def with_outages(area: Area, down_links: Iterable[tuple[str, str]]) -> Classification:
     """The live picture: sectors marked down and communes whose probe lost an operator."""
-    return engine_api().apply_outages(
+    return coverage_engine.apply_outages(
         area.base,
         area.hamlets,
         area.sectors,
@@ -132,7 +69,7 @@ def summarize(
     """The engine's aggregates, with the commune (or province) names beside the codes."""
     from lomsong.coverage.export import flat
 
-    frame = flat(engine_api().summarize(area.hamlets, classification, by=by))
+    frame = flat(coverage_engine.summarize(area.hamlets, classification, by=by))
     if by == "commune" and "commune_code" in frame.columns:
         names = dict(zip(area.details["commune_code"], area.details["commune_name"], strict=True))
         frame.insert(1, "commune_name", frame["commune_code"].map(names))
@@ -142,8 +79,8 @@ def summarize(
 
 def whatif(
     area: Area, candidates: Sectors, settings: CoverageSettings, *, now: float
-) -> WhatIfResult:
-    return engine_api().whatif(
+) -> coverage_engine.WhatIf:
+    return coverage_engine.whatif(
         area.hamlets,
         area.sectors,
         area.readings,
@@ -178,8 +115,7 @@ def generate_and_store(
 ) -> str:
     """``geodata synth``: generate hamlets and sites (``lomsong.coverage.synth``) for a province
     or, with None, the national benchmark shape, and store them labelled synthetic."""
-    synth: Any = importlib.import_module("lomsong.coverage.synth")
-    from lomsong.coverage import boundaries
+    from lomsong.coverage import boundaries, synth
 
     settings = settings or CoverageSettings()
     if province is None:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.live import LiveState
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ValidationError
 from lomsong.maps.inputs import TileSource
 from lomsong.maps.service import MapService
-from lomsong.maps.sources import CoverageSource, StoreCoverageSource
+from lomsong.maps.sources import CoverageSource, ServiceCoverageSource
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def write_map(
     service = MapService(
         engine,
         live,
-        source or StoreCoverageSource(engine),
+        source or ServiceCoverageSource(CoverageService(engine, clock=clock)),
         tiles=TileSource(s.maps.tile_url, s.maps.tile_attribution, s.maps.tile_max_zoom),
         silent_after=s.detector.grace_intervals * s.report_interval_seconds,
         clock=clock,

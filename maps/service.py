@@ -83,7 +83,7 @@ class MapService:
             raise NotFoundError(f"province {code!r} does not exist; known: {', '.join(names)}")
         markers = self.probes({code})
         outages = load_open_outages(self.engine, {code})
-        down = down_links_of(outages)
+        down = down_links_of(outages, self.settings)
         key = (
             "province",
             code,
@@ -120,7 +120,7 @@ class MapService:
     ) -> Page:
         """The national overview, of the provinces ``only`` (all when ``None``)."""
         outages = load_open_outages(self.engine, only)
-        down = down_links_of(outages)
+        down = down_links_of(outages, self.settings)
         scope = None if only is None else tuple(sorted(only))
         version = self.source.version(None)
         key = ("national", scope, version, tuple(down), self.tiles, tuple(links), province_link)

@@ -1,12 +1,11 @@
-"""Where served and written maps get their coverage: the store and the engine.
+"""Where served and written maps get their coverage: the collector's ``CoverageService``.
 
-This is the one module of the maps that calls the coverage store and engine, by the names of the
-coverage contract: ``lomsong.coverage.store.load_hamlets(engine, province)``,
-``load_sectors(engine, province)``, ``load_readings(engine, since)``;
-``lomsong.coverage.engine.classify(hamlets, sectors, readings, settings, now=)`` and
-``apply_outages(classification, hamlets, sectors, down_sectors=, down_links=)``;
-``lomsong.coverage.deadzones.dead_zones(communes, sectors, settings)``. Until those modules are
-installed the maps are drawn without coverage (communes and probes, with a notice saying so).
+The maps do not classify on their own: they ask the same :class:`CoverageService` as the
+coverage API, so a province is classified once (cached per data version and age) and the live
+outage overlay is the same one (``coverage_service.down_links``: an operator's uplink down takes
+that operator down in the probe's commune; a probe silent for power or network takes every
+operator of its commune down). The dead-zone polygons are computed here, once per classified
+area.
 
 Anything that answers :class:`CoverageSource` can stand in for it: the tests and the benchmark
 hand the map service coverage they built themselves.
@@ -14,23 +13,24 @@ hand the map service coverage they built themselves.
 
 from __future__ import annotations
 
-import importlib
-import logging
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import geopandas as gpd
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
-from lomsong.collector.schema import boundaries, field_measurements, hamlets, sites
-from lomsong.coverage.model import Classification, CoverageSettings, Hamlets, Sectors
+from lomsong.collector.coverage_service import CoverageService, down_links
+from lomsong.collector.schema import sites
+from lomsong.coverage import boundaries, deadzones
+from lomsong.coverage.compute import Area, with_outages
+from lomsong.coverage.model import CoverageSettings
 from lomsong.maps.inputs import ProvinceCoverage, commune_shares
 
-log = logging.getLogger(__name__)
-
-#: (commune code, operator) whose probe reports that operator's link down
+#: (commune code, operator) that the open outages take down
 DownLinks = Iterable[tuple[str, str]]
 
 
@@ -57,136 +57,73 @@ class CoverageSource(Protocol):
         """Every province's, as shares per commune; ``None`` when no province has any."""
 
 
-@dataclass
-class _Classified:
-    hamlets: Hamlets
-    sectors: Sectors
-    base: Classification
-    coverage: ProvinceCoverage
+class ServiceCoverageSource:
+    """Coverage from a :class:`CoverageService`, with dead zones computed once per area build."""
 
-
-class StoreCoverageSource:
-    """Coverage from the database through the store and the engine, cached per data version."""
-
-    def __init__(self, engine: Engine, settings: CoverageSettings | None = None) -> None:
-        self.engine = engine
-        self.settings = settings or CoverageSettings()
-        self._cache: dict[str, tuple[Hashable, _Classified | None]] = {}
+    def __init__(self, service: CoverageService) -> None:
+        self.service = service
+        self._extra: dict[str, tuple[Hashable, gpd.GeoDataFrame, bool]] = {}
         self._lock = threading.Lock()
-        self._missing_logged = False
+
+    @property
+    def settings(self) -> CoverageSettings:
+        return self.service.settings
 
     def version(self, province: str | None) -> Hashable:
-        h, s = hamlets.c, sites.c
-        hq = select(func.count(), func.max(h.updated_at), func.max(h.retired_at))
-        sq = select(func.count(), func.max(s.updated_at))
-        if province is not None:
-            hq = hq.where(h.province_code == province)
-            sq = sq.where(s.province_code == province)
-        fq = select(func.count(), func.max(field_measurements.c.received_at))
-        bq = select(func.count(), func.max(boundaries.c.updated_at))
-        with self.engine.connect() as conn:
-            return tuple(tuple(conn.execute(q).one()) for q in (hq, sq, fq, bq))
+        """The geodata version and when the area was classified (it is rebuilt with age too)."""
+        area = self.service.area(province)
+        return (area.version, area.built_at)
 
     def province(
         self, code: str, *, now: float, down_links: DownLinks = ()
     ) -> ProvinceCoverage | None:
-        done = self._classified(code, now)
-        if done is None:
+        area = self.service.area(code)
+        if len(area.hamlets) == 0:
             return None
-        _store, engine, _deadzones = _contract()
-        live = engine.apply_outages(
-            done.base,
-            done.hamlets,
-            done.sectors,
-            down_sectors=~done.sectors.active,
-            down_links=list(down_links),
-        )
-        c = done.coverage
+        live = with_outages(area, down_links)
+        zones, synthetic_sites = self._extras(code, area)
         return ProvinceCoverage(
-            c.hamlets, c.sectors, live, c.dead_zones, synthetic_sites=c.synthetic_sites
+            area.hamlets, area.sectors, live, zones, synthetic_sites=synthetic_sites
         )
 
     def national(self, *, now: float, down_links: DownLinks = ()) -> NationalCoverage | None:
-        with self.engine.connect() as conn:
-            codes = sorted(
-                conn.execute(
-                    select(hamlets.c.province_code).where(hamlets.c.retired_at.is_(None)).distinct()
-                ).scalars()
-            )
-        links = list(down_links)
-        frames, synthetic = [], False
-        for code in codes:
-            cov = self.province(code, now=now, down_links=links)
-            if cov is None:
-                continue
-            frames.append(commune_shares(cov.hamlets, cov.classification))
-            synthetic = synthetic or cov.synthetic_hamlets or cov.synthetic_sites
-        if not frames:
+        area = self.service.area(None)
+        if len(area.hamlets) == 0:
             return None
-        return NationalCoverage(pd.concat(frames), synthetic)
+        live = with_outages(area, down_links)
+        synthetic = bool(np.any(area.hamlets.synthetic)) or self._synthetic_sites(None)
+        return NationalCoverage(commune_shares(area.hamlets, live), synthetic)
 
-    def _classified(self, code: str, now: float) -> _Classified | None:
-        version = self.version(code)
+    def _extras(self, code: str, area: Area) -> tuple[gpd.GeoDataFrame, bool]:
+        """The dead-zone polygons and whether the sites are synthetic, once per area build."""
+        key = (area.version, area.built_at)
         with self._lock:
-            hit = self._cache.get(code)
-            if hit is not None and hit[0] == version:
-                return hit[1]
-            try:
-                done = self._classify(code, now)
-            except ModuleNotFoundError as exc:
-                if not (exc.name or "").startswith("lomsong.coverage"):
-                    raise
-                if not self._missing_logged:
-                    log.warning("maps are drawn without coverage: %s is not installed", exc.name)
-                    self._missing_logged = True
-                return None
-            self._cache[code] = (version, done)
-            return done
+            hit = self._extra.get(code)
+            if hit is not None and hit[0] == key:
+                return hit[1], hit[2]
+        zones = deadzones.dead_zones(
+            boundaries.communes(self.service.engine, code), area.sectors, self.settings
+        )
+        synthetic = self._synthetic_sites(code)
+        with self._lock:
+            self._extra[code] = (key, zones, synthetic)
+        return zones, synthetic
 
-    def _classify(self, code: str, now: float) -> _Classified | None:
-        from lomsong.coverage import boundaries
-
-        store, engine, deadzones = _contract()
-        h = store.load_hamlets(self.engine, code)
-        if len(h) == 0:
-            return None
-        s = store.load_sectors(self.engine, code)
-        since = now - self.settings.measured_max_age_days * 86_400
-        readings = store.load_readings(self.engine, since)
-        base = engine.classify(h, s, readings, self.settings, now=now)
-        zones = deadzones.dead_zones(boundaries.communes(self.engine, code), s, self.settings)
-        with self.engine.connect() as conn:
-            synthetic_sites = bool(
-                conn.execute(
-                    select(func.count()).where(
-                        sites.c.province_code == code, sites.c.synthetic.is_(True)
-                    )
-                ).scalar_one()
-            )
-        coverage = ProvinceCoverage(h, s, base, zones, synthetic_sites=synthetic_sites)
-        return _Classified(h, s, base, coverage)
+    def _synthetic_sites(self, province: str | None) -> bool:
+        query = select(func.count()).where(sites.c.synthetic.is_(True))
+        if province is not None:
+            query = query.where(sites.c.province_code == province)
+        with self.service.engine.connect() as conn:
+            return bool(conn.execute(query).scalar_one())
 
 
-def _contract() -> tuple[Any, Any, Any]:
-    """The coverage store, engine and dead-zone modules (ModuleNotFoundError until installed).
+def down_links_of(
+    open_outages: Iterable[Mapping[str, Any]], settings: CoverageSettings | None = None
+) -> list[tuple[str, str]]:
+    """(commune, operator) pairs the open outages take down, as the coverage API lays them.
 
-    Imported by name so that this module type-checks before they exist; once they are merged,
-    plain imports give mypy their signatures.
+    An uplink down of a cellular operator's link takes that operator down in the commune; a
+    probe silent for power or network takes every operator of its commune down.
     """
-    return tuple(  # type: ignore[return-value]
-        importlib.import_module(f"lomsong.coverage.{name}")
-        for name in ("store", "engine", "deadzones")
-    )
-
-
-def down_links_of(open_outages: Iterable[dict[str, object]]) -> list[tuple[str, str]]:
-    """(commune, operator) of every open uplink-down outage of a cellular operator's link.
-
-    A silent probe is left out: a commune centre without power says nothing of the network.
-    """
-    out = set()
-    for row in open_outages:
-        operator = row.get("operator")
-        if row.get("condition") == "uplink_down" and isinstance(operator, str) and operator:
-            out.add((str(row["commune_code"]), operator))
-    return sorted(out)
+    keys = (settings or CoverageSettings()).operator_keys()
+    return sorted(down_links(open_outages, keys))

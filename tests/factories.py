@@ -70,3 +70,15 @@ def body(doc: dict[str, Any], *, gz: bool = False) -> tuple[bytes, dict[str, str
         raw = gzip.compress(raw, 5)
         headers["Content-Encoding"] = "gzip"
     return raw, headers
+
+
+def store_synth(url: str, province: str = "04", seed: int = 7) -> None:
+    """Store ``lomsong geodata synth --province`` data (hamlets and sites) in a migrated DB."""
+    from lomsong.coverage.compute import generate_and_store
+    from tests.conftest import ready_engine
+
+    engine = ready_engine(url)
+    try:
+        generate_and_store(engine, province=province, seed=seed)
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -302,6 +303,56 @@ def test_messages_say_what_a_duty_officer_needs() -> None:
     [en] = d.due(T0 + 30)
     assert en.title.startswith("[FIRING] Xã Hà Quảng (01321), Cao Bằng: centre unreachable")
     assert "being determined" in en.title and "Hamlets without signal: unknown" in en.text
+
+
+def test_messages_name_the_largest_hamlets_left_without_signal() -> None:
+    names = (("Xóm Nà Lìn", 420), ("Bản Khuổi Nặm", 1_250), ("Thôn Pác Bó", 388))
+    alert = down("01321", "Xã Bảo Lạc")
+    facts = replace(
+        alert.facts,
+        hamlets=9,
+        population=3_912,
+        hamlets_without_power=2,
+        hamlet_names=tuple(sorted(names, key=lambda n: -n[1])),
+    )
+    d = Dispatcher(config(), {})
+    d.update([AlertSource(alert.fingerprint, "firing", facts)], T0)
+    [vi] = d.due(T0 + 60)
+    assert "Thôn/bản không có sóng: 9 (3.912 người, 2 thôn chưa có điện lưới)" in vi.text
+    assert (
+        "Thôn/bản bị ảnh hưởng: Bản Khuổi Nặm (1.250 người), Xóm Nà Lìn (420 người), "
+        "Thôn Pác Bó (388 người) và 6 thôn/bản khác"
+    ) in vi.text
+    en_cfg = config(routes=[{"name": "en", "receiver": "sink", "language": "en"}])
+    d = Dispatcher(en_cfg, {})
+    d.update([AlertSource(alert.fingerprint, "firing", facts)], T0)
+    [en] = d.due(T0 + 60)
+    assert "Hamlets without signal: 9 (3,912 people, 2 without grid power)" in en.text
+    assert (
+        "Hamlets affected: Bản Khuổi Nặm (1,250 people), Xóm Nà Lìn (420 people), "
+        "Thôn Pác Bó (388 people) and 6 more"
+    ) in en.text
+
+
+def test_a_regional_alert_sums_its_communes_hamlets() -> None:
+    def with_hamlets(a: AlertSource, n: int, people: int, name: str) -> AlertSource:
+        facts = replace(a.facts, hamlets=n, population=people, hamlet_names=((name, people // n),))
+        return AlertSource(a.fingerprint, a.status, facts)
+
+    d = Dispatcher(config(), {})
+    d.update([with_hamlets(down("01321", "Xã Bảo Lạc"), 2, 600, "Xóm Nà Lìn")], T0)
+    d.update(
+        [with_hamlets(down("01273", "Phường Thục Phán", at=T0 + 60), 3, 1200, "Tổ 5")], T0 + 60
+    )
+    d.update(
+        [with_hamlets(down("01279", "Phường Nùng Trí Cao", at=T0 + 90), 1, 90, "Bản Giốc")], T0 + 90
+    )
+    [regional] = [n for n in d.due(T0 + 200) if n.group_labels["condition"] == "regional"]
+    assert "Thôn/bản không có sóng: 6 (1.890 người)" in regional.text
+    assert (
+        "Thôn/bản bị ảnh hưởng: Tổ 5 (400 người), Xóm Nà Lìn (300 người), Bản Giốc (90 người) "
+        "và 3 thôn/bản khác"
+    ) in regional.text
 
 
 def test_the_example_config_is_valid() -> None:

@@ -5,12 +5,14 @@ Prometheus scraping the demo's collector and a real Alertmanager that receives i
 Asserted: the demo's own expectations held (exit status 0); Prometheus has the probe series of
 all 56 communes and saw the Viettel link of Bảo Lạc go down and come back; Alertmanager showed
 the outage alerts while they fired; its webhook sink got firing and resolved notifications with
-Vietnamese text, classified power (Hà Quảng) and network (Bảo Lạc, Trùng Khánh); no agent
-outlived the demo.
+Vietnamese text, classified power (Hà Quảng) and network (Bảo Lạc, Trùng Khánh), naming the
+hamlets left without signal; the served province map showed Bảo Lạc's Viettel-only hamlets as
+outage while its link was down; no agent outlived the demo.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,9 @@ import pytest
 
 from lomsong.collector.demo_setup import UPLINKS, slug
 from lomsong.collector.places import bundled_communes
+from lomsong.coverage.model import OUTAGE
 from tests.conftest import WebhookSink, free_port
+from tests.maps.conftest import page_data
 
 #: Long enough for the scenario (about 2.9 minutes with the agents' start) and a margin for a
 #: machine busy with other tests.
@@ -145,6 +149,30 @@ def scalar(prometheus: str, expr: str) -> float:
     return float(result[0]["value"][1])
 
 
+def map_during_outage(output: Path, port: int) -> dict[str, Any] | None:
+    """The demo's province map (``/maps/province/04``, with the admin token the demo printed)
+    if it shows some of Bảo Lạc's hamlets cut off by the Viettel link; otherwise None."""
+    found = re.search(r"admin token (\S+)", output.read_text(encoding="utf-8"))
+    if found is None:
+        return None
+    try:
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/maps/province/04",
+            headers={"Authorization": f"Bearer {found.group(1)}"},
+            timeout=30,
+        )
+    except httpx.TransportError:
+        return None
+    if r.status_code != 200 or "lomsong_data_" not in r.text:
+        return None
+    data = page_data(r.text)
+    if "H" not in data:
+        return None
+    h = data["H"]
+    cut = any(c == "01321" and o == OUTAGE for c, o in zip(h["commune"], h["overall"], strict=True))
+    return data if cut else None
+
+
 def sink_alerts(sink: WebhookSink) -> list[dict[str, Any]]:
     with sink.lock:
         return [a for body in sink.bodies for a in body["alerts"]]  # type: ignore[attr-defined]
@@ -163,6 +191,7 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
     bao_lac, ha_quang, trung_khanh = probe_id("01321"), probe_id("01438"), probe_id("01477")
     seen: dict[str, dict[str, Any]] = {}  # Alertmanager's active alerts, by fingerprint
     demo: subprocess.Popen[bytes] | None = None
+    outage_map: dict[str, Any] | None = None
     try:
         with output.open("wb") as out:
             demo = subprocess.Popen(
@@ -173,6 +202,7 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + MINUTES * 60 + 90
+        next_map = 0.0
         while demo.poll() is None:
             assert time.monotonic() < deadline, output.read_text()[-3000:]
             try:
@@ -180,6 +210,10 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
                 seen.update({a["fingerprint"]: a for a in r.json()})
             except httpx.TransportError:
                 pass
+            if outage_map is None and time.monotonic() >= next_map:
+                # every 10 s until the map shows Bảo Lạc's Viettel hamlets cut off
+                outage_map = map_during_outage(output, port)
+                next_map = time.monotonic() + 10
             time.sleep(2)
         text = output.read_text(encoding="utf-8")
         print(text)
@@ -269,9 +303,27 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
         assert network["annotations"]["cause"] == "network"
         assert "sự cố mạng" in network["annotations"]["summary"]
 
-    # HOOK (issue #7 §3, for the lead once the coverage engine and maps exist): the served map
-    # lists the affected hamlets. Fetch the province map the demo serves (the URL the demo
-    # prints from `load_coverage_data`) during the run, and assert that the hamlets of Xã Bảo
-    # Lạc, Xã Hà Quảng and Xã Trùng Khánh appear in it as affected while their outages fire.
+    # The served map listed Bảo Lạc's hamlets that only Viettel serves as cut off (outage)
+    # while its Viettel link was down; the others of Bảo Lạc kept their status.
+    assert outage_map is not None, "the map never showed Bảo Lạc's Viettel link down"
+    h = outage_map["H"]
+    viettel = [o["key"] for o in outage_map["ops"]].index("viettel")
+    mine = [i for i, c in enumerate(h["commune"]) if c == "01321"]
+    cut = [i for i in mine if h["overall"][i] == OUTAGE]
+    assert cut and all(h["status"][i][viettel] == OUTAGE for i in cut)
+    assert all(
+        h["overall"][i] != OUTAGE
+        for i, c in enumerate(h["commune"])
+        if c != "01321" and c not in ("01438", "01477", "01726", "01729", "01738", "01273")
+    )
+    # ... and the alerts named them: the resolved Viettel outage of Bảo Lạc and the power cut
+    # of Hà Quảng (known once the cause is)
+    names = sorted(((h["pop"][i], h["name"][i]) for i in cut), reverse=True)
+    viettel_down = resolved(bao_lac, "uplink_down")["annotations"]["description"]
+    assert f"Thôn/bản không có sóng: {len(cut)} (" in viettel_down
+    assert names[0][1] in viettel_down.split("Thôn/bản bị ảnh hưởng: ")[1]
+    assert "Bản đồ: http://127.0.0.1:" in viettel_down and "/maps/province/04" in viettel_down
+    assert "Thôn/bản bị ảnh hưởng: " in power["annotations"]["description"]
+    assert "hamlets cut off  " in text
 
     print(f"end-to-end demo test: {time.monotonic() - began:.0f} s wall")

@@ -198,3 +198,48 @@ def test_outages_are_scoped_by_province(
         bad = http.get("/api/v1/outages", params={"since": "last week"})
         assert bad.status_code == 422 and "last week" in bad.json()["detail"]
     assert orjson.loads(orjson.dumps(mine))
+
+
+def test_a_link_down_alert_names_the_hamlets_left_without_signal(
+    collector_factory: CollectorFactory, sqlite_url: str, webhook_sink: WebhookSink
+) -> None:
+    import numpy as np
+
+    from lomsong.collector.deps import coverage_of
+    from lomsong.coverage.compute import classify_area
+    from lomsong.coverage.model import COVERED, WEAK
+    from tests.factories import store_synth
+
+    store_synth(sqlite_url)
+    c = start(collector_factory, sqlite_url, webhook_sink)
+    agent = Agent(c, "cb-bao-lac", "01321")
+    agent.report(1)
+    for _ in range(4):  # Viettel's link fails, the fibre line works
+        rows = agent.round(datetime.now(UTC))
+        for r in rows:
+            if r.get("uplink") == "viettel-4g":
+                r.update(ok=False, duration_seconds=None, packets_received=0, error="timeout")
+        agent.send(rows)
+        time.sleep(INTERVAL)
+    bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=15)
+    [alert] = [a for b in firing(bodies) for a in b["alerts"]]  # type: ignore[attr-defined]
+    assert alert["labels"]["condition"] == "uplink_down"
+    assert alert["labels"]["operator"] == "viettel"
+    text = alert["annotations"]["description"]
+
+    # the hamlets of Bảo Lạc that Viettel serves and no other operator does
+    area = classify_area(c.engine, "04", coverage_of(c.ctx).settings, now=time.time())
+    h, status = area.hamlets, area.base.status
+    serves = np.isin(status, (COVERED, WEAK))
+    v = area.base.operators.index("viettel")
+    lost = np.flatnonzero((h.commune_code == "01321") & serves[:, v] & (serves.sum(axis=1) == 1))
+    assert lost.size >= 2
+    people = int(h.population[lost].sum())
+    assert f"Thôn/bản không có sóng: {lost.size} ({people:,} người".replace(",", ".") in text
+    largest = sorted(lost, key=lambda i: -int(h.population[i]))[:5]
+    named = ", ".join(
+        f"{h.names[i]} ({int(h.population[i]):,} người)".replace(",", ".") for i in largest
+    )
+    more = f" và {lost.size - 5} thôn/bản khác" if lost.size > 5 else ""
+    assert f"Thôn/bản bị ảnh hưởng: {named}{more}\n" in text
+    assert "Bản đồ: http://127.0.0.1:8080/maps/province/04" in text

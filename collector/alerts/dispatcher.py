@@ -20,8 +20,9 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from lomsong.collector.alerts.messages import Facts, render, summary
+from lomsong.collector.alerts.messages import NAMED_HAMLETS, Facts, render, summary
 from lomsong.collector.alerts.model import (
     Alert,
     DeliveryError,
@@ -287,6 +288,7 @@ class Dispatcher:
                     sorted({(m.facts.commune_code, m.facts.commune_name) for m in chosen})
                 ),
                 map_url=first.map_url.rsplit("#", 1)[0],
+                **_hamlets_of(m.facts for m in chosen),
             )
             source = AlertSource(fingerprint=fp, status="firing", facts=facts)
             self._alerts[fp] = source
@@ -372,3 +374,17 @@ def _cluster(members: list[AlertSource], window: float) -> list[AlertSource]:
         ):
             best = ordered[lo : hi + 1]
     return best
+
+
+def _hamlets_of(members: Iterable[Facts]) -> dict[str, Any]:
+    """A regional alert's hamlets: the sum over its communes, when every one of them is known."""
+    facts = list({f.commune_code: f for f in members}.values())  # a commune counts once
+    if not facts or any(f.hamlets is None for f in facts):
+        return {}
+    names = sorted((n for f in facts for n in f.hamlet_names), key=lambda n: -n[1])
+    return {
+        "hamlets": sum(f.hamlets or 0 for f in facts),
+        "population": sum(f.population or 0 for f in facts),
+        "hamlets_without_power": sum(f.hamlets_without_power or 0 for f in facts),
+        "hamlet_names": tuple(names[:NAMED_HAMLETS]),
+    }

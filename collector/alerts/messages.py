@@ -3,7 +3,7 @@
 Every message says which commune (name with diacritics, and code), which province, which
 operator and uplink, what kind of outage (power, network, unknown), since when in Vietnam's
 local time, for how long, how many hamlets and people are left without signal (or that this is
-not known), and where the map is (DESIGN §7).
+not known) and the largest of those hamlets by name, and where the map is (DESIGN §7).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class Facts:
     hamlets: int | None = None
     population: int | None = None
     hamlets_without_power: int | None = None
+    #: the largest hamlets left without signal, (name, population), most people first
+    hamlet_names: tuple[tuple[str, int], ...] = ()
     map_url: str = ""
     #: for a regional alert: the communes (code, name) that lost the operator
     communes: tuple[tuple[str, str], ...] = ()
@@ -179,9 +181,27 @@ def details(f: Facts, status: Status, lang: Language, now: float) -> str:
                 else f", {f.hamlets_without_power} without grid power"
             )
         lines.append(text + ")")
+        if f.hamlet_names:
+            lines.append(affected_hamlets(f, lang))
     if f.map_url:
         lines.append(f"{'Bản đồ' if vi else 'Map'}: {f.map_url}")
     return "\n".join(lines)
+
+
+#: how many hamlets a message names
+NAMED_HAMLETS = 5
+
+
+def affected_hamlets(f: Facts, lang: Language) -> str:
+    """``Thôn/bản bị ảnh hưởng: Xóm Nà Lìn (420 người), … và 3 thôn/bản khác``."""
+    vi = lang == "vi"
+    named = f.hamlet_names[:NAMED_HAMLETS]
+    unit = "người" if vi else "people"
+    text = ", ".join(f"{name} ({number(pop, lang)} {unit})" for name, pop in named)
+    more = max((f.hamlets or 0) - len(named), 0)
+    if more:
+        text += f" và {number(more, lang)} thôn/bản khác" if vi else f" and {more:,} more"
+    return f"{'Thôn/bản bị ảnh hưởng' if vi else 'Hamlets affected'}: {text}"
 
 
 def render(

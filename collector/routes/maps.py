@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from lomsong.collector.deps import Context, Ctx
+from lomsong.collector.deps import Context, Ctx, coverage_of
 from lomsong.collector.routes.pages import forbidden, page_gate, who
 from lomsong.collector.schema import provinces
 from lomsong.errors import NotFoundError
@@ -109,7 +109,7 @@ def _service(ctx: Context) -> MapService | Response:
         try:
             from lomsong.maps.inputs import TileSource
             from lomsong.maps.service import MapService
-            from lomsong.maps.sources import StoreCoverageSource
+            from lomsong.maps.sources import ServiceCoverageSource
         except ImportError as exc:
             return HTMLResponse(
                 pages.message(
@@ -122,7 +122,7 @@ def _service(ctx: Context) -> MapService | Response:
         ctx.maps = MapService(
             ctx.engine,
             ctx.live,
-            ctx.coverage_source or StoreCoverageSource(ctx.engine),
+            ctx.coverage_source or ServiceCoverageSource(coverage_of(ctx)),
             tiles=TileSource(s.maps.tile_url, s.maps.tile_attribution, s.maps.tile_max_zoom),
             silent_after=s.detector.grace_intervals * s.report_interval_seconds,
             clock=ctx.clock,
