@@ -338,7 +338,10 @@ def _names(province: str, kind: str, n: int, rng: np.random.Generator) -> list[s
 def _commune_hamlets(row: Any, population: int, n: int, rng: np.random.Generator) -> dict[str, Any]:
     kind = commune_kind(row.type)
     area = max(float(row.area_km2), 0.01)
-    lon, lat = _points(row.geometry, n, 0.35, 0.3 * math.sqrt(area), rng)
+    ward = kind == "phường"
+    # a town's residential groups crowd round its centre; a xã's hamlets spread along its valleys
+    clustered, spread = (0.7, 0.15) if ward else (0.35, 0.3)
+    lon, lat = _points(row.geometry, n, clustered, spread * math.sqrt(area), rng)
     pop = _split(population, n, rng)
     households = np.maximum(1, np.round(pop / rng.uniform(3.6, 4.8, n))).astype(np.int64)
     centre = row.geometry.representative_point()
@@ -372,7 +375,8 @@ def _commune_sites(
     ward = kind == "phường"
     n_sites = int(counts.sum())
     area = max(float(row.area_km2), 0.01)
-    lon, lat = _points(row.geometry, n_sites, 0.8 if ward else 0.5, 0.2 * math.sqrt(area), rng)
+    clustered, spread = (0.85, 0.15) if ward else (0.5, 0.2)
+    lon, lat = _points(row.geometry, n_sites, clustered, spread * math.sqrt(area), rng)
     site_op = np.repeat(np.arange(len(keys)), counts)
     probs = np.array([layer[2] for layer in LAYERS])
     layer = rng.choice(len(LAYERS), n_sites, p=probs / probs.sum())
