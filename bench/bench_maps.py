@@ -29,7 +29,11 @@ import numpy as np
 import pandas as pd
 
 from bench.report import Outcome, check, heading, line
-from lomsong.coverage import boundaries
+from lomsong.coverage import boundaries, synth
+from lomsong.coverage import engine as coverage_engine
+from lomsong.coverage.deadzones import dead_zones
+from lomsong.coverage.frames import hamlets_from_frame, sectors_from_frame
+from lomsong.coverage.model import CoverageSettings, empty_readings
 from lomsong.maps.inputs import ProvinceCoverage, TileSource
 from lomsong.maps.national import national_map, render_national
 from lomsong.maps.probes import ProbeMarker
@@ -124,73 +128,14 @@ _TILES = TileSource(url="/tiles/{z}/{x}/{y}.png", attribution="loopback tiles")
 
 
 def _cao_bang() -> tuple[Any, ProvinceCoverage, str]:
-    try:
-        return _cao_bang_synth()
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("lomsong.coverage"):
-            raise
-    from tests.maps.sample import sample_province
-
-    sample = sample_province("04", hamlets=1500, sectors=1000, seed=SEED)
-    return sample.communes, sample.coverage, "seeded stand-in, tests/maps/sample.py"
-
-
-def _cao_bang_synth() -> tuple[Any, ProvinceCoverage, str]:
-    """With the coverage wing installed: ``synth`` places, the engine classifies."""
-    import importlib
-
-    synth = importlib.import_module("lomsong.coverage.synth")
-    engine = importlib.import_module("lomsong.coverage.engine")
-    deadzones = importlib.import_module("lomsong.coverage.deadzones")
-    from lomsong.coverage.model import CoverageSettings, empty_readings
-
+    """``synth`` places hamlets and sites on the real communes, the engine classifies."""
     communes = boundaries.communes(province="04")
     settings = CoverageSettings()
-    hamlets = _hamlets_of(synth.hamlets(communes, seed=SEED))
-    sectors = _sectors_of(synth.sites(communes, seed=SEED, operators=settings.operators))
-    c = engine.classify(hamlets, sectors, empty_readings(), settings, now=time.time())
-    zones = deadzones.dead_zones(communes, sectors, settings)
+    hamlets = hamlets_from_frame(synth.hamlets(communes, seed=SEED), communes)
+    sectors = sectors_from_frame(synth.sites(communes, seed=SEED, operators=settings.operators))
+    c = coverage_engine.classify(hamlets, sectors, empty_readings(), settings, now=time.time())
+    zones = dead_zones(communes, sectors, settings)
     return communes, ProvinceCoverage(hamlets, sectors, c, zones, synthetic_sites=True), "synth"
-
-
-def _hamlets_of(frame: Any) -> Any:
-    from lomsong.coverage.model import RURAL, Hamlets, as_object
-
-    n = len(frame)
-    return Hamlets(
-        ids=as_object(frame["id"].tolist()),
-        names=as_object(frame["name"].tolist()),
-        commune_code=as_object(frame["commune_code"].tolist()),
-        province_code=as_object(frame["province_code"].tolist()),
-        lon=frame["lon"].to_numpy(dtype=float),
-        lat=frame["lat"].to_numpy(dtype=float),
-        population=frame["population"].fillna(0).to_numpy(dtype=np.int64),
-        has_grid_power=frame["has_grid_power"].fillna(True).to_numpy(dtype=bool),
-        environment=np.full(n, RURAL, dtype=np.int8),
-        synthetic=frame["synthetic"].to_numpy(dtype=bool),
-    )
-
-
-def _sectors_of(frame: Any) -> Any:
-    from lomsong.coverage.model import Sectors, as_object
-
-    active = frame["status"] != "planned"
-    frame = frame[active]
-    return Sectors(
-        ids=as_object(frame["id"].tolist()),
-        site_id=as_object(frame["site_id"].tolist()),
-        operator=as_object(frame["operator"].tolist()),
-        radio=as_object(frame["radio"].tolist()),
-        band_mhz=frame["band_mhz"].to_numpy(dtype=float),
-        lon=frame["lon"].to_numpy(dtype=float),
-        lat=frame["lat"].to_numpy(dtype=float),
-        height_m=frame["height_m"].to_numpy(dtype=float),
-        azimuth_deg=frame["azimuth_deg"].to_numpy(dtype=float),
-        beamwidth_deg=frame["beamwidth_deg"].to_numpy(dtype=float),
-        power_dbm=frame["power_dbm"].to_numpy(dtype=float),
-        range_m=frame["range_m"].to_numpy(dtype=float),
-        active=(frame["status"] == "active").to_numpy(),
-    )
 
 
 def _national_shares() -> tuple[pd.DataFrame, str]:

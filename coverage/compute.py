@@ -1,90 +1,32 @@
 """The calls into the coverage engine (``lomsong.coverage.engine``) that the CLI and the
 collector share: classify an area from the database, lay the live outages over it, summarise
-it, and answer what-if questions.
-
-The engine is written in parallel to this module, to the contract its helper and this one share
-(``classify``, ``apply_outages``, ``whatif``, ``summarize``); it is reached through
-:func:`engine_api` so that this module type-checks before the engine lands.
-MERGE NOTE: once ``coverage/engine.py`` is in, ``engine_api`` can become a plain import.
+it, answer what-if questions, find the dead zones, and store synthetic data.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
-from lomsong.coverage import store
+from lomsong.collector.schema import sites
+from lomsong.coverage import boundaries, store, synth
+from lomsong.coverage import engine as coverage_engine
+from lomsong.coverage.deadzones import dead_zones
+from lomsong.coverage.export import flat
 from lomsong.coverage.model import (
-    BoolArray,
     Classification,
     CoverageSettings,
     Hamlets,
-    IntArray,
     Readings,
     Sectors,
 )
-
-
-class WhatIfResult(Protocol):
-    changed: IntArray
-    before: Classification
-    after: Classification
-
-    def table(self) -> list[dict[str, Any]]: ...
-
-
-class EngineAPI(Protocol):
-    """The engine's public functions, as the contract names them."""
-
-    def classify(
-        self,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        readings: Readings,
-        settings: CoverageSettings,
-        *,
-        now: float,
-    ) -> Classification: ...
-
-    def apply_outages(
-        self,
-        classification: Classification,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        *,
-        down_sectors: BoolArray | None = None,
-        down_links: Iterable[tuple[str, str]] = (),
-    ) -> Classification: ...
-
-    def whatif(
-        self,
-        hamlets: Hamlets,
-        sectors: Sectors,
-        readings: Readings,
-        settings: CoverageSettings,
-        candidates: Sectors,
-        *,
-        now: float,
-        base: Classification | None = None,
-    ) -> WhatIfResult: ...
-
-    def summarize(
-        self,
-        hamlets: Hamlets,
-        classification: Classification,
-        *,
-        by: Literal["commune", "province"],
-    ) -> pd.DataFrame: ...
-
-
-def engine_api() -> EngineAPI:
-    return cast(EngineAPI, importlib.import_module("lomsong.coverage.engine"))
+from lomsong.errors import NotFoundError
 
 
 @dataclass
@@ -111,13 +53,13 @@ def classify_area(
     sectors = store.load_sectors(engine, province, settings=settings)
     since = now - settings.measured_max_age_days * 86_400
     readings = store.load_readings(engine, since, province)
-    base = engine_api().classify(hamlets, sectors, readings, settings, now=now)
+    base = coverage_engine.classify(hamlets, sectors, readings, settings, now=now)
     return Area(province, details, hamlets, sectors, readings, base, version, now)
 
 
 def with_outages(area: Area, down_links: Iterable[tuple[str, str]]) -> Classification:
     """The live picture: sectors marked down and communes whose probe lost an operator."""
-    return engine_api().apply_outages(
+    return coverage_engine.apply_outages(
         area.base,
         area.hamlets,
         area.sectors,
@@ -130,20 +72,25 @@ def summarize(
     area: Area, classification: Classification, by: Literal["commune", "province"]
 ) -> pd.DataFrame:
     """The engine's aggregates, with the commune (or province) names beside the codes."""
-    from lomsong.coverage.export import flat
-
-    frame = flat(engine_api().summarize(area.hamlets, classification, by=by))
-    if by == "commune" and "commune_code" in frame.columns:
-        names = dict(zip(area.details["commune_code"], area.details["commune_name"], strict=True))
-        frame.insert(1, "commune_name", frame["commune_code"].map(names))
+    # the engine names the key ``code``; the tables, exports and with_shapes say which code
+    key = f"{by}_code"
+    frame = flat(coverage_engine.summarize(area.hamlets, classification, by=by))
+    frame = frame.rename(columns={"code": key})
+    if by == "commune":
+        codes, labels = area.details["commune_code"], area.details["commune_name"]
+    else:
+        bundled = boundaries.provinces()
+        codes, labels = bundled["code"], bundled["name"]
+    names = dict(zip(codes, labels, strict=True))
+    frame.insert(1, f"{by}_name", frame[key].map(names))
     frame = frame.assign(synthetic=bool(np.any(area.hamlets.synthetic)))
     return frame
 
 
 def whatif(
     area: Area, candidates: Sectors, settings: CoverageSettings, *, now: float
-) -> WhatIfResult:
-    return engine_api().whatif(
+) -> coverage_engine.WhatIf:
+    return coverage_engine.whatif(
         area.hamlets,
         area.sectors,
         area.readings,
@@ -156,10 +103,6 @@ def whatif(
 
 def with_shapes(frame: pd.DataFrame, engine: Engine, by: Literal["commune", "province"]) -> Any:
     """A summary with its communes' (or provinces') polygons, for GeoJSON and GeoPackage."""
-    import geopandas as gpd
-
-    from lomsong.coverage import boundaries
-
     key = f"{by}_code"
     if key not in frame.columns:
         return frame
@@ -178,9 +121,6 @@ def generate_and_store(
 ) -> str:
     """``geodata synth``: generate hamlets and sites (``lomsong.coverage.synth``) for a province
     or, with None, the national benchmark shape, and store them labelled synthetic."""
-    synth: Any = importlib.import_module("lomsong.coverage.synth")
-    from lomsong.coverage import boundaries
-
     settings = settings or CoverageSettings()
     if province is None:
         hamlet_frame, site_frame = synth.national(seed)
@@ -188,8 +128,6 @@ def generate_and_store(
     else:
         communes = boundaries.communes(engine, province=province)
         if communes.empty:
-            from lomsong.errors import NotFoundError
-
             raise NotFoundError(f"province {province!r} has no communes")
         hamlet_frame = synth.hamlets(communes, seed=seed)
         site_frame = synth.sites(communes, seed=seed, operators=settings.operators)
@@ -205,3 +143,22 @@ def generate_and_store(
         f"{h_changes.as_dict()}), {len(site_frame)} sectors (import {s_id}: "
         f"{s_changes.as_dict()})"
     )
+
+
+def area_dead_zones(engine: Engine, province: str, settings: CoverageSettings) -> gpd.GeoDataFrame:
+    """The dead zones of a province's communes (``deadzones.dead_zones``) from the stored
+    boundaries and sectors, with the communes' names; ``synthetic`` when any sector is."""
+    communes = boundaries.communes(engine, province=province)
+    if communes.empty:
+        raise NotFoundError(f"province {province!r} has no communes")
+    sectors = store.load_sectors(engine, province, settings=settings)
+    zones = dead_zones(communes, sectors, settings)
+    names = dict(zip(communes["code"], communes["name"], strict=True))
+    zones.insert(1, "commune_name", zones["code"].map(names))
+    zones = zones.rename(columns={"code": "commune_code"})
+    query = select(func.count()).where(
+        sites.c.province_code == province, sites.c.synthetic.is_(True)
+    )
+    with engine.connect() as conn:
+        zones["synthetic"] = bool(conn.execute(query).scalar_one())
+    return zones

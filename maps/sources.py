@@ -5,8 +5,7 @@ coverage contract: ``lomsong.coverage.store.load_hamlets(engine, province)``,
 ``load_sectors(engine, province)``, ``load_readings(engine, since)``;
 ``lomsong.coverage.engine.classify(hamlets, sectors, readings, settings, now=)`` and
 ``apply_outages(classification, hamlets, sectors, down_sectors=, down_links=)``;
-``lomsong.coverage.deadzones.dead_zones(communes, sectors, settings)``. Until those modules are
-installed the maps are drawn without coverage (communes and probes, with a notice saying so).
+``lomsong.coverage.deadzones.dead_zones(communes, sectors, settings)``.
 
 Anything that answers :class:`CoverageSource` can stand in for it: the tests and the benchmark
 hand the map service coverage they built themselves.
@@ -14,21 +13,21 @@ hand the map service coverage they built themselves.
 
 from __future__ import annotations
 
-import importlib
-import logging
 import threading
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from lomsong.collector.schema import boundaries, field_measurements, hamlets, sites
+from lomsong.coverage import boundaries as coverage_boundaries
+from lomsong.coverage import engine as coverage_engine
+from lomsong.coverage import store
+from lomsong.coverage.deadzones import dead_zones
 from lomsong.coverage.model import Classification, CoverageSettings, Hamlets, Sectors
 from lomsong.maps.inputs import ProvinceCoverage, commune_shares
-
-log = logging.getLogger(__name__)
 
 #: (commune code, operator) whose probe reports that operator's link down
 DownLinks = Iterable[tuple[str, str]]
@@ -73,7 +72,6 @@ class StoreCoverageSource:
         self.settings = settings or CoverageSettings()
         self._cache: dict[str, tuple[Hashable, _Classified | None]] = {}
         self._lock = threading.Lock()
-        self._missing_logged = False
 
     def version(self, province: str | None) -> Hashable:
         h, s = hamlets.c, sites.c
@@ -93,8 +91,7 @@ class StoreCoverageSource:
         done = self._classified(code, now)
         if done is None:
             return None
-        _store, engine, _deadzones = _contract()
-        live = engine.apply_outages(
+        live = coverage_engine.apply_outages(
             done.base,
             done.hamlets,
             done.sectors,
@@ -131,30 +128,19 @@ class StoreCoverageSource:
             hit = self._cache.get(code)
             if hit is not None and hit[0] == version:
                 return hit[1]
-            try:
-                done = self._classify(code, now)
-            except ModuleNotFoundError as exc:
-                if not (exc.name or "").startswith("lomsong.coverage"):
-                    raise
-                if not self._missing_logged:
-                    log.warning("maps are drawn without coverage: %s is not installed", exc.name)
-                    self._missing_logged = True
-                return None
+            done = self._classify(code, now)
             self._cache[code] = (version, done)
             return done
 
     def _classify(self, code: str, now: float) -> _Classified | None:
-        from lomsong.coverage import boundaries
-
-        store, engine, deadzones = _contract()
         h = store.load_hamlets(self.engine, code)
         if len(h) == 0:
             return None
-        s = store.load_sectors(self.engine, code)
+        s = store.load_sectors(self.engine, code, settings=self.settings)
         since = now - self.settings.measured_max_age_days * 86_400
         readings = store.load_readings(self.engine, since)
-        base = engine.classify(h, s, readings, self.settings, now=now)
-        zones = deadzones.dead_zones(boundaries.communes(self.engine, code), s, self.settings)
+        base = coverage_engine.classify(h, s, readings, self.settings, now=now)
+        zones = dead_zones(coverage_boundaries.communes(self.engine, code), s, self.settings)
         with self.engine.connect() as conn:
             synthetic_sites = bool(
                 conn.execute(
@@ -165,18 +151,6 @@ class StoreCoverageSource:
             )
         coverage = ProvinceCoverage(h, s, base, zones, synthetic_sites=synthetic_sites)
         return _Classified(h, s, base, coverage)
-
-
-def _contract() -> tuple[Any, Any, Any]:
-    """The coverage store, engine and dead-zone modules (ModuleNotFoundError until installed).
-
-    Imported by name so that this module type-checks before they exist; once they are merged,
-    plain imports give mypy their signatures.
-    """
-    return tuple(  # type: ignore[return-value]
-        importlib.import_module(f"lomsong.coverage.{name}")
-        for name in ("store", "engine", "deadzones")
-    )
 
 
 def down_links_of(open_outages: Iterable[dict[str, object]]) -> list[tuple[str, str]]:
