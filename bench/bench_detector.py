@@ -173,9 +173,9 @@ def _to_webhook() -> Outcome:
         token = create_token(engine, role="probe", probe_id="cb-bao-lac").token
         settings = CollectorSettings(
             database_url=url,
-            admin_token="bench-admin-secret-0123456789",  # type: ignore[arg-type]
+            admin_token="bench-admin-secret-0123456789",
             report_interval_seconds=interval,
-            detector={"tick_seconds": 1.0},  # type: ignore[arg-type]
+            detector={"tick_seconds": 1.0},
         )
         alerts = AlertsConfig.model_validate(
             {

@@ -86,6 +86,7 @@ class CoverageService:
         self._lock = threading.Lock()
         self._building: dict[str | None, threading.Lock] = {}
         self._impacts: dict[tuple[Any, ...], IntArray | None] = {}
+        self._zones: dict[str, tuple[tuple[Any, ...], Any]] = {}
 
     @property
     def settings(self) -> CoverageSettings:
@@ -117,8 +118,30 @@ class CoverageService:
         with self._lock:
             if province is None:
                 self._areas.clear()
+                self._zones.clear()
             else:
                 self._areas.pop(province, None)
+                self._zones.pop(province, None)
+
+    def dead_zones(self, province: str) -> Any:
+        """The province's dead-zone polygons (a GeoDataFrame), cached by data version."""
+        from lomsong.coverage.compute import area_dead_zones
+
+        version = self.version()
+        with self._lock:
+            cached = self._zones.get(province)
+            builder = self._building.setdefault(f"zones:{province}", threading.Lock())
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with builder:
+            with self._lock:
+                cached = self._zones.get(province)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            zones = area_dead_zones(self.engine, province, self.settings)
+            with self._lock:
+                self._zones[province] = (version, zones)
+            return zones
 
     def area(self, province: str | None) -> Area:
         """The classified area, from the cache while the data version and age allow."""

@@ -323,21 +323,42 @@ ViOpt = Annotated[bool, typer.Option("--vi", help="Vietnamese column headers.")]
 @coverage_app.command("classify")
 def coverage_classify(
     province: ProvinceOpt = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only hamlets with this status: covered, weak, none or outage."),
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(help="With --status: that operator's status instead of the overall one."),
+    ] = None,
+    commune: Annotated[str | None, typer.Option(help="Only this commune (code).")] = None,
     output: OutputOpt = None,
     vi: ViOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Per-hamlet status, per operator and overall, with the outages open now."""
-    from lomsong.coverage.export import write_table
-    from lomsong.coverage.results import status_frame
+    """Per-hamlet status, per operator and overall, with the outages open now.
 
+    ``--status none`` lists the hamlets with no signal from any operator (trắng sóng);
+    ``--status none --operator viettel`` those without Viettel's."""
+    from lomsong.coverage.export import write_table
+    from lomsong.coverage.model import CoverageSettings
+    from lomsong.coverage.results import filter_status, parse_status, status_frame
+
+    wanted = parse_status(status) if status is not None else None
+    keys = CoverageSettings().operator_keys()
+    if operator is not None and operator not in keys:
+        raise ValidationError("--operator", operator, f"expected one of {{{', '.join(keys)}}}")
+    if operator is not None and wanted is None:
+        raise ValidationError("--operator", operator, "needs --status")
     engine = _engine(config)
     area, classification = _area(engine, province)
     frame = status_frame(area.details, classification)
+    frame = filter_status(frame, status=wanted, operator=operator, commune=commune)
     counts = frame["status"].value_counts().to_dict()
     typer.echo(
         f"{len(frame)} hamlets: "
         + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("covered", "weak", "none", "outage"))
+        + f"; {int(frame['population'].fillna(0).sum())} people"
     )
     if output is not None:
         write_table(frame, output, vi=vi, notes=_notes(province))
@@ -457,4 +478,29 @@ def coverage_whatif(
             layer="whatif",
             notes=_notes(province),
         )
+        typer.echo(f"written to {output}")
+
+
+@coverage_app.command("deadzones")
+def coverage_deadzones(
+    province: Annotated[str, typer.Option("--province", help="Province code, e.g. 04.")],
+    output: OutputOpt = None,
+    vi: ViOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Dead-zone polygons: the part of each commune outside every operator's footprint, km²."""
+    from lomsong.coverage.compute import area_dead_zones
+    from lomsong.coverage.export import write_table
+    from lomsong.coverage.model import CoverageSettings
+
+    engine = _engine(config)
+    zones = area_dead_zones(engine, province, CoverageSettings())
+    total = float(zones["area_km2"].sum())
+    with_dead = int((zones["area_km2"] > 0).sum())
+    typer.echo(
+        f"{len(zones)} communes, {with_dead} with a dead zone; {total:.1f} km² in all"
+        + (" (synthetic sites)" if bool(zones["synthetic"].any()) else "")
+    )
+    if output is not None:
+        write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province))
         typer.echo(f"written to {output}")

@@ -1,6 +1,6 @@
 """The calls into the coverage engine (``lomsong.coverage.engine``) that the CLI and the
 collector share: classify an area from the database, lay the live outages over it, summarise
-it, and answer what-if questions.
+it, answer what-if questions, find the dead zones, and store synthetic data.
 """
 
 from __future__ import annotations
@@ -9,12 +9,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
+from lomsong.collector.schema import sites
+from lomsong.coverage import boundaries, store, synth
 from lomsong.coverage import engine as coverage_engine
-from lomsong.coverage import store
+from lomsong.coverage.deadzones import dead_zones
+from lomsong.coverage.export import flat
 from lomsong.coverage.model import (
     Classification,
     CoverageSettings,
@@ -22,6 +26,7 @@ from lomsong.coverage.model import (
     Readings,
     Sectors,
 )
+from lomsong.errors import NotFoundError
 
 
 @dataclass
@@ -67,12 +72,17 @@ def summarize(
     area: Area, classification: Classification, by: Literal["commune", "province"]
 ) -> pd.DataFrame:
     """The engine's aggregates, with the commune (or province) names beside the codes."""
-    from lomsong.coverage.export import flat
-
+    # the engine names the key ``code``; the tables, exports and with_shapes say which code
+    key = f"{by}_code"
     frame = flat(coverage_engine.summarize(area.hamlets, classification, by=by))
-    if by == "commune" and "commune_code" in frame.columns:
-        names = dict(zip(area.details["commune_code"], area.details["commune_name"], strict=True))
-        frame.insert(1, "commune_name", frame["commune_code"].map(names))
+    frame = frame.rename(columns={"code": key})
+    if by == "commune":
+        codes, labels = area.details["commune_code"], area.details["commune_name"]
+    else:
+        bundled = boundaries.provinces()
+        codes, labels = bundled["code"], bundled["name"]
+    names = dict(zip(codes, labels, strict=True))
+    frame.insert(1, f"{by}_name", frame[key].map(names))
     frame = frame.assign(synthetic=bool(np.any(area.hamlets.synthetic)))
     return frame
 
@@ -93,10 +103,6 @@ def whatif(
 
 def with_shapes(frame: pd.DataFrame, engine: Engine, by: Literal["commune", "province"]) -> Any:
     """A summary with its communes' (or provinces') polygons, for GeoJSON and GeoPackage."""
-    import geopandas as gpd
-
-    from lomsong.coverage import boundaries
-
     key = f"{by}_code"
     if key not in frame.columns:
         return frame
@@ -115,8 +121,6 @@ def generate_and_store(
 ) -> str:
     """``geodata synth``: generate hamlets and sites (``lomsong.coverage.synth``) for a province
     or, with None, the national benchmark shape, and store them labelled synthetic."""
-    from lomsong.coverage import boundaries, synth
-
     settings = settings or CoverageSettings()
     if province is None:
         hamlet_frame, site_frame = synth.national(seed)
@@ -124,8 +128,6 @@ def generate_and_store(
     else:
         communes = boundaries.communes(engine, province=province)
         if communes.empty:
-            from lomsong.errors import NotFoundError
-
             raise NotFoundError(f"province {province!r} has no communes")
         hamlet_frame = synth.hamlets(communes, seed=seed)
         site_frame = synth.sites(communes, seed=seed, operators=settings.operators)
@@ -141,3 +143,22 @@ def generate_and_store(
         f"{h_changes.as_dict()}), {len(site_frame)} sectors (import {s_id}: "
         f"{s_changes.as_dict()})"
     )
+
+
+def area_dead_zones(engine: Engine, province: str, settings: CoverageSettings) -> gpd.GeoDataFrame:
+    """The dead zones of a province's communes (``deadzones.dead_zones``) from the stored
+    boundaries and sectors, with the communes' names; ``synthetic`` when any sector is."""
+    communes = boundaries.communes(engine, province=province)
+    if communes.empty:
+        raise NotFoundError(f"province {province!r} has no communes")
+    sectors = store.load_sectors(engine, province, settings=settings)
+    zones = dead_zones(communes, sectors, settings)
+    names = dict(zip(communes["code"], communes["name"], strict=True))
+    zones.insert(1, "commune_name", zones["code"].map(names))
+    zones = zones.rename(columns={"code": "commune_code"})
+    query = select(func.count()).where(
+        sites.c.province_code == province, sites.c.synthetic.is_(True)
+    )
+    with engine.connect() as conn:
+        zones["synthetic"] = bool(conn.execute(query).scalar_one())
+    return zones

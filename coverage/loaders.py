@@ -30,13 +30,12 @@ from lomsong.collector.schema import (
 )
 from lomsong.coverage.model import (
     METRIC_CRS,
-    RURAL,
-    URBAN,
     CoverageSettings,
     Hamlets,
     Readings,
     Sectors,
     as_object,
+    environment_codes,
 )
 from lomsong.errors import NotFoundError
 
@@ -90,9 +89,9 @@ def hamlet_frame(engine: Engine, province: str | None = None) -> pd.DataFrame:
 
 
 def hamlets_from_frame(frame: pd.DataFrame) -> Hamlets:
-    """The engine's columns from :func:`hamlet_frame`: wards are urban, the rest rural."""
+    """The engine's columns from :func:`hamlet_frame`; the environment class from the commune's
+    type and province (``model.environment_codes``), as the dead zones draw it."""
     n = len(frame)
-    kinds = [str(t).strip().lower() for t in frame["commune_type"]] if n else []
     power = [True if p is None else bool(p) for p in frame["has_grid_power"]] if n else []
     return Hamlets(
         ids=as_object(list(frame["id"])),
@@ -105,7 +104,9 @@ def hamlets_from_frame(frame: pd.DataFrame) -> Hamlets:
             [0 if p is None else int(p) for p in frame["population"]], dtype=np.int64
         ),
         has_grid_power=np.array(power, dtype=bool),
-        environment=np.array([URBAN if k == "phường" else RURAL for k in kinds], dtype=np.int8),
+        environment=environment_codes(
+            as_object(list(frame["commune_type"])), as_object(list(frame["province_code"]))
+        ),
         synthetic=np.array([bool(s) for s in frame["synthetic"]], dtype=bool),
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,6 +134,25 @@ async def coverage_summary(
 
     rows = await run_in_threadpool(fetch)
     return {"by": by, "rows": rows, "count": len(rows)}
+
+
+@router.get("/api/v1/coverage/deadzones", summary="Dead-zone polygons of a province's communes")
+async def coverage_deadzones(
+    ctx: Ctx,
+    caller: Caller,
+    province: Annotated[str, Query(pattern=r"^\d{2}$")],
+) -> Response:
+    """A GeoJSON FeatureCollection: per commune, the part outside every operator's footprint
+    (properties commune_code, commune_name, province_code, area_km2, synthetic)."""
+    _readable(caller, province)
+    service = coverage_of(ctx)
+
+    def fetch() -> bytes:
+        zones = service.dead_zones(province)
+        return str(zones.to_json(drop_id=True, to_wgs84=True)).encode()
+
+    body = await run_in_threadpool(fetch)
+    return Response(body, media_type="application/geo+json")
 
 
 class FieldBatch(BaseModel):

@@ -13,7 +13,7 @@ from lomsong.collector.database import write_transaction
 from lomsong.collector.schema import geodata_imports, hamlets, sites
 from lomsong.coverage import boundaries, store
 from lomsong.coverage.importing import import_file
-from lomsong.coverage.model import RURAL, URBAN, CoverageSettings
+from lomsong.coverage.model import RURAL, SUBURBAN, URBAN, CoverageSettings
 from lomsong.coverage.validate import Options
 from lomsong.errors import ConflictError
 from tests.coverage.geodata_helpers import DATA
@@ -29,14 +29,18 @@ def test_load_hamlets_environment_power_population(engine: Engine, tmp_path: obj
             h.ids, h.commune_code, h.environment, h.has_grid_power, strict=True
         )
     }
-    # 01279 is a ward (phường): urban; the rest are rural communes (xã)
-    assert got["CB-TM3-1"] == ("01279", URBAN, True)
+    # 01279 is a ward (phường) outside the six centrally run cities: suburban, as the engine
+    # and the dead zones class it; the rest are rural communes (xã)
+    assert got["CB-TM3-1"] == ("01279", SUBURBAN, True)
     assert got["CB-TM3-2"] == ("01321", RURAL, False)  # "không": no grid power
     assert got["CB-003"] == ("01324", RURAL, True)  # unknown power counts as on
     assert h.population[list(h.ids).index("CB-TM3-1")] == 640
     assert len(store.load_hamlets(engine, "11")) == 0
     # without --province the file's Hà Nội hamlet was accepted too
-    assert list(store.load_hamlets(engine, "01").ids) == ["CB-008"]
+    ha_noi = store.load_hamlets(engine, "01")
+    assert list(ha_noi.ids) == ["CB-008"]
+    # (105.85, 21.03) is in a ward of Hà Nội, a centrally run city: urban
+    assert list(ha_noi.environment) == [URBAN]
     assert len(store.load_hamlets(engine)) == 6
 
 
