@@ -13,11 +13,11 @@ outage while its link was down; no agent outlived the demo.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 from lomsong.collector.demo_setup import UPLINKS, slug
 from lomsong.collector.places import bundled_communes
 from lomsong.coverage.model import OUTAGE
+from tests import servers
 from tests.conftest import WebhookSink, free_port
 from tests.maps.conftest import page_data
 
@@ -41,37 +42,10 @@ def probe_id(code: str) -> str:
     return f"cb-{slug(name)}"
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, f"{what} exited: {log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{what} not ready in 30 s"
-        time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path, webhook_sink: WebhookSink) -> Iterator[str]:
     """Debian's Alertmanager on loopback, alone, routing everything to the webhook sink."""
-    binary = shutil.which("prometheus-alertmanager")
-    if binary is None:
-        pytest.fail("prometheus-alertmanager is not installed; run `make system-deps`")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(
+    config = (
         "route:\n"
         "  receiver: sink\n"
         "  group_by: [alertname, probe, uplink, operator]\n"
@@ -84,56 +58,8 @@ def alertmanager(tmp_path: Path, webhook_sink: WebhookSink) -> Iterator[str]:
         f"      - url: {webhook_sink.url}\n"
         "        send_resolved: true\n"
     )
-    url = f"http://127.0.0.1:{free_port()}"
-    log = tmp_path / "alertmanager.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-                "--cluster.listen-address=",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(proc, url, log, "alertmanager")
+    with servers.alertmanager(tmp_path, config) as url:
         yield url
-    finally:
-        stop(proc)
-
-
-def start_prometheus(tmp_path: Path, target: str) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed; run `make system-deps`")
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n"
-        "  scrape_interval: 2s\n"
-        "scrape_configs:\n"
-        "  - job_name: lomsong\n"
-        "    scrape_timeout: 2s\n"
-        "    static_configs:\n"
-        f"      - targets: ['{target}']\n"
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    wait_ready(proc, url, log, "prometheus")
-    return proc, url
 
 
 def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
@@ -185,7 +111,8 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
 ) -> None:
     began = time.monotonic()
     port = free_port()
-    prometheus, prometheus_url = start_prometheus(tmp_path, f"127.0.0.1:{port}")
+    prometheus = ExitStack()
+    prometheus_url = prometheus.enter_context(servers.prometheus(tmp_path, f"127.0.0.1:{port}"))
     workdir = tmp_path / "demo"
     output = tmp_path / "demo.log"
     bao_lac, ha_quang, trung_khanh = probe_id("01321"), probe_id("01438"), probe_id("01477")
@@ -248,7 +175,7 @@ def test_the_demo_end_to_end_with_prometheus_and_alertmanager(
         if demo is not None and demo.poll() is None:
             demo.kill()
             demo.wait(30)
-        stop(prometheus)
+        prometheus.close()
 
     # Alertmanager showed the outages while they fired, with the collector's Vietnamese text.
     def shown(alertname: str, **labels: str) -> list[dict[str, Any]]:

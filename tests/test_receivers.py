@@ -7,10 +7,8 @@ import datetime as dt
 import email
 import email.policy
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from lomsong.collector.alerts.alertmanager import AlertmanagerReceiver
 from lomsong.collector.alerts.email import EmailReceiver
 from lomsong.collector.alerts.model import Alert, DeliveryError, Notification, Status
 from lomsong.collector.alerts.webhook import WebhookReceiver, rfc3339
+from tests import servers
 from tests.conftest import free_port
 from tests.tls import write_self_signed
 
@@ -441,47 +440,8 @@ receivers:
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     """The real Alertmanager from Debian, alone (no cluster), on a loopback port."""
-    binary = shutil.which("prometheus-alertmanager")
-    if binary is None:
-        pytest.fail("prometheus-alertmanager is not installed; run `make system-deps`")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(ALERTMANAGER_CONFIG)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("alertmanager did not become ready within 20 s")
-            time.sleep(0.1)
+    with servers.alertmanager(tmp_path, ALERTMANAGER_CONFIG) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def active_alerts(url: str) -> list[dict[str, Any]]:
