@@ -118,8 +118,11 @@ class Locations:
     intercept: tuple[FloatArray, ...]  # per slot, (3L,)
     free_space: tuple[FloatArray, ...]  # per slot, (3L,)
     slope: tuple[FloatArray, ...]  # per slot, (L,)
-    azimuth: tuple[FloatArray, ...]  # per slot, (L,), 0 for omni sectors
-    curve: tuple[FloatArray, ...]  # per slot, (L,): 12 / beamwidth², 0 for omni
+    azimuth: tuple[FloatArray, ...]  # per slot, (L,), radians in [-π, π), 0 for omni sectors
+    curve: tuple[FloatArray, ...]  # per slot, (L,): 12 / beamwidth² in rad⁻², 0 for omni
+    # (3L,): beyond this distance (m) no slot's boresight level reaches none_dbm in that
+    # environment, so that no sector of the location can serve the hamlet
+    alive_within: FloatArray
     # below this distance (m) some sector's loss is the free-space floor, not Hata's
     free_space_within: float
 
@@ -157,7 +160,7 @@ def link_budget(sectors: Sectors, settings: CoverageSettings) -> LinkBudget:
     ``range_m`` is its radius, as measured where it stands.
     """
     n = len(sectors)
-    x, y = project(sectors.lon, sectors.lat, "sectors.lon/lat")
+    x, y = _project_points(sectors.lon, sectors.lat, "sectors.lon/lat")
     op = operator_index(sectors.operator, settings.operator_keys(), "sectors.operator")
     radio = radio_codes(sectors.radio)
     freq = np.asarray(sectors.band_mhz, dtype=np.float64)
@@ -201,10 +204,12 @@ def link_budget(sectors: Sectors, settings: CoverageSettings) -> LinkBudget:
     # boresight reach per environment: both branches of the min must stay above none_dbm
     with np.errstate(divide="ignore", invalid="ignore"):
         ld = np.minimum((intercept - none) / slope[:, None], (free_space - none) / 20.0)
-    reach_env = np.where(ld >= _LOG_MIN_KM, 1000.0 * 10.0**ld, 0.0)
+    ld = np.where(ld >= _LOG_MIN_KM, ld, -np.inf)  # also where NaN: never reaches
+    reach_env = 1000.0 * 10.0**ld
     reach = np.minimum(reach_env.max(axis=1, initial=0.0), settings.max_reach_m)
-    azimuth_hot = np.where(omni, 0.0, azimuth % 360.0)
-    curve = np.where(omni, 0.0, 12.0 / beamwidth**2)
+    # the hot path works in radians, with azimuths and bearings both in [-π, π)
+    azimuth_hot = np.where(omni, 0.0, np.radians((azimuth + 180.0) % 360.0 - 180.0))
+    curve = np.where(omni, 0.0, 12.0 / np.radians(beamwidth) ** 2)
     budget = LinkBudget(
         x=x,
         y=y,
@@ -217,49 +222,87 @@ def link_budget(sectors: Sectors, settings: CoverageSettings) -> LinkBudget:
         reach_m=np.asarray(reach, dtype=np.float64),
         groups=(),
     )
-    groups = _locations(budget, azimuth_hot, curve) if n else ()
+    groups = _locations(budget, azimuth_hot, curve, reach_env) if n else ()
     return dataclasses.replace(budget, groups=groups)
 
 
+def _runs(*columns: npt.NDArray[np.generic]) -> IntArray:
+    """Start of each run of rows equal in every column, in the given order."""
+    n = columns[0].shape[0]
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        same = np.ones(n - 1, dtype=bool)
+        for col in columns:
+            same &= col[1:] == col[:-1]
+        new[1:] = ~same
+    return np.flatnonzero(new)
+
+
+def _project_points(lon: FloatArray, lat: FloatArray, field: str) -> tuple[FloatArray, FloatArray]:
+    """``project``, once per run of equal points (a mast's sectors usually come together)."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    start = _runs(lon, lat)
+    if start.size * 2 > lon.size:
+        return project(lon, lat, field)
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    if bad.any():  # NaN never equals itself, so it is a run of its own: report it as project
+        project(lon[start], lat[start], field)
+    count = np.diff(np.r_[start, lon.size])
+    x, y = project(lon[start], lat[start], field)
+    return np.repeat(x, count), np.repeat(y, count)
+
+
 def _locations(
-    budget: LinkBudget, azimuth_hot: FloatArray, curve: FloatArray
+    budget: LinkBudget, azimuth_hot: FloatArray, curve: FloatArray, reach_env: FloatArray
 ) -> tuple[Locations, ...]:
     """Group the sectors into locations (same point, same operator), by number of sectors."""
-    order = np.lexsort((budget.operator, budget.y, budget.x))
-    x, y, op = budget.x[order], budget.y[order], budget.operator[order]
-    new = np.r_[True, (x[1:] != x[:-1]) | (y[1:] != y[:-1]) | (op[1:] != op[:-1])]
-    start = np.flatnonzero(new)
-    count = np.diff(np.r_[start, order.size])
-    loc_of = np.empty(order.size, dtype=np.int64)
-    loc_of[order] = np.cumsum(new) - 1
-    reach = np.zeros(count.shape[0])
-    np.maximum.at(reach, loc_of, budget.reach_m)
+    x, y, op = budget.x, budget.y, budget.operator
+    n = x.shape[0]
+    # Sector lists usually give a mast's sectors together: the runs in the given order are the
+    # locations unless a point and operator appear in two runs (then sort them all).
+    start = _runs(x, y, op)
+    rep = np.lexsort((op[start], y[start], x[start]))
+    if _runs(x[start][rep], y[start][rep], op[start][rep]).size == start.size:
+        order = np.arange(n)
+    else:
+        order = np.lexsort((op, y, x))
+        start = _runs(x[order], y[order], op[order])
+    count = np.diff(np.r_[start, n])
+    loc_of = np.repeat(np.arange(start.size), count)  # location of each sector, in `order`
+    reach = np.maximum.reduceat(budget.reach_m[order], start)
+    # one layer: every sector of the location has the same budget and beamwidth, so that the
+    # sector nearest in bearing is the best one
+    mixed = np.zeros(start.size, dtype=bool)
+    if n > 1:
+        inner = loc_of[1:] == loc_of[:-1]
+        for values in (budget.intercept, budget.free_space, budget.slope, curve):
+            v = values[order]
+            differs = v[1:] != v[:-1]
+            if differs.ndim > 1:
+                differs = differs.any(axis=1)
+            mixed[loc_of[1:][inner & differs]] = True
     # Hata's loss is below free-space loss closer than ld = (Lfs1 - Lh1) / (slope - 20)
     with np.errstate(divide="ignore", invalid="ignore"):
         cross = (budget.intercept - budget.free_space) / (budget.slope[:, None] - 20.0)
-    cross_m = 1000.0 * 10.0 ** np.nan_to_num(cross, nan=-np.inf, posinf=np.inf)
+    cross = np.nan_to_num(cross, nan=-np.inf, posinf=np.inf).max(axis=1)
     groups = []
     for k in np.unique(count).tolist():
         locs = np.flatnonzero(count == k)
         sector = order[start[locs][:, None] + np.arange(k)[None, :]]
-        # one layer: every sector of the location has the same budget and beamwidth, so that
-        # the sector nearest in bearing is the best one
-        same = np.ones(locs.size, dtype=bool)
-        for values in (budget.intercept, budget.free_space, budget.slope, curve):
-            rows = np.take(values, sector, axis=0)
-            same &= (rows == rows[:, :1]).reshape(locs.size, -1).all(axis=1)
         for uniform in (True, False):
-            part = sector[same == uniform]
-            if part.size:
+            part = mixed[locs] != uniform
+            if part.any():
                 groups.append(
                     _group(
                         budget,
-                        part,
-                        reach[locs][same == uniform],
+                        sector[part],
+                        reach[locs[part]],
                         uniform,
                         azimuth_hot,
                         curve,
-                        cross_m,
+                        reach_env,
+                        cross,
                     )
                 )
     return tuple(groups)
@@ -272,11 +315,15 @@ def _group(
     uniform: bool,
     azimuth_hot: FloatArray,
     curve: FloatArray,
-    cross_m: FloatArray,
+    reach_env: FloatArray,
+    cross: FloatArray,
 ) -> Locations:
     first = sector[:, 0]
     x, y = budget.x[first], budget.y[first]
     slots = [sector[:, c] for c in range(sector.shape[1])]
+    alive = np.maximum.reduce([_by_env(reach_env, s) for s in slots])
+    # a pair this close to the limit is kept: rounding in the hot path must not drop a winner
+    alive *= 1.0 + 1e-9
     return Locations(
         k=sector.shape[1],
         uniform=uniform,
@@ -290,7 +337,8 @@ def _group(
         slope=tuple(budget.slope[s].astype(np.float64) for s in slots),
         azimuth=tuple(azimuth_hot[s].astype(np.float64) for s in slots),
         curve=tuple(curve[s].astype(np.float64) for s in slots),
-        free_space_within=float(np.max(cross_m[sector], initial=0.0)),
+        alive_within=alive,
+        free_space_within=float(1000.0 * 10.0 ** np.max(cross[sector], initial=-np.inf)),
     )
 
 
@@ -409,20 +457,26 @@ def _chunk(
     location: npt.NDArray[np.intp],
     dist: FloatArray,
 ) -> tuple[IntArray, IntArray]:
-    """Keys (hamlet·n_operators + operator) and packed best levels of hamlet × location pairs."""
+    """Keys (hamlet·n_operators + operator) and packed best levels of hamlet × location pairs.
+
+    The pattern only takes away, so a pair farther than every slot's boresight reach in the
+    hamlet's environment (``alive_within``) cannot win: such pairs, about half of those the
+    search returns (its reach is the most favourable environment's), are dropped first.
+    """
     take = np.take
     n_loc = group.x.shape[0]
-    ld = np.log10(np.maximum(dist, MIN_DISTANCE_M))
-    ld -= 3.0
     row = take(environment, hamlet).astype(np.int64) * n_loc + location
+    alive = np.flatnonzero(dist <= take(group.alive_within, row))
+    hamlet, location = take(hamlet, alive), take(location, alive)
+    dist, row = take(dist, alive), take(row, alive)
     near = np.flatnonzero(dist < group.free_space_within)
-    # bearing of the hamlet seen from the location, in [0, 360)
+    ld = np.log10(np.maximum(dist, MIN_DISTANCE_M, out=dist), out=dist)  # dist is done with
+    ld -= 3.0
+    # bearing of the hamlet seen from the location, radians in [-π, π]
     bearing = np.arctan2(
         take(tree.x, hamlet) - take(group.x, location),
         take(tree.y, hamlet) - take(group.y, location),
     )
-    bearing *= 180.0 / math.pi
-    bearing[bearing < 0] += 360.0
     pick = np.zeros(hamlet.shape[0], dtype=np.int64)
     if group.uniform:
         best = _base(group, 0, row, location, ld, near)
@@ -476,9 +530,9 @@ def _base(
 
 
 def _off_squared(bearing: FloatArray, azimuth: FloatArray) -> FloatArray:
-    """Squared angle (degrees²) between bearings in [0, 360) and azimuths in [0, 360)."""
+    """Squared angle (rad²) between bearings and azimuths, both in [-π, π]."""
     off = np.abs(bearing - azimuth)
-    np.minimum(off, 360.0 - off, out=off)
+    np.minimum(off, 2.0 * math.pi - off, out=off)
     off *= off
     return off
 

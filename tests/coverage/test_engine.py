@@ -239,7 +239,10 @@ def test_bad_reading_and_hamlet_are_refused() -> None:
         classify(hamlets, scene.sectors([]), empty_readings(), SETTINGS, now=NOW)
 
 
-def test_fast_path_equals_brute_force_over_every_pair() -> None:
+@pytest.mark.parametrize("listing", ["mast by mast", "shuffled"])
+def test_fast_path_equals_brute_force_over_every_pair(listing: str) -> None:
+    # a mast's sectors listed together let the engine take its locations from the listing;
+    # shuffled, they must be found by sorting, with the same result
     rng = np.random.default_rng(7)
     n_h, n_sites = 400, 40
     points = rng.uniform(-25_000, 25_000, (n_h, 2))
@@ -294,10 +297,15 @@ def test_fast_path_equals_brute_force_over_every_pair() -> None:
                 | layer
                 for k in range(3)
             )
+    if listing == "shuffled":
+        rows = [rows[i] for i in rng.permutation(len(rows))]
     sectors = scene.sectors(rows)
     result = classify(hamlets, sectors, empty_readings(), SETTINGS, now=NOW)
 
     budget = links.link_budget(sectors, SETTINGS)
+    # one location per mast and operator, however the sectors were listed
+    masts = {(row["at"], row["operator"]) for row in rows}
+    assert sum(group.x.size for group in budget.groups) == len(masts)
     tree = links.HamletTree(*links.project(hamlets.lon, hamlets.lat))
     h, s = (a.ravel() for a in np.meshgrid(np.arange(n_h), np.arange(len(sectors)), indexing="ij"))
     level = links.levels(budget, hamlets.environment, tree.x, tree.y, h, s)
