@@ -4,9 +4,11 @@ Each commune centre of the demo has three uplinks (fibre, Viettel 4G, VNPT 4G). 
 reaches is stood in for by one tiny HTTP service on 127.0.0.1, its own port per commune and
 uplink: the public service portal as seen over that link. Cutting a link closes its service's
 listening socket (the agent's check gets "connection refused"), restoring it listens again on
-the same port. The agents are real ``lomsong probe run`` processes, one per commune, each with a
-generated settings file, token file, spool and boot-id file under the demo's work directory; a
-power cut kills one with SIGKILL and gives it a new boot id before it starts again. The webhook
+the same port; meanwhile a bound socket that does not listen keeps the port, so that no other
+connection on the machine is given it as its own port. The agents are real ``lomsong probe
+run`` processes, one per commune, each with a generated settings file, token file, spool and
+boot-id file under the demo's work directory; a power cut kills one with SIGKILL and gives it
+a new boot id before it starts again. The webhook
 sink is the duty officer's phone: it prints the Vietnamese summary line of every notification.
 """
 
@@ -17,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,6 +83,8 @@ def _response(status: str, body: bytes, *, close: bool) -> bytes:
 class _Link:
     port: int
     server: asyncio.Server | None = None
+    #: while the link is cut: bound, not listening (connections to it are refused)
+    keeper: socket.socket | None = None
 
 
 class LinkServices:
@@ -106,6 +111,7 @@ class LinkServices:
         """The link fails: nothing listens on its port any more."""
         link = self._links[(commune, uplink)]
         if link.server is not None:
+            link.keeper = _keep_port(self.host, link.port)
             server, link.server = link.server, None
             server.close()
             await server.wait_closed()
@@ -119,6 +125,10 @@ class LinkServices:
     async def close(self) -> None:
         for commune, uplink in list(self._links):
             await self.cut(commune, uplink)
+        for link in self._links.values():
+            if link.keeper is not None:
+                link.keeper.close()
+                link.keeper = None
 
     async def _listen(self, key: tuple[str, str], link: _Link) -> None:
         commune, uplink = key
@@ -138,7 +148,7 @@ class LinkServices:
 
         try:
             link.server = await asyncio.start_server(
-                handle, self.host, link.port, reuse_address=True, backlog=64
+                handle, self.host, link.port, reuse_address=True, reuse_port=True, backlog=64
             )
         except OSError as exc:
             raise LomsongError(
@@ -146,6 +156,22 @@ class LinkServices:
                 f"{self.host}:{link.port}: {exc.strerror or exc}"
             ) from exc
         link.port = int(link.server.sockets[0].getsockname()[1])
+        if link.keeper is not None:
+            link.keeper.close()
+            link.keeper = None
+
+
+def _keep_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``port`` beside its listener, never listening: while it is open the
+    port stays taken (an outgoing connection is never given it) and connections are refused."""
+    keeper = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    keeper.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        keeper.bind((host, port))
+    except OSError:
+        keeper.close()
+        raise
+    return keeper
 
 
 # -- the webhook sink ----------------------------------------------------------------------------

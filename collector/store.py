@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,30 @@ log = logging.getLogger(__name__)
 
 #: Weight of a new clock-skew sample in the smoothed estimate.
 SKEW_SMOOTHING = 0.2
+#: The writer records probes heard from without anything new (re-sends) at most this often.
+HEARD_FLUSH_SECONDS = 1.0
 _WALK_CHUNK = 1_000
+
+
+def smoothed_skew(
+    old_skew: float | None, old_boot: str | None, boot_id: str, sample: float
+) -> float:
+    """The clock-skew estimate after a new sample; a new boot starts afresh."""
+    if old_skew is None or old_boot != boot_id:
+        return sample
+    return old_skew + SKEW_SMOOTHING * (sample - old_skew)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A probe heard from with nothing new to store: a re-send of stored results."""
+
+    probe_id: str
+    boot_id: str
+    agent_version: str
+    received_at: float
+    sent_at: float
+    clock_skew_seconds: float
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,10 @@ class ReportStore:
             tuple[PreparedBatch, concurrent.futures.Future[ReportAck]] | None
         ] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._heard: dict[str, Heard] = {}
+        #: transactions of batches committed so far
+        self.groups_written = 0
+        self._heard_lock = threading.Lock()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -78,6 +106,17 @@ class ReportStore:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        self._write_heard_logged()
+
+    def heard(self, heard: Heard) -> None:
+        """Note a probe heard from; written to ``probe_state`` within ``HEARD_FLUSH_SECONDS``.
+
+        A re-send answered from the live state costs no transaction of its own: what it says
+        of the probe (last seen, clock skew) is folded into one update a second, and a crash
+        before that loses nothing that was acknowledged.
+        """
+        with self._heard_lock:
+            self._heard[heard.probe_id] = heard
 
     async def submit(self, batch: PreparedBatch) -> ReportAck:
         """Queue a batch for the writer and wait until it is committed."""
@@ -86,8 +125,15 @@ class ReportStore:
         return await asyncio.wrap_future(future)
 
     def _run(self) -> None:
+        flushed = time.monotonic()
         while True:
-            item = self._queue.get()
+            if self._heard and time.monotonic() - flushed >= HEARD_FLUSH_SECONDS:
+                self._write_heard_logged()
+                flushed = time.monotonic()
+            try:
+                item = self._queue.get(timeout=HEARD_FLUSH_SECONDS)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             group = [item]
@@ -119,6 +165,40 @@ class ReportStore:
         for (_, future), done in zip(group, stored, strict=True):
             future.set_result(done.ack)
 
+    def _write_heard_logged(self) -> None:
+        try:
+            self.write_heard()
+        except Exception:  # the next second tries again; nothing acknowledged hangs on it
+            log.exception("recording the probes heard from failed")
+
+    def write_heard(self) -> int:
+        """Write what ``heard`` noted (synchronous); return how many probes it updated."""
+        with self._heard_lock:
+            heard, self._heard = self._heard, {}
+        if not heard:
+            return 0
+        rows = [
+            (
+                h.boot_id,
+                h.agent_version,
+                h.received_at,
+                h.sent_at,
+                h.clock_skew_seconds,
+                h.probe_id,
+                h.received_at,
+            )
+            for _, h in sorted(heard.items())
+        ]
+        try:
+            with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
+                with conn.begin():
+                    conn.exec_driver_sql(self._sql.update_heard, rows)
+        except Exception:
+            with self._heard_lock:  # keep what came since, and retry these
+                self._heard = heard | self._heard
+            raise
+        return len(rows)
+
     # -- the transaction ---------------------------------------------------------------------
 
     def write(self, batches: Sequence[PreparedBatch]) -> list[StoredBatch]:
@@ -131,6 +211,7 @@ class ReportStore:
         with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
             with conn.begin():
                 done = _Group(conn, self._sql).write([batches[i] for i in order])
+        self.groups_written += 1
         stored: list[StoredBatch] = [done[0]] * len(batches)
         for i, s in zip(order, done, strict=True):
             stored[i] = s
@@ -170,6 +251,11 @@ class _Sql:
             f"last_sent_at = {p}, last_measured_at = {p}, clock_skew_seconds = {p}, "
             f"stored_through_seq = {p}, max_seq = {p}, results_total = results_total + {p} "
             f"WHERE probe_id = {p}"
+        )
+        self.update_heard = (
+            f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
+            f"last_sent_at = {p}, clock_skew_seconds = {p} WHERE probe_id = {p} "
+            f"AND (last_seen_at IS NULL OR last_seen_at < {p})"
         )
         self._inserts: dict[tuple[str, ...], str] = {}
 
@@ -303,12 +389,8 @@ class _Group:
             self._note_latest(b, rows)
         max_seq = max(st.max_seq, hi)
         through = self._advance(b, st.stored_through_seq, max_seq)
-        skew_sample = b.received_at - b.sent_at
-        old_skew = st.clock_skew_seconds
-        skew = (
-            skew_sample
-            if old_skew is None or st.boot_id != b.boot_id
-            else old_skew + SKEW_SMOOTHING * (skew_sample - old_skew)
+        skew = smoothed_skew(
+            st.clock_skew_seconds, st.boot_id, b.boot_id, b.received_at - b.sent_at
         )
         if st.last_measured_at is None or b.max_measured_at > st.last_measured_at:
             st.last_measured_at = b.max_measured_at

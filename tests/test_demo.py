@@ -162,6 +162,12 @@ def test_the_link_services_fail_and_recover_for_a_real_http_check() -> None:
                     await action("01321", "viettel-4g")
                 outcome = await http_check(spec, ctx)
                 seen.append((outcome.ok, outcome.error))
+                if action == links.cut:
+                    # the port stays taken while the link is cut: nobody else gets it
+                    port = int(links.url("01321", "viettel-4g").split(":")[2].split("/")[0])
+                    with socket.socket() as other, pytest.raises(OSError):
+                        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        other.bind(("127.0.0.1", port))
             other = HttpCheck(kind="http", target=links.url("01321", "fibre"), timeout_seconds=2)
             seen.append(((await http_check(other, ctx)).ok, None))
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -299,3 +300,128 @@ def test_a_counter_beyond_64_bits_is_refused_by_name(collector: RunningCollector
     detail = r.json()["detail"]
     assert "results[0].spool_depth" in detail and str(2**64 + 7) in detail, detail
     assert _count(collector) == 0
+
+
+def _state(c: RunningCollector, probe_id: str) -> tuple[float, float]:
+    from lomsong.collector.schema import probe_state
+
+    with c.engine.connect() as conn:
+        row = conn.execute(
+            select(probe_state.c.last_seen_at, probe_state.c.clock_skew_seconds).where(
+                probe_state.c.probe_id == probe_id
+            )
+        ).one()
+    return float(row[0]), float(row[1])
+
+
+def test_a_resend_is_answered_from_memory_and_still_heard(any_collector: RunningCollector) -> None:
+    c = any_collector
+    token = c.register("cb-1")
+    first = batch("cb-1", range(1, 11))
+    assert _post(c, token, orjson.dumps(first)).json()["accepted"] == 10
+    seen_before, skew_before = _state(c, "cb-1")
+    stored = c.ctx.store  # the writer has nothing to do for a re-send
+    groups_before = stored.groups_written
+
+    later = datetime.now(UTC) - timedelta(minutes=3)  # the probe's clock now runs 3 min late
+    again = batch("cb-1", range(1, 11), sent_at=later)
+    again["results"] = first["results"]
+    r = _post(c, token, orjson.dumps(again))
+    assert r.json() == {"accepted": 0, "duplicates": 10, "stored_through_seq": 10}
+    assert stored.groups_written == groups_before
+    assert _count(c) == 10
+    # the live state saw it at once, the database within a second (forced here)
+    with c.client(token) as http:
+        probe = http.get("/api/v1/probes/cb-1").json()
+    assert probe["clock_skew_seconds"] > skew_before + 30  # smoothed towards +180 s
+    assert stored.write_heard() <= 1
+    seen_after, skew_after = _state(c, "cb-1")
+    assert seen_after > seen_before and skew_after == pytest.approx(probe["clock_skew_seconds"])
+
+    # an invalid re-send is refused like any invalid batch
+    bad = orjson.loads(orjson.dumps(again))
+    bad["results"][3]["duration_seconds"] = -2.0
+    r = _post(c, token, orjson.dumps(bad))
+    assert r.status_code == 422 and "results[3].duration_seconds" in r.json()["detail"]
+    dup = orjson.loads(orjson.dumps(again))
+    dup["results"][4]["seq"] = 3
+    r = _post(c, token, orjson.dumps(dup))
+    assert r.status_code == 422 and "results[4].seq: 3 appears twice" in r.json()["detail"]
+
+    # partly stored: the writer stores what is new
+    r = _post(c, token, orjson.dumps(batch("cb-1", range(6, 16))))
+    assert r.json() == {"accepted": 5, "duplicates": 5, "stored_through_seq": 15}
+    assert stored.groups_written == groups_before + 1
+    assert _count(c) == 15
+
+
+def test_the_probes_heard_are_written_within_a_second(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    raw = orjson.dumps(batch("cb-1", [1, 2]))
+    assert _post(collector, token, raw).json()["accepted"] == 2
+    seen_before, _ = _state(collector, "cb-1")
+    assert _post(collector, token, raw).json()["duplicates"] == 2
+    deadline = time.monotonic() + 5
+    while _state(collector, "cb-1")[0] == seen_before:
+        assert time.monotonic() < deadline, "the writer did not record the re-send"
+        time.sleep(0.05)
+
+
+def test_only_what_was_stored_is_answered_from_memory(any_collector: RunningCollector) -> None:
+    c = any_collector
+    token = c.register("cb-1")
+    # a spool that starts at a clock-based seq moves the mark past every lower seq...
+    first = batch("cb-1", range(1000, 1010), spool_floor_seq=1000)
+    assert _post(c, token, orjson.dumps(first)).json()["stored_through_seq"] == 1009
+    # ...but seqs below it that were never stored are stored when they come
+    late = batch("cb-1", range(5, 10))
+    assert _post(c, token, orjson.dumps(late)).json()["accepted"] == 5
+    assert _count(c) == 15
+    # and, stored now, they are answered from memory when they come again
+    groups = c.ctx.store.groups_written
+    assert _post(c, token, orjson.dumps(late)).json()["duplicates"] == 5
+    assert c.ctx.store.groups_written == groups
+    # a re-send across the gap between the two runs goes to the database, which knows
+    r = _post(c, token, orjson.dumps(batch("cb-1", [9, 1000])))
+    assert r.json() == {"accepted": 0, "duplicates": 2, "stored_through_seq": 1009}
+    assert c.ctx.store.groups_written == groups + 1
+
+
+def test_a_resend_is_refused_for_what_any_batch_is_refused_for(
+    collector: RunningCollector,
+) -> None:
+    import json
+
+    token = collector.register("cb-1")
+    assert _post(collector, token, orjson.dumps(batch("cb-1", [1, 2]))).json()["accepted"] == 2
+    doc = batch("cb-1", [1])
+    doc["results"] = [result(1, kind="heartbeat", spool_depth=2**64 + 7)]  # type: ignore[index]
+    r = _post(collector, token, json.dumps(doc).encode())
+    assert r.status_code == 422 and "results[0].spool_depth" in r.json()["detail"]
+
+
+def test_the_first_wrong_result_is_the_one_named(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    doc = batch("cb-1", [1, 2, 3, 4])
+    results_ = doc["results"]
+    assert isinstance(results_, list)
+    results_[1]["measured_at"] = iso(datetime.now(UTC) + timedelta(hours=2))
+    results_[3]["seq"] = 1
+    r = _post(collector, token, orjson.dumps(doc))
+    assert r.status_code == 422 and r.json()["detail"].startswith("results[1].measured_at")
+    results_[1]["seq"] = 3  # now results[2] repeats it, before results[3] does
+    r = _post(collector, token, orjson.dumps(doc))
+    assert r.status_code == 422 and r.json()["detail"].startswith("results[1].measured_at")
+    results_[1]["measured_at"] = results_[0]["measured_at"]
+    r = _post(collector, token, orjson.dumps(doc))
+    assert r.status_code == 422 and r.json()["detail"].startswith("results[2].seq: 3 appears")
+
+
+def test_what_was_stored_stays_known_across_a_reload(collector: RunningCollector) -> None:
+    token = collector.register("cb-1")
+    raw = orjson.dumps(batch("cb-1", range(1, 21)))
+    assert _post(collector, token, raw).json()["accepted"] == 20
+    collector.ctx.live.reload(collector.engine)  # as the periodic refresh does
+    groups = collector.ctx.store.groups_written
+    assert _post(collector, token, raw).json()["duplicates"] == 20
+    assert collector.ctx.store.groups_written == groups

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from lomsong.collector.deps import Context, bearer_token
-from lomsong.collector.ingest import IngestRejected, decode_body, parse_batch, retry_after_header
+from lomsong.collector.ingest import (
+    IngestRejected,
+    check_batch,
+    decode_body,
+    prepare,
+    retry_after_header,
+    validate_batch,
+)
 from lomsong.wire import ReportAck
 
 router = APIRouter(tags=["ingest"])
@@ -82,21 +89,36 @@ async def _ingest(request: Request, ctx: Context) -> ReportAck:
         )
     body = await _read_capped(request, limits.max_body_bytes)
     raw = decode_body(body, request.headers.get("content-encoding"), limits)
-    batch = parse_batch(raw, limits, clock=ctx.clock)
-    if batch.probe_id != principal.probe_id:
+    checked = check_batch(validate_batch(raw, limits), limits, received_at=ctx.clock())
+    batch = checked.batch
+    probe_id = batch["probe_id"]
+    if probe_id != principal.probe_id:
         raise IngestRejected(
             403,
             "forbidden",
-            f"probe_id: the token belongs to probe {principal.probe_id!r}, not {batch.probe_id!r}",
+            f"probe_id: the token belongs to probe {principal.probe_id!r}, not {probe_id!r}",
         )
-    if batch.probe_id not in ctx.live.probes:
+    if probe_id not in ctx.live.probes:
         # Registered after this collector loaded its registry?
         await run_in_threadpool(ctx.live.reload, ctx.engine)
-        if batch.probe_id not in ctx.live.probes:
-            raise IngestRejected(
-                404, "unknown_probe", f"probe_id: {batch.probe_id!r} is not registered"
+        if probe_id not in ctx.live.probes:
+            raise IngestRejected(404, "unknown_probe", f"probe_id: {probe_id!r} is not registered")
+    if ctx.live.all_stored(probe_id, checked.min_seq, checked.max_seq):
+        # Everything in it is stored (a re-send after a lost answer): answered from memory, so
+        # that a probe retrying its backlog costs the collector no transaction.
+        known = ctx.live.live.get(probe_id)
+        through = known.stored_through_seq if known is not None else 0
+        ctx.store.heard(
+            ctx.live.heard(
+                probe_id,
+                batch["boot_id"],
+                batch["agent_version"],
+                checked.received_at,
+                checked.sent_at,
             )
-    return await ctx.store.submit(batch)
+        )
+        return ReportAck(accepted=0, duplicates=len(checked.seqs), stored_through_seq=through)
+    return await ctx.store.submit(prepare(checked))
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:

@@ -7,6 +7,7 @@ Each wing (collector, probe agent, coverage, maps) is imported only when its sub
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -112,8 +113,14 @@ def serve(
     settings = load_collector_settings(config, check_secrets=True, **overrides)
     engine = _ready_engine(config)
     engine.dispose()
+    app = create_app(settings)
+    # What is loaded by now (modules, models, the app) lives as long as the process: out of the
+    # collector's sight, a full collection under ingest load takes ~1 ms instead of 50-100 ms,
+    # each of which held up every request in flight.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",

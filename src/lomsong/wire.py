@@ -7,7 +7,10 @@ clear 422 at the collector rather than a silently dropped value.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import types
+from collections.abc import Mapping
+from functools import cache
+from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
 from pydantic import (
     AwareDatetime,
@@ -15,9 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    TypeAdapter,
     model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 PROTOCOL_VERSION = 1
 
@@ -32,6 +37,8 @@ UplinkName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 Seconds = Annotated[float, Field(ge=0.0, le=86_400.0, allow_inf_nan=False)]
 MAX_SEQ = 2**63 - 1
+#: byte and item counters are unsigned 64-bit numbers (what JSON numbers carry exactly here)
+Counter = Annotated[int, Field(ge=0, le=2**64 - 1)]
 
 
 class _Strict(BaseModel):
@@ -77,18 +84,14 @@ class Result(_Strict):
     # heartbeat
     uptime_seconds: Annotated[float, Field(ge=0.0, le=3.2e9, allow_inf_nan=False)] | None = None
     load1: Annotated[float, Field(ge=0.0, le=1e5, allow_inf_nan=False)] | None = None
-    disk_free_bytes: Annotated[int, Field(ge=0)] | None = None
-    memory_rss_bytes: Annotated[int, Field(ge=0)] | None = None
-    spool_depth: Annotated[int, Field(ge=0)] | None = None
-    spool_dropped: Annotated[int, Field(ge=0)] | None = None
+    disk_free_bytes: Counter | None = None
+    memory_rss_bytes: Counter | None = None
+    spool_depth: Counter | None = None
+    spool_dropped: Counter | None = None
 
     @model_validator(mode="after")
     def _packets_consistent(self) -> Result:
-        if (
-            self.packets_sent is not None
-            and self.packets_received is not None
-            and self.packets_received > self.packets_sent
-        ):
+        if not packets_consistent(self.packets_sent, self.packets_received):
             raise ValueError(
                 f"packets_received ({self.packets_received}) exceeds "
                 f"packets_sent ({self.packets_sent})"
@@ -107,6 +110,53 @@ class ReportBatch(_Strict):
     #: The lowest seq the agent still holds. Everything below it was acknowledged before or
     #: dropped from a full spool, so the collector may move its contiguous mark past it.
     spool_floor_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
+
+
+def packets_consistent(sent: int | None, received: int | None) -> bool:
+    """A result never receives more packets than it sent."""
+    return sent is None or received is None or received <= sent
+
+
+@cache
+def batch_dict_adapter() -> TypeAdapter[dict[str, Any]]:
+    """Validates a batch's JSON into plain dicts, with every constraint of ``ReportBatch``
+    except ``packets_consistent`` (the caller checks it): a third faster than building the
+    models, for the collector's ingest. A field left out or sent as null is absent or ``None``.
+    """
+    signal = _typed_dict(Signal, {})
+    result = _typed_dict(Result, {Signal: signal})
+    return TypeAdapter(_typed_dict(ReportBatch, {Result: result}))
+
+
+def _typed_dict(model: type[BaseModel], swap: Mapping[type, Any]) -> Any:
+    """A TypedDict with the fields and constraints of ``model``, its nested models swapped for
+    their TypedDicts; the fields that have a default may be left out."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        tp = _swapped(info.annotation, swap)
+        if info.metadata:
+            tp = Annotated[(tp, *info.metadata)]
+        fields[name] = tp if info.is_required() else NotRequired[tp]
+    make: Any = TypedDict  # built at run time from the model: opaque to type checkers
+    typed = make(f"{model.__name__}Dict", fields)
+    typed.__pydantic_config__ = ConfigDict(
+        extra=model.model_config.get("extra"),
+        allow_inf_nan=model.model_config.get("allow_inf_nan", True),
+    )
+    return typed
+
+
+def _swapped(tp: Any, swap: Mapping[type, Any]) -> Any:
+    if isinstance(tp, type) and tp in swap:
+        return swap[tp]
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return Annotated[(_swapped(get_args(tp)[0], swap), *tp.__metadata__)]
+    if origin is Union or origin is types.UnionType:
+        return Union[tuple(_swapped(a, swap) for a in get_args(tp))]  # noqa: UP007
+    if origin is list:
+        return list[_swapped(get_args(tp)[0], swap)]  # type: ignore[misc]
+    return tp
 
 
 class ReportAck(BaseModel):
