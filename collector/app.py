@@ -80,7 +80,7 @@ def create_app(
     ctx = Context(
         settings=settings,
         engine=engine,
-        store=ReportStore(engine, on_commit=lambda stored: _committed(stored)),
+        store=ReportStore(engine, on_commit=lambda stored: _committed(stored), on_heard=live.heard),
         live=live,
         metrics=metrics,
         renderer=MetricsRenderer(

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from lomsong.collector.registry import ProbeInfo, load_probes
 from lomsong.collector.schema import latest_results, probe_state
-from lomsong.collector.store import Heard, StoredBatch, smoothed_skew
+from lomsong.collector.store import HeardState, StoredBatch
 
 
 @dataclass
@@ -39,10 +39,11 @@ class ProbeLive:
     last_measured_at: float | None = None
     clock_skew_seconds: float | None = None
     stored_through_seq: int = 0
-    #: seqs from the first to the second are all in the results table: this process committed
-    #: them, in batches without gaps (``stored_through_seq`` may also have moved past seqs the
-    #: agent dropped, which were never stored)
-    stored_run: tuple[int, int] | None = None
+    #: runs of seqs, each from its first to its last, that are all in the results table: this
+    #: process committed them, in batches without gaps (``stored_through_seq`` may also have
+    #: moved past seqs the agent dropped, which were never stored); sorted, apart, the newest
+    #: ``MAX_RUNS`` kept
+    stored_runs: tuple[tuple[int, int], ...] = ()
     #: uplink name ("" for none) → (kind, target) → newest result
     checks: dict[str, dict[tuple[str, str], Latest]] = field(default_factory=dict)
 
@@ -62,7 +63,9 @@ class LiveState:
         with engine.connect() as conn:
             probes = load_probes(conn)
             live: dict[str, ProbeLive] = {pid: ProbeLive() for pid in probes}
+            max_seq: dict[str, int] = {}
             for row in conn.execute(select(probe_state)):
+                max_seq[row.probe_id] = row.max_seq
                 p = live.setdefault(row.probe_id, ProbeLive())
                 p.boot_id = row.boot_id
                 p.agent_version = row.agent_version
@@ -76,11 +79,12 @@ class LiveState:
                     row.seq, row.measured_at, row.ok, row.duration_seconds, row.error, row.rsrp_dbm
                 )
         with self.lock:
-            # what this process knows it committed stays true whatever the database says
+            # What this process committed stays known, unless the database went back to before
+            # it (a restore): then a re-send must be stored again.
             for pid, p in live.items():
                 old = self.live.get(pid)
                 if old is not None:
-                    p.stored_run = old.stored_run
+                    p.stored_runs = tuple(r for r in old.stored_runs if r[1] <= max_seq.get(pid, 0))
             self.probes = probes
             self.live = live
             self.version += 1
@@ -93,12 +97,13 @@ class LiveState:
                 p = self.live.setdefault(b.probe_id, ProbeLive())
                 p.boot_id = b.boot_id
                 p.agent_version = b.agent_version
-                p.last_seen_at = b.received_at
+                if p.last_seen_at is None or b.received_at > p.last_seen_at:
+                    p.last_seen_at = b.received_at
                 p.clock_skew_seconds = s.clock_skew_seconds
                 p.stored_through_seq = s.ack.stored_through_seq
                 if p.last_measured_at is None or b.max_measured_at > p.last_measured_at:
                     p.last_measured_at = b.max_measured_at
-                p.stored_run = _extended(p.stored_run, b.seqs)
+                p.stored_runs = _extended(p.stored_runs, b.seqs)
                 # The newest result of each check, as the batch's preparation found them.
                 for (uplink, kind, target), r in b.latest.items():
                     checks = p.checks.setdefault(uplink, {})
@@ -115,34 +120,49 @@ class LiveState:
                         )
             self.version += 1
 
-    def heard(
-        self, probe_id: str, boot_id: str, agent_version: str, received_at: float, sent_at: float
-    ) -> Heard:
-        """A probe heard from with nothing new to store; what to write to ``probe_state``."""
+    def heard(self, done: Sequence[HeardState]) -> None:
+        """Fold in probes heard from with nothing new (called by the store after writing them)."""
         with self.lock:
-            p = self.live.setdefault(probe_id, ProbeLive())
-            skew = smoothed_skew(p.clock_skew_seconds, p.boot_id, boot_id, received_at - sent_at)
-            p.boot_id = boot_id
-            p.agent_version = agent_version
-            if p.last_seen_at is None or received_at > p.last_seen_at:
-                p.last_seen_at = received_at
-            p.clock_skew_seconds = skew
+            for d in done:
+                h = d.heard
+                p = self.live.setdefault(h.probe_id, ProbeLive())
+                if p.last_seen_at is not None and h.received_at <= p.last_seen_at:
+                    continue  # a stored batch came later (the database kept it too)
+                p.last_seen_at = h.received_at
+                p.boot_id = h.boot_id
+                p.agent_version = h.agent_version
+                p.clock_skew_seconds = d.clock_skew_seconds
             self.version += 1
-        return Heard(probe_id, boot_id, agent_version, received_at, sent_at, skew)
 
-    def all_stored(self, probe_id: str, lo: int, hi: int) -> bool:
-        """Whether every seq from ``lo`` to ``hi`` of the probe is known to be stored."""
+    def known_stored(self, probe_id: str, lo: int, hi: int) -> int | None:
+        """The probe's ``stored_through_seq`` if every seq from ``lo`` to ``hi`` is known to be
+        stored, else None."""
         p = self.live.get(probe_id)
-        run = p.stored_run if p is not None else None
-        return run is not None and run[0] <= lo and hi <= run[1]
+        if p is None:
+            return None
+        for first, last in p.stored_runs:
+            if first <= lo and hi <= last:
+                return p.stored_through_seq
+        return None
 
 
-def _extended(run: tuple[int, int] | None, seqs: list[int]) -> tuple[int, int] | None:
-    """The run of stored seqs after a committed batch (``seqs`` sorted): every seq of the batch
-    is in the table now, those stored before and those it added."""
+#: runs of stored seqs kept per probe: an agent back from a cut sends its newest heartbeat
+#: first, which starts a run of its own above the one its re-sends fall in
+MAX_RUNS = 4
+
+
+def _extended(runs: tuple[tuple[int, int], ...], seqs: list[int]) -> tuple[tuple[int, int], ...]:
+    """The runs of stored seqs after a committed batch (``seqs`` sorted): every seq of the
+    batch is in the table now, those stored before and those it added."""
     if not seqs or seqs[-1] - seqs[0] + 1 != len(seqs):
-        return run  # a batch with gaps neither extends nor starts a run
+        return runs  # a batch with gaps neither extends nor starts a run
     lo, hi = seqs[0], seqs[-1]
-    if run is None or lo > run[1] + 1 or hi < run[0] - 1:
-        return (lo, hi)  # apart from the old run: the newest one is the one re-sends touch
-    return (min(lo, run[0]), max(hi, run[1]))
+    out: list[tuple[int, int]] = []
+    for first, last in runs:
+        if last < lo - 1 or first > hi + 1:
+            out.append((first, last))
+        else:  # touching or overlapping: one run now
+            lo, hi = min(lo, first), max(hi, last)
+    out.append((lo, hi))
+    out.sort()
+    return tuple(out[-MAX_RUNS:])  # the oldest seqs are the least likely to come again

@@ -58,6 +58,13 @@ class Heard:
     agent_version: str
     received_at: float
     sent_at: float
+
+
+@dataclass(frozen=True)
+class HeardState:
+    """What ``ReportStore.write_heard`` wrote of a probe heard from."""
+
+    heard: Heard
     clock_skew_seconds: float
 
 
@@ -78,11 +85,13 @@ class ReportStore:
         engine: Engine,
         *,
         on_commit: Callable[[Sequence[StoredBatch]], None] | None = None,
+        on_heard: Callable[[Sequence[HeardState]], None] | None = None,
         max_group: int = 64,
     ) -> None:
         enable_immediate_transactions(engine)
         self._engine = engine
         self._on_commit = on_commit
+        self._on_heard = on_heard
         self._max_group = max_group
         self._sql = _Sql(engine.dialect.name)
         self._queue: queue.Queue[
@@ -93,6 +102,8 @@ class ReportStore:
         #: transactions of batches committed so far
         self.groups_written = 0
         self._heard_lock = threading.Lock()
+        #: held through a whole ``write_heard``
+        self._flush_lock = threading.Lock()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -113,10 +124,14 @@ class ReportStore:
 
         A re-send answered from the live state costs no transaction of its own: what it says
         of the probe (last seen, clock skew) is folded into one update a second, and a crash
-        before that loses nothing that was acknowledged.
+        before that loses nothing that was acknowledged. Of a probe heard several times in
+        that second, the newest counts. Takes no lock the writer holds for long: the event
+        loop calls it.
         """
         with self._heard_lock:
-            self._heard[heard.probe_id] = heard
+            cur = self._heard.get(heard.probe_id)
+            if cur is None or heard.received_at >= cur.received_at:
+                self._heard[heard.probe_id] = heard
 
     async def submit(self, batch: PreparedBatch) -> ReportAck:
         """Queue a batch for the writer and wait until it is committed."""
@@ -172,32 +187,57 @@ class ReportStore:
             log.exception("recording the probes heard from failed")
 
     def write_heard(self) -> int:
-        """Write what ``heard`` noted (synchronous); return how many probes it updated."""
+        """Write what ``heard`` noted (synchronous), then tell ``on_heard``; return how many
+        probes it updated.
+
+        The clock skew is smoothed from the stored estimate, as a stored batch's is, so that the
+        database and the live state agree on it. When it returns, everything heard before the
+        call is written and told, whichever thread wrote it.
+        """
+        with self._flush_lock:
+            return self._write_heard()
+
+    def _write_heard(self) -> int:
         with self._heard_lock:
             heard, self._heard = self._heard, {}
         if not heard:
             return 0
-        rows = [
-            (
-                h.boot_id,
-                h.agent_version,
-                h.received_at,
-                h.sent_at,
-                h.clock_skew_seconds,
-                h.probe_id,
-                h.received_at,
-            )
-            for _, h in sorted(heard.items())
-        ]
         try:
             with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
                 with conn.begin():
-                    conn.exec_driver_sql(self._sql.update_heard, rows)
+                    ids = sorted(heard)
+                    rows = conn.exec_driver_sql(self._sql.select_states(len(ids)), tuple(ids))
+                    done: list[HeardState] = []
+                    for row in rows:
+                        st = _State(*row)
+                        h = heard[st.probe_id]
+                        skew = smoothed_skew(
+                            st.clock_skew_seconds, st.boot_id, h.boot_id, h.received_at - h.sent_at
+                        )
+                        done.append(HeardState(h, skew))
+                    if done:
+                        conn.exec_driver_sql(
+                            self._sql.update_heard,
+                            [
+                                (
+                                    d.heard.boot_id,
+                                    d.heard.agent_version,
+                                    d.heard.received_at,
+                                    d.heard.sent_at,
+                                    d.clock_skew_seconds,
+                                    d.heard.probe_id,
+                                    d.heard.received_at,
+                                )
+                                for d in done
+                            ],
+                        )
         except Exception:
             with self._heard_lock:  # keep what came since, and retry these
                 self._heard = heard | self._heard
             raise
-        return len(rows)
+        if self._on_heard is not None and done:
+            self._on_heard(done)
+        return len(done)
 
     # -- the transaction ---------------------------------------------------------------------
 

@@ -245,9 +245,6 @@ def _project_points(lon: FloatArray, lat: FloatArray, field: str) -> tuple[Float
     start = _runs(lon, lat)
     if start.size * 2 > lon.size:
         return project(lon, lat, field)
-    bad = ~(np.isfinite(lon) & np.isfinite(lat))
-    if bad.any():  # NaN never equals itself, so it is a run of its own: report it as project
-        project(lon[start], lat[start], field)
     count = np.diff(np.r_[start, lon.size])
     x, y = project(lon[start], lat[start], field)
     return np.repeat(x, count), np.repeat(y, count)

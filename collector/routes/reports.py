@@ -15,6 +15,7 @@ from lomsong.collector.ingest import (
     retry_after_header,
     validate_batch,
 )
+from lomsong.collector.store import Heard
 from lomsong.wire import ReportAck
 
 router = APIRouter(tags=["ingest"])
@@ -103,13 +104,14 @@ async def _ingest(request: Request, ctx: Context) -> ReportAck:
         await run_in_threadpool(ctx.live.reload, ctx.engine)
         if probe_id not in ctx.live.probes:
             raise IngestRejected(404, "unknown_probe", f"probe_id: {probe_id!r} is not registered")
-    if ctx.live.all_stored(probe_id, checked.min_seq, checked.max_seq):
-        # Everything in it is stored (a re-send after a lost answer): answered from memory, so
-        # that a probe retrying its backlog costs the collector no transaction.
-        known = ctx.live.live.get(probe_id)
-        through = known.stored_through_seq if known is not None else 0
+    through = ctx.live.known_stored(probe_id, checked.min_seq, checked.max_seq)
+    floor = batch.get("spool_floor_seq")
+    if through is not None and (floor is None or floor - 1 <= through):
+        # Everything in it is stored (a re-send after a lost answer), and it moves no mark:
+        # answered from memory, so that a probe retrying its backlog costs the collector no
+        # transaction. That it was heard is written within a second.
         ctx.store.heard(
-            ctx.live.heard(
+            Heard(
                 probe_id,
                 batch["boot_id"],
                 batch["agent_version"],

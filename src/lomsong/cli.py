@@ -114,9 +114,9 @@ def serve(
     engine = _ready_engine(config)
     engine.dispose()
     app = create_app(settings)
-    # What is loaded by now (modules, models, the app) lives as long as the process: out of the
-    # collector's sight, a full collection under ingest load takes ~1 ms instead of 50-100 ms,
-    # each of which held up every request in flight.
+    # What is loaded by now (modules, models, the app: about 107,000 objects) lives as long as
+    # the process. Out of the collector's sight, a full collection no longer walks it: ~47 ms
+    # each time otherwise, holding up every request in flight.
     gc.collect()
     gc.freeze()
     uvicorn.run(

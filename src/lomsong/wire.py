@@ -120,7 +120,7 @@ def packets_consistent(sent: int | None, received: int | None) -> bool:
 @cache
 def batch_dict_adapter() -> TypeAdapter[dict[str, Any]]:
     """Validates a batch's JSON into plain dicts, with every constraint of ``ReportBatch``
-    except ``packets_consistent`` (the caller checks it): a third faster than building the
+    except ``packets_consistent`` (the caller checks it): 30 % less time than building the
     models, for the collector's ingest. A field left out or sent as null is absent or ``None``.
     """
     signal = _typed_dict(Signal, {})
