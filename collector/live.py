@@ -60,12 +60,19 @@ class LiveState:
 
     def reload(self, engine: Engine) -> None:
         """Replace everything with what the database holds."""
+        with self.lock:  # what this process knew it committed, before the database is read
+            known = {
+                pid: (p.stored_through_seq, max((r[1] for r in p.stored_runs), default=0))
+                for pid, p in self.live.items()
+            }
         with engine.connect() as conn:
             probes = load_probes(conn)
             live: dict[str, ProbeLive] = {pid: ProbeLive() for pid in probes}
-            max_seq: dict[str, int] = {}
+            went_back: set[str] = set()
             for row in conn.execute(select(probe_state)):
-                max_seq[row.probe_id] = row.max_seq
+                through, newest = known.get(row.probe_id, (0, 0))
+                if row.stored_through_seq < through or row.max_seq < newest:
+                    went_back.add(row.probe_id)  # restored to before what was committed
                 p = live.setdefault(row.probe_id, ProbeLive())
                 p.boot_id = row.boot_id
                 p.agent_version = row.agent_version
@@ -79,12 +86,13 @@ class LiveState:
                     row.seq, row.measured_at, row.ok, row.duration_seconds, row.error, row.rsrp_dbm
                 )
         with self.lock:
-            # What this process committed stays known, unless the database went back to before
-            # it (a restore): then a re-send must be stored again.
+            # What this process committed stays known (batches committed while the database
+            # was read included), unless the database went back to before it (a restore): then
+            # a re-send must be stored again.
             for pid, p in live.items():
                 old = self.live.get(pid)
-                if old is not None:
-                    p.stored_runs = tuple(r for r in old.stored_runs if r[1] <= max_seq.get(pid, 0))
+                if old is not None and pid not in went_back:
+                    p.stored_runs = old.stored_runs
             self.probes = probes
             self.live = live
             self.version += 1

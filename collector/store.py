@@ -206,14 +206,13 @@ class ReportStore:
             with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
                 with conn.begin():
                     ids = sorted(heard)
-                    rows = conn.exec_driver_sql(self._sql.select_states(len(ids)), tuple(ids))
+                    rows = conn.exec_driver_sql(self._sql.select_seen(len(ids)), tuple(ids))
                     done: list[HeardState] = []
-                    for row in rows:
-                        st = _State(*row)
-                        h = heard[st.probe_id]
-                        skew = smoothed_skew(
-                            st.clock_skew_seconds, st.boot_id, h.boot_id, h.received_at - h.sent_at
-                        )
+                    for probe_id, boot_id, skew, last_seen in rows:
+                        h = heard[probe_id]
+                        if last_seen is not None and last_seen >= h.received_at:
+                            continue  # a batch received later is stored (here or by a replica)
+                        skew = smoothed_skew(skew, boot_id, h.boot_id, h.received_at - h.sent_at)
                         done.append(HeardState(h, skew))
                     if done:
                         conn.exec_driver_sql(
@@ -226,7 +225,6 @@ class ReportStore:
                                     d.heard.sent_at,
                                     d.clock_skew_seconds,
                                     d.heard.probe_id,
-                                    d.heard.received_at,
                                 )
                                 for d in done
                             ],
@@ -294,8 +292,7 @@ class _Sql:
         )
         self.update_heard = (
             f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
-            f"last_sent_at = {p}, clock_skew_seconds = {p} WHERE probe_id = {p} "
-            f"AND (last_seen_at IS NULL OR last_seen_at < {p})"
+            f"last_sent_at = {p}, clock_skew_seconds = {p} WHERE probe_id = {p}"
         )
         self._inserts: dict[tuple[str, ...], str] = {}
 
@@ -304,6 +301,12 @@ class _Sql:
             "SELECT probe_id, boot_id, last_measured_at, clock_skew_seconds, "
             f"stored_through_seq, max_seq FROM probe_state WHERE probe_id IN "
             f"({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
+        )
+
+    def select_seen(self, n: int) -> str:
+        return (
+            "SELECT probe_id, boot_id, clock_skew_seconds, last_seen_at FROM probe_state "
+            f"WHERE probe_id IN ({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
         )
 
     def insert_results(self, columns: tuple[str, ...]) -> str:

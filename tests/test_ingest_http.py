@@ -414,14 +414,32 @@ def test_a_resend_that_raises_the_spool_floor_moves_the_mark(
     c = any_collector
     token = c.register("cb-1")
     assert _post(c, token, orjson.dumps(batch("cb-1", range(1, 11)))).json()["accepted"] == 10
-    assert _post(c, token, orjson.dumps(batch("cb-1", [14]))).json()["stored_through_seq"] == 10
     # the spool shed 11 to 13 before the re-send: the mark moves past them
     groups = c.ctx.store.groups_written
     again = batch("cb-1", range(1, 11), spool_floor_seq=14)
     r = _post(c, token, orjson.dumps(again))
-    assert r.json() == {"accepted": 0, "duplicates": 10, "stored_through_seq": 14}
+    assert r.json() == {"accepted": 0, "duplicates": 10, "stored_through_seq": 13}
     assert c.ctx.store.groups_written == groups + 1
-    assert _count(c) == 11
+    assert _count(c) == 10
+
+
+def test_a_resend_smooths_the_clock_skew_the_database_holds(collector: RunningCollector) -> None:
+    from lomsong.collector.schema import probe_state
+    from lomsong.collector.store import SKEW_SMOOTHING
+
+    token = collector.register("cb-1")
+    first = batch("cb-1", range(1, 6))
+    assert _post(collector, token, orjson.dumps(first)).json()["accepted"] == 5
+    seen_before, _ = _state(collector, "cb-1")
+    # another replica's batch moved the estimate; this collector has not reloaded since
+    with collector.engine.begin() as conn:
+        conn.execute(probe_state.update().values(clock_skew_seconds=-500.0))
+    again = batch("cb-1", range(1, 6), sent_at=datetime.now(UTC) - timedelta(minutes=3))
+    again["results"] = first["results"]
+    assert _post(collector, token, orjson.dumps(again)).json()["duplicates"] == 5
+    _, skew = _heard_after(collector, "cb-1", seen_before)
+    assert skew == pytest.approx(-500.0 + SKEW_SMOOTHING * (180.0 + 500.0), abs=1.0)
+    assert collector.ctx.live.live["cb-1"].clock_skew_seconds == skew
 
 
 def test_a_database_gone_back_in_time_gets_the_resends_stored_again(
