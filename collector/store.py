@@ -297,16 +297,20 @@ class _Sql:
         self._inserts: dict[tuple[str, ...], str] = {}
 
     def select_states(self, n: int) -> str:
-        return (
-            "SELECT probe_id, boot_id, last_measured_at, clock_skew_seconds, "
-            f"stored_through_seq, max_seq FROM probe_state WHERE probe_id IN "
-            f"({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
+        """The rows a group of batches reads and updates (``_State``), locked."""
+        return self._select_state(
+            "boot_id, last_measured_at, clock_skew_seconds, stored_through_seq, max_seq", n
         )
 
     def select_seen(self, n: int) -> str:
+        """The rows ``write_heard`` reads and updates, locked."""
+        return self._select_state("boot_id, clock_skew_seconds, last_seen_at", n)
+
+    def _select_state(self, columns: str, n: int) -> str:
+        # in probe order, as every writer locks them (PostgreSQL: FOR UPDATE)
         return (
-            "SELECT probe_id, boot_id, clock_skew_seconds, last_seen_at FROM probe_state "
-            f"WHERE probe_id IN ({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
+            f"SELECT probe_id, {columns} FROM probe_state WHERE probe_id IN "
+            f"({', '.join([self.p] * n)}) ORDER BY probe_id{self.lock}"
         )
 
     def insert_results(self, columns: tuple[str, ...]) -> str:
