@@ -26,12 +26,12 @@ import uvicorn
 from bench.report import Outcome, check, heading, line, percentile
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
 from lomsong.collector.detector import Detector, DetectorConfig, Observation, ProbeMeta
-from lomsong.collector.places import bundled_communes, load_places
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import bundled_communes, load_places
 
 NAME = "detector"
 TICK_TARGET_MS = 200.0

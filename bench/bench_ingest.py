@@ -27,9 +27,9 @@ from bench.ingest_http import LoadResult, LoadSpec, run_load, serve
 from bench.ingest_sqlite import floor_rate, fresh_database, migrated, prefill, sqlite_url
 from bench.report import Outcome, check, heading, line, percentile
 from bench.workload import BATCH, interleaved, row_tuples
-from lomsong.collector.database import open_engine
 from lomsong.collector.ingest import PreparedBatch
 from lomsong.collector.store import ReportStore
+from lomsong.storage.database import open_engine
 
 NAME = "ingest"
 N_PROBES = 16

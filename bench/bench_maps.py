@@ -126,8 +126,8 @@ def _database() -> Iterator[Any]:
     """A migrated SQLite file in a temporary directory, with the places loaded."""
     import tempfile
 
-    from lomsong.collector.database import migrate, open_engine
-    from lomsong.collector.places import load_places
+    from lomsong.storage.database import migrate, open_engine
+    from lomsong.storage.places import load_places
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_engine(f"sqlite:///{tmp}/bench.db")

@@ -35,11 +35,11 @@ from sqlalchemy import Engine, insert
 
 from bench.ingest_http import serve
 from bench.report import Outcome, check, heading, line, percentile
-from lomsong.collector.database import migrate, open_engine
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import PRIMARY_KINDS, Metrics, MetricsRenderer
-from lomsong.collector.places import bundled_communes, load_places
-from lomsong.collector.schema import latest_results, probe_state, probe_uplinks, probes
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import bundled_communes, load_places
+from lomsong.storage.schema import latest_results, probe_state, probe_uplinks, probes
 
 NAME = "metrics"
 TARGET_MS = 100.0
@@ -326,7 +326,7 @@ def _in_process(state: LiveState, engine: Engine) -> Outcome:
         return now
 
     metrics = Metrics()
-    renderer = MetricsRenderer(state, metrics, report_interval_seconds=30.0, clock=clock)
+    renderer = MetricsRenderer(state, metrics, silent_after_seconds=90.0, clock=clock)
     baseline_registry = CollectorRegistry()
     baseline_registry.register(GaugeFamilies(state, 30.0, clock))
     baseline_registry.register(_Forward(metrics.registry))

@@ -1,4 +1,4 @@
-"""The probe agent in figures (issue 3 §7).
+"""The probe agent in figures.
 
 1. Backfill: a 24-hour backlog (4 uplinks × 5 checks × 2 a minute × 1,440 minutes = 57,600
    results) from the spool into ``lomsong serve`` on SQLite, through the uploader, with the

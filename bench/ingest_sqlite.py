@@ -17,10 +17,10 @@ from sqlalchemy import Engine, select
 
 from bench.workload import BASE, COLUMNS, ROUND, UPLINKS, prepared, row_tuples
 from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
-from lomsong.collector.places import load_places
 from lomsong.collector.registry import register_probe
-from lomsong.collector.schema import communes
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import load_places
+from lomsong.storage.schema import communes
 
 INSERT_SQL = f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 

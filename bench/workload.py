@@ -17,8 +17,8 @@ import orjson
 
 from lomsong.collector.ingest import PreparedBatch, parse_batch
 from lomsong.collector.registry import Uplink
-from lomsong.collector.schema import results
 from lomsong.config.collector import IngestLimits
+from lomsong.storage.schema import results
 
 BATCH = 100
 ROUND = 10

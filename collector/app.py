@@ -22,7 +22,6 @@ from lomsong.collector.alerts.dispatcher import Dispatcher
 from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.coverage_service import CoverageService
-from lomsong.collector.database import check_ready, open_engine
 from lomsong.collector.deps import Context
 from lomsong.collector.detector import DetectorConfig
 from lomsong.collector.ingest import RateLimiter
@@ -35,6 +34,7 @@ from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConflictError, LomsongError, NotFoundError, ValidationError
+from lomsong.storage.database import check_ready, open_engine
 from lomsong.wire import format_location
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def create_app(
         live=live,
         metrics=metrics,
         renderer=MetricsRenderer(
-            live, metrics, report_interval_seconds=settings.report_interval_seconds, clock=clock
+            live, metrics, silent_after_seconds=settings.silent_after_seconds, clock=clock
         ),
         auth=Authenticator(
             engine,
@@ -108,10 +108,7 @@ def create_app(
     service = OutageService(
         engine,
         live,
-        DetectorConfig(
-            report_interval_seconds=settings.report_interval_seconds,
-            **d.model_dump(exclude={"tick_seconds"}),
-        ),
+        DetectorConfig(report_interval_seconds=settings.report_interval_seconds, **d.model_dump()),
         clock=clock,
         public_url=settings.public_url,
         impact=coverage_service.impact,

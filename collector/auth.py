@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select, update
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import communes, probes, provinces, tokens
 from lomsong.errors import NotFoundError, ValidationError
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import probes, provinces, tokens
 
 Role = Literal["probe", "viewer", "admin"]
 TOKEN_PREFIX = "lst_"
@@ -138,14 +138,6 @@ def revoke_token(engine: Engine, token_id: int, clock: Callable[[], float] = tim
             exists = conn.execute(select(tokens.c.id).where(tokens.c.id == token_id)).first()
             if exists is None:
                 raise NotFoundError(f"token {token_id} does not exist")
-
-
-def province_of_commune(engine: Engine, commune_code: str) -> str | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(communes.c.province_code).where(communes.c.code == commune_code)
-        ).first()
-        return None if row is None else str(row[0])
 
 
 class Authenticator:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
-from lomsong.collector.schema import outages
+from lomsong.storage.schema import outages
 
 if TYPE_CHECKING:
     from lomsong.collector.detector import Outage

@@ -22,6 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
+from pydantic import ConfigDict
+
+from lomsong.config.collector import DetectorSettings
+
 Condition = Literal["probe_silent", "uplink_down", "degraded"]
 Cause = Literal["power", "network", "unknown"]
 Action = Literal["open", "update", "close"]
@@ -32,27 +36,17 @@ REACHABILITY_KINDS = frozenset({"icmp", "tcp", "http", "dns"})
 WINDOW_MAX_SAMPLES = 512
 
 
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Thresholds of the detector; the defaults follow DESIGN §7."""
+class DetectorConfig(DetectorSettings):
+    """The detector's thresholds: the collector's ``detector`` settings and the probes' report
+    interval, which silence is measured in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     report_interval_seconds: float = 30.0
-    #: A probe is silent after this many report intervals without a batch.
-    grace_intervals: float = 3.0
-    #: N: failed runs of every check of an uplink that open an uplink outage.
-    down_after_failures: int = 3
-    #: M: successful runs in a row of one check that close it.
-    up_after_successes: int = 2
-    degraded_loss_ratio: float = 0.2
-    degraded_latency_seconds: float = 0.5
-    degraded_window_seconds: float = 300.0
-    degraded_min_samples: int = 5
-    #: Close a silent outage with what has arrived if the backfill is not complete by then.
-    backfill_timeout_seconds: float = 900.0
 
     @property
     def grace_seconds(self) -> float:
-        return self.grace_intervals * self.report_interval_seconds
+        return self.silent_after(self.report_interval_seconds)
 
 
 @dataclass(frozen=True)

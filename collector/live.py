@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, select
 
 from lomsong.collector.registry import ProbeInfo, load_probes
-from lomsong.collector.schema import latest_results, probe_state
 from lomsong.collector.store import HeardState, StoredBatch
+from lomsong.storage.schema import latest_results, probe_state
 
 
 @dataclass

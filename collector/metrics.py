@@ -27,8 +27,6 @@ from lomsong.collector.registry import ProbeInfo
 #: The check whose round-trip stands for an uplink's latency, in order of preference.
 PRIMARY_KINDS = ("icmp", "tcp", "http", "dns")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: A probe is silent after this many report intervals without a batch (DESIGN §7).
-SILENT_AFTER_INTERVALS = 3
 #: HTTP methods kept as label values; any other token a client sends is counted as "other".
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -187,12 +185,12 @@ class MetricsRenderer:
         state: LiveState,
         metrics: Metrics,
         *,
-        report_interval_seconds: float,
+        silent_after_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = state
         self._metrics = metrics
-        self._interval = report_interval_seconds
+        self._silent_after = silent_after_seconds
         self._clock = clock
         self._keys: list[_ProbeKeys] = []
         self._keys_for: dict[str, ProbeInfo] | None = None
@@ -206,7 +204,7 @@ class MetricsRenderer:
     def render_live(self) -> str:
         """The families computed from the live state, in the text format."""
         now = self._clock()
-        silent_after = SILENT_AFTER_INTERVALS * self._interval
+        silent_after = self._silent_after
         success: list[str] = [_HEADERS["probe_success"]]
         duration: list[str] = [_HEADERS["probe_duration_seconds"]]
         rsrp: list[str] = [_HEADERS["lomsong_uplink_rsrp_dbm"]]

@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lomsong.collector.alerts.dispatcher import AlertSource, Attempt
 from lomsong.collector.alerts.messages import Facts
-from lomsong.collector.database import write_transaction
 from lomsong.collector.detector import (
     Change,
     Detector,
@@ -33,8 +32,9 @@ from lomsong.collector.detector import (
     ProbeMeta,
 )
 from lomsong.collector.live import LiveState
-from lomsong.collector.schema import notification_attempts, outages, probe_state, results
 from lomsong.collector.store import StoredBatch
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import notification_attempts, outages, probe_state, results
 
 log = logging.getLogger(__name__)
 

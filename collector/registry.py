@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, delete, select
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import communes, probe_state, probe_uplinks, probes, provinces
 from lomsong.errors import ConflictError, NotFoundError, ValidationError
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import communes, probe_state, probe_uplinks, probes, provinces
 from lomsong.wire import NAME_PATTERN
 
 #: Operators known out of the box (DESIGN §3), with their MCC-MNC.

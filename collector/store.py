@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from lomsong.collector.database import enable_immediate_transactions
 from lomsong.collector.ingest import CheckKey, PreparedBatch
 from lomsong.errors import StorageError
+from lomsong.storage.database import enable_immediate_transactions
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)

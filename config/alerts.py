@@ -12,15 +12,14 @@ import tomllib
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from lomsong.errors import ConfigError
+from lomsong.timefmt import LOCAL_TZ
 from lomsong.wire import format_location
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 

@@ -55,6 +55,11 @@ class DetectorSettings(BaseModel):
     #: A returning probe's backfill is awaited this long before it is classified as it stands.
     backfill_timeout_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
+    def silent_after(self, report_interval_seconds: float) -> float:
+        """Seconds without a batch after which a probe is silent: the one threshold that the
+        detector, ``/metrics``, the status page, the read API and the maps all use."""
+        return self.grace_intervals * report_interval_seconds
+
 
 class MapSettings(BaseModel):
     """The base map under the maps (``/maps/…`` and ``lomsong map``)."""
@@ -127,6 +132,11 @@ class CollectorSettings(FileSettings):
                 f"{secret!r} is refused outside --dev; use a random string of at least "
                 f"{MIN_SECRET_LENGTH} characters"
             )
+
+    @property
+    def silent_after_seconds(self) -> float:
+        """A probe is silent after this long without a batch (``detector.grace_intervals``)."""
+        return self.detector.silent_after(self.report_interval_seconds)
 
     @property
     def is_sqlite(self) -> bool:

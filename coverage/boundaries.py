@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 from sqlalchemy import Engine, select
 
-from lomsong.collector.schema import boundaries
+from lomsong.storage.schema import boundaries
 
 DATA = files("lomsong") / "data" / "vn"
 COMMUNES_FILE = "vn_communes_2025_simplified.gpkg"

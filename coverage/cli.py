@@ -204,8 +204,8 @@ def geodata_imports(
     from rich.console import Console
     from rich.table import Table
 
-    from lomsong.collector.timefmt import iso
     from lomsong.coverage.store import list_imports
+    from lomsong.timefmt import iso
 
     table = Table(
         "id",
@@ -244,8 +244,8 @@ def geodata_versions(
     from rich.console import Console
     from rich.table import Table
 
-    from lomsong.collector.timefmt import iso
     from lomsong.coverage.store import hamlet_history
+    from lomsong.timefmt import iso
 
     table = Table(
         "version",
@@ -366,7 +366,7 @@ def coverage_classify(
 
 
 def _notes(province: str | None) -> dict[str, str]:
-    from lomsong.collector.timefmt import iso
+    from lomsong.timefmt import iso
 
     return {"province": province or "all", "computed_at": iso(time.time()) or ""}
 

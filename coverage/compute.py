@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from lomsong.collector.schema import sites
 from lomsong.coverage import boundaries, store, synth
 from lomsong.coverage import engine as coverage_engine
 from lomsong.coverage.deadzones import dead_zones
@@ -27,6 +26,7 @@ from lomsong.coverage.model import (
     Sectors,
 )
 from lomsong.errors import NotFoundError
+from lomsong.storage.schema import sites
 
 
 @dataclass

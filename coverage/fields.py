@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -24,11 +23,11 @@ import shapely
 from lomsong.coverage.model import BoolArray, FloatArray, Operator
 from lomsong.coverage.readers import cell_text, normalise
 from lomsong.errors import ValidationError
+from lomsong.timefmt import LOCAL_TZ
 
 ObjArray = npt.NDArray[np.object_]
 
 #: naive times in a file are Vietnam's local time
-LOCAL_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 _TRUE = {"1", "true", "t", "yes", "y", "co", "x"}
 _FALSE = {"0", "false", "f", "no", "n", "khong"}
@@ -226,7 +225,7 @@ class RowChecks:
         empty = np.zeros(self.n, dtype=bool)
         for i, v in enumerate(raw):
             if isinstance(v, datetime):  # a date column of a GeoPackage
-                stamp = v if v.tzinfo is not None else v.replace(tzinfo=LOCAL_ZONE)
+                stamp = v if v.tzinfo is not None else v.replace(tzinfo=LOCAL_TZ)
                 out[i] = stamp.timestamp()
                 continue
             t = cell_text(v)
@@ -244,7 +243,7 @@ class RowChecks:
                 bad[i] = True
                 continue
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=LOCAL_ZONE)
+                parsed = parsed.replace(tzinfo=LOCAL_TZ)
             out[i] = parsed.timestamp()
         self._missing(name, empty, required)
         self.reject(bad, self._bad(name, raw, "expected an ISO 8601 time or epoch seconds"))

@@ -24,14 +24,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import geodata_imports, hamlets
 from lomsong.coverage import store
 from lomsong.coverage.locate import Geography
 from lomsong.coverage.model import CoverageSettings
 from lomsong.coverage.readers import read_table
 from lomsong.coverage.validate import MAX_REPORTED, Options, Rejection, Validated, validate
 from lomsong.errors import ConflictError, GeodataError, ValidationError
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import geodata_imports, hamlets
 
 #: ``progress(description, total)`` → a function to call with each step's row count
 Progress = Callable[[str, int], store.Advance]

@@ -16,7 +16,17 @@ import shapely
 from pyproj import Transformer
 from sqlalchemy import Engine, Table, and_, func, select
 
-from lomsong.collector.schema import (
+from lomsong.coverage.model import (
+    METRIC_CRS,
+    CoverageSettings,
+    Hamlets,
+    Readings,
+    Sectors,
+    as_object,
+    environment_codes,
+)
+from lomsong.errors import NotFoundError
+from lomsong.storage.schema import (
     boundaries,
     communes,
     field_measurements,
@@ -28,16 +38,6 @@ from lomsong.collector.schema import (
     probes,
     sites,
 )
-from lomsong.coverage.model import (
-    METRIC_CRS,
-    CoverageSettings,
-    Hamlets,
-    Readings,
-    Sectors,
-    as_object,
-    environment_codes,
-)
-from lomsong.errors import NotFoundError
 
 #: what a hamlet version records (besides its id, version and times)
 HAMLET_DATA = (

@@ -16,10 +16,10 @@ import numpy.typing as npt
 import shapely
 from sqlalchemy import Engine, select
 
-from lomsong.collector.schema import communes as communes_table
 from lomsong.coverage import boundaries
 from lomsong.coverage.fields import Options, RowChecks, lon_lat
 from lomsong.coverage.model import BoolArray, FloatArray
+from lomsong.storage.schema import communes as communes_table
 
 ObjArray = npt.NDArray[np.object_]
 

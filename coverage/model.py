@@ -195,11 +195,6 @@ def concat_sectors(*parts: Sectors) -> Sectors:
     )
 
 
-def take_hamlets(hamlets: Hamlets, index: Any) -> Hamlets:
-    """The hamlets at ``index`` (indices or a boolean mask), in that order."""
-    return Hamlets(**{name: getattr(hamlets, name)[index] for name in fields_of(Hamlets)})
-
-
 def fields_of(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 

@@ -22,15 +22,6 @@ import pandas as pd
 import shapely
 from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import (
-    boundaries,
-    field_measurements,
-    geodata_imports,
-    hamlet_versions,
-    hamlets,
-    sites,
-)
 from lomsong.coverage.loaders import (
     HAMLET_DATA,
     data_version,
@@ -44,6 +35,15 @@ from lomsong.coverage.loaders import (
     near_province,
 )
 from lomsong.errors import ConflictError, GeodataError
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import (
+    boundaries,
+    field_measurements,
+    geodata_imports,
+    hamlet_versions,
+    hamlets,
+    sites,
+)
 
 __all__ = [
     "CHUNK",

@@ -42,11 +42,11 @@ import numpy.typing as npt
 import pandas as pd
 import shapely
 
-from lomsong.collector.schema import hamlets as hamlets_table
-from lomsong.collector.schema import sites as sites_table
 from lomsong.coverage import boundaries
 from lomsong.coverage.model import DEFAULT_OPERATORS, Operator, commune_kind
 from lomsong.errors import ValidationError
+from lomsong.storage.schema import hamlets as hamlets_table
+from lomsong.storage.schema import sites as sites_table
 
 PEOPLE_PER_HAMLET = 380.0
 PEOPLE_PER_HAMLET_ESTIMATED = 2_500.0

@@ -53,7 +53,7 @@ def write_map(
         live,
         source or ServiceCoverageSource(CoverageService(engine, clock=clock)),
         tiles=TileSource(s.maps.tile_url, s.maps.tile_attribution, s.maps.tile_max_zoom),
-        silent_after=s.detector.grace_intervals * s.report_interval_seconds,
+        silent_after=s.silent_after_seconds,
         clock=clock,
     )
     base = s.public_url.rstrip("/")

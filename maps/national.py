@@ -16,13 +16,13 @@ import folium
 import geopandas as gpd
 import pandas as pd
 
-from lomsong.collector.alerts.messages import local_time
 from lomsong.maps import labels as lb
 from lomsong.maps.assets import LeanMap, render_html
 from lomsong.maps.elements import Box, FastGeoJson, PageData, TileWatch, popup_js
 from lomsong.maps.geometry import feature_collection, light_polygons
 from lomsong.maps.inputs import TileSource
 from lomsong.maps.legend import notice, share_legend, title_box
+from lomsong.words import local_time
 
 TOLERANCE_DEG = 5e-3
 DECIMALS = 3

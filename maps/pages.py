@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from lomsong.collector.alerts.messages import duration, local_time, operator_name
 from lomsong.maps import labels as lb
 from lomsong.maps.probes import ProbeMarker
+from lomsong.words import duration, local_time, operator_name
 
 #: no icon, said in the page, so that a browser does not ask the server for /favicon.ico
 NO_ICON = '<link rel="icon" href="data:,">'

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from lomsong.collector.live import LiveState, ProbeLive
 from lomsong.collector.registry import ProbeInfo
-from lomsong.collector.schema import communes, outages
+from lomsong.storage.schema import communes, outages
 
 STATES = ("up", "degraded", "down", "unknown")
 

@@ -17,7 +17,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from lomsong.collector.alerts.messages import local_time
 from lomsong.coverage.model import DEFAULT_OPERATORS, Operator
 from lomsong.maps import labels as lb
 from lomsong.maps.assets import LeanMap, render_html
@@ -26,6 +25,7 @@ from lomsong.maps.geometry import feature_collection, light_polygons, point_coll
 from lomsong.maps.inputs import ProvinceCoverage, TileSource, commune_shares
 from lomsong.maps.legend import notice, province_legend, title_box
 from lomsong.maps.probes import ProbeMarker
+from lomsong.words import local_time
 
 #: simplification of commune and dead-zone outlines on a province map (about 50 m)
 TOLERANCE_DEG = 5e-4

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from lomsong.collector.live import LiveState
-from lomsong.collector.schema import provinces
 from lomsong.coverage import boundaries
 from lomsong.coverage.model import CoverageSettings
 from lomsong.errors import NotFoundError
@@ -28,6 +27,7 @@ from lomsong.maps.national import PROVINCE_LINK, national_map, render_national
 from lomsong.maps.probes import ProbeMarker, current_probes, load_open_outages
 from lomsong.maps.province import province_map, render_province
 from lomsong.maps.sources import CoverageSource, down_links_of
+from lomsong.storage.schema import provinces
 
 #: pages kept in memory (34 provinces, the national overview and a few viewer variants)
 CACHE_PAGES = 48

@@ -24,11 +24,11 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from lomsong.collector.coverage_service import CoverageService, down_links
-from lomsong.collector.schema import sites
 from lomsong.coverage import boundaries, deadzones
 from lomsong.coverage.compute import Area, with_outages
 from lomsong.coverage.model import CoverageSettings
 from lomsong.maps.inputs import ProvinceCoverage, commune_shares
+from lomsong.storage.schema import sites
 
 #: (commune code, operator) that the open outages take down
 DownLinks = Iterable[tuple[str, str]]

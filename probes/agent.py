@@ -38,6 +38,7 @@ from lomsong.probes.checks.base import Binding, CheckContext, Outcome, SpoolStat
 from lomsong.probes.checks.heartbeat import boot_id
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader
+from lomsong.timefmt import iso
 from lomsong.wire import Result, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Measurement:
     def wire(self) -> dict[str, Any]:
         """The wire ``Result`` without its seq (the spool gives that)."""
         doc: dict[str, Any] = {
-            "measured_at": iso_time(self.measured_at),
+            "measured_at": iso(self.measured_at),
             "kind": self.job.kind,
             "target": self.job.target,
             "uplink": self.job.binding.uplink,
@@ -214,11 +215,6 @@ def preload(jobs: Sequence[Job]) -> None:
             check_function(kind)
         except Exception:  # measure() records the same failure for each run
             log.exception("check kind %s cannot be loaded", kind)
-
-
-def iso_time(t: float) -> str:
-    """Unix seconds → ISO 8601 in UTC with milliseconds: ``2026-11-23T03:14:30.123Z``."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_once(settings: ProbeSettings) -> list[Measurement]:

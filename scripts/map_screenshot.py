@@ -31,11 +31,11 @@ import uvicorn
 
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
-from lomsong.collector.places import load_places
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
 from lomsong.coverage.compute import generate_and_store
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import load_places
 
 SEED = 2026  # the demo's seed: the README shows the map the demo serves
 VIEWPORT = {"width": 1280, "height": 860}

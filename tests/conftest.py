@@ -18,11 +18,11 @@ from sqlalchemy import Engine, create_engine, text
 
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
 from lomsong.collector.deps import Context
-from lomsong.collector.places import load_places
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import load_places
 
 #: The PostgreSQL server the tests use (``make test`` starts one where none runs).
 PG_ADMIN_URL = os.environ.get(

@@ -11,7 +11,7 @@ import pytest
 
 from lomsong import __version__
 from lomsong.collector.auth import Authenticator
-from lomsong.collector.database import open_engine
+from lomsong.storage.database import open_engine
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 

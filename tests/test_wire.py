@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from lomsong.wire import ReportBatch, Result, Signal, batch_dict_adapter, packets_consistent
+from tests.collector.test_ingest import INVALID
 from tests.factories import batch, result
-from tests.test_ingest_http import INVALID
 
 
 def _full_batch() -> dict[str, object]:

@@ -26,12 +26,12 @@ from lomsong.collector.alerts.messages import NAMED_HAMLETS, Facts, render, summ
 from lomsong.collector.alerts.model import (
     Alert,
     DeliveryError,
-    Language,
     Notification,
     Receiver,
     Status,
 )
 from lomsong.config.alerts import AlertsConfig, RouteConfig
+from lomsong.words import Language
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from lomsong.collector.alerts.model import Language, Status
-from lomsong.config.alerts import LOCAL_TZ
+from lomsong.collector.alerts.model import Status
+from lomsong.words import Language, duration, local_time, number, operator_name
 
 
 @dataclass(frozen=True)
@@ -73,42 +72,6 @@ _STATUS = {
     "vi": {"firing": "CẢNH BÁO", "resolved": "ĐÃ KHẮC PHỤC"},
     "en": {"firing": "FIRING", "resolved": "RESOLVED"},
 }
-_OPERATOR = {
-    "viettel": "Viettel",
-    "vinaphone": "VinaPhone (VNPT)",
-    "mobifone": "MobiFone",
-    "vietnamobile": "Vietnamobile",
-    "gmobile": "Gmobile",
-    "fibre": "cáp quang",
-}
-
-
-def local_time(ts: float) -> str:
-    """``10:42 23/11/2026``, in Asia/Ho_Chi_Minh."""
-    return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%H:%M %d/%m/%Y")
-
-
-def duration(seconds: float, lang: Language) -> str:
-    minutes = max(0, int(seconds // 60))
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if lang == "vi":
-        parts = [f"{days} ngày"] * bool(days) + [f"{hours} giờ"] * bool(hours) + [f"{minutes} phút"]
-    else:
-        parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"]
-    return " ".join(parts)
-
-
-def number(n: int, lang: Language) -> str:
-    text = f"{n:,}"
-    return text.replace(",", ".") if lang == "vi" else text
-
-
-def operator_name(operator: str | None, lang: Language) -> str:
-    if not operator:
-        return ""
-    name = _OPERATOR.get(operator, operator)
-    return "fibre" if operator == "fibre" and lang == "en" else name
 
 
 def place(f: Facts) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from lomsong.words import Language
+
 Status = Literal["firing", "resolved"]
-Language = Literal["vi", "en"]
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from lomsong.collector.auth import Principal
-from lomsong.collector.database import write_transaction
 from lomsong.collector.deps import Caller, Ctx, coverage_of
+from lomsong.storage.database import write_transaction
 
 router = APIRouter(tags=["coverage"])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
-from lomsong.collector.database import check_ready, head_revision
 from lomsong.collector.deps import Ctx
 from lomsong.collector.metrics import CONTENT_TYPE
 from lomsong.errors import StorageError
+from lomsong.storage.database import check_ready, head_revision
 
 router = APIRouter(tags=["operations"])
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from lomsong.collector.deps import Context, Ctx, coverage_of
 from lomsong.collector.routes.pages import forbidden, page_gate, who
-from lomsong.collector.schema import provinces
 from lomsong.errors import NotFoundError
 from lomsong.maps import pages
+from lomsong.storage.schema import provinces
 
 if TYPE_CHECKING:
     from lomsong.maps.service import MapService, Page
@@ -124,7 +124,7 @@ def _service(ctx: Context) -> MapService | Response:
             ctx.live,
             ctx.coverage_source or ServiceCoverageSource(coverage_of(ctx)),
             tiles=TileSource(s.maps.tile_url, s.maps.tile_attribution, s.maps.tile_max_zoom),
-            silent_after=s.detector.grace_intervals * s.report_interval_seconds,
+            silent_after=s.silent_after_seconds,
             clock=ctx.clock,
         )
         return ctx.maps

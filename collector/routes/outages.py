@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from lomsong.collector.deps import Admin, Caller, Ctx
-from lomsong.collector.schema import notification_attempts, outages
-from lomsong.collector.timefmt import iso, parse_time
 from lomsong.errors import ValidationError
+from lomsong.storage.schema import notification_attempts, outages
+from lomsong.timefmt import iso, parse_time
 
 router = APIRouter(tags=["outages"])
 

@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import TOKEN_COOKIE, Context, Ctx, request_token
-from lomsong.collector.schema import communes, provinces
 from lomsong.maps import pages
 from lomsong.maps.probes import current_probes, load_open_outages
+from lomsong.storage.schema import communes, provinces
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -87,7 +87,7 @@ def status_page(
             ).all()
         )
     now = ctx.clock()
-    silent_after = ctx.settings.detector.grace_intervals * ctx.settings.report_interval_seconds
+    silent_after = ctx.settings.silent_after_seconds
     markers = current_probes(ctx.engine, ctx.live, scope, now=now, silent_after=silent_after)
     shown = sorted(names) if scope is None else sorted(c for c in scope if c in names)
     statuses = {c: pages.ProvinceStatus(c, names[c], counts.get(c, 0)) for c in shown}

@@ -13,9 +13,9 @@ from lomsong.collector.deps import Caller, Ctx, check_may_read_probe
 from lomsong.collector.ingest import PLAIN_FIELDS
 from lomsong.collector.live import ProbeLive
 from lomsong.collector.registry import ProbeInfo
-from lomsong.collector.schema import results
-from lomsong.collector.timefmt import iso, parse_time
 from lomsong.errors import ValidationError
+from lomsong.storage.schema import results
+from lomsong.timefmt import iso, parse_time
 
 router = APIRouter(tags=["probes"])
 
@@ -86,7 +86,7 @@ def list_probes(
         raise HTTPException(403, detail=f"province: token may not read province {province!r}")
     allowed = caller.readable_provinces()
     now = ctx.clock()
-    silent_after = 3 * ctx.settings.report_interval_seconds
+    silent_after = ctx.settings.silent_after_seconds
     out = []
     with ctx.live.lock:
         for pid, info in ctx.live.probes.items():
@@ -118,7 +118,7 @@ def get_probe(ctx: Ctx, caller: Caller, probe_id: str) -> dict[str, Any]:
     info = _find(ctx, caller, probe_id)
     with ctx.live.lock:
         return probe_view(
-            info, ctx.live.live.get(probe_id), ctx.clock(), 3 * ctx.settings.report_interval_seconds
+            info, ctx.live.live.get(probe_id), ctx.clock(), ctx.settings.silent_after_seconds
         )
 
 

@@ -75,8 +75,8 @@ def _settings(config: Path | None, **overrides: object) -> CollectorSettings:
 
 def _ready_engine(config: Path | None) -> Engine:
     """Open the configured database, migrated and with the bundled places loaded."""
-    from lomsong.collector.database import migrate, open_engine
-    from lomsong.collector.places import load_places
+    from lomsong.storage.database import migrate, open_engine
+    from lomsong.storage.places import load_places
 
     settings = _settings(config)
     engine = open_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
@@ -149,8 +149,8 @@ def demo(
 ) -> None:
     """Run the demo: the collector on SQLite and one real probe agent per Cao Bằng commune,
     with links that fail, agents that stop and a power cut; Ctrl-C stops everything."""
-    from lomsong.collector.demo import run_demo
-    from lomsong.errors import DemoError, ValidationError
+    from lomsong.demo.run import DemoError, run_demo
+    from lomsong.errors import ValidationError
 
     if minutes is not None and minutes <= 0:
         raise ValidationError("--minutes", minutes, "must be more than 0")
@@ -170,8 +170,8 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Migrate the database to this version's schema and load the bundled places."""
-    from lomsong.collector.database import current_revision
-    from lomsong.collector.places import count_places
+    from lomsong.storage.database import current_revision
+    from lomsong.storage.places import count_places
 
     engine = _ready_engine(config)
     with engine.connect() as conn:
@@ -373,7 +373,7 @@ def token_list(config: ConfigOpt = None) -> None:
     from rich.table import Table
 
     from lomsong.collector.auth import list_tokens
-    from lomsong.collector.timefmt import iso
+    from lomsong.timefmt import iso
 
     table = Table("id", "prefix", "role", "probe", "provinces", "label", "created", "revoked")
     for t in list_tokens(_ready_engine(config)):

@@ -12,9 +12,7 @@ into 4xx answers.
     ├── ConflictError        something with that id already exists
     ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
     ├── GeodataError         a geodata file cannot be read or has no usable rows
-    ├── SpoolError           the probe's spool cannot be opened or written
-    ├── UploadError          the collector refused a batch for good
-    └── DemoError            ``lomsong demo`` ran, but its scenario did not go as expected
+    └── SpoolError           the probe's spool cannot be opened or written
 """
 
 from __future__ import annotations
@@ -60,11 +58,3 @@ class GeodataError(LomsongError):
 
 class SpoolError(LomsongError):
     """The probe's spool cannot be opened or written."""
-
-
-class UploadError(LomsongError):
-    """The collector refused a batch for good (not a passing failure)."""
-
-
-class DemoError(LomsongError):
-    """``lomsong demo --minutes`` ran, but its scenario's expectations did not hold."""

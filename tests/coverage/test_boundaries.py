@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lomsong.collector.places import bundled_communes, bundled_provinces
 from lomsong.coverage import boundaries
+from lomsong.storage.places import bundled_communes, bundled_provinces
 
 
 def test_every_commune_polygon_has_a_known_2025_code_and_every_commune_a_polygon() -> None:

@@ -10,11 +10,11 @@ import pytest
 from pyproj import CRS, Transformer
 from sqlalchemy import Engine, select
 
-from lomsong.collector.schema import field_measurements, hamlets
 from lomsong.coverage.crs import VN2000_CODES, is_vn2000, parse_crs, to_wgs84
 from lomsong.coverage.importing import import_file
 from lomsong.coverage.validate import Options
 from lomsong.errors import ValidationError
+from lomsong.storage.schema import field_measurements, hamlets
 from tests.coverage.geodata_helpers import DATA, metres_between, vn2000_to_wgs84
 
 # VN-2000 control points: Hoàn Kiếm (Hà Nội), Thục Phán area and Bảo Lạc (Cao Bằng), Cà Mau

@@ -16,10 +16,10 @@ import pytest
 import shapely
 from sqlalchemy import select
 
-from lomsong.collector.schema import geodata_imports, hamlets, sites
 from lomsong.coverage import boundaries, store
 from lomsong.coverage import engine as coverage_engine
 from lomsong.coverage.model import STATUS_CODES, CoverageSettings
+from lomsong.storage.schema import geodata_imports, hamlets, sites
 from tests.conftest import ready_engine
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))

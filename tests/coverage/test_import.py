@@ -15,7 +15,12 @@ import shapely
 from pyproj import CRS, Transformer
 from sqlalchemy import Engine, func, select
 
-from lomsong.collector.schema import (
+from lomsong.coverage import boundaries as boundary_layers
+from lomsong.coverage import store
+from lomsong.coverage.importing import NothingAccepted, import_file
+from lomsong.coverage.validate import Options
+from lomsong.errors import ConflictError, GeodataError, ValidationError
+from lomsong.storage.schema import (
     boundaries,
     field_measurements,
     geodata_imports,
@@ -23,11 +28,6 @@ from lomsong.collector.schema import (
     hamlets,
     sites,
 )
-from lomsong.coverage import boundaries as boundary_layers
-from lomsong.coverage import store
-from lomsong.coverage.importing import NothingAccepted, import_file
-from lomsong.coverage.validate import Options
-from lomsong.errors import ConflictError, GeodataError, ValidationError
 from tests.coverage.geodata_helpers import DATA, vn2000_to_wgs84
 
 HAMLETS = DATA / "hamlets_caobang.geojson"

@@ -9,13 +9,13 @@ import pytest
 import shapely
 from sqlalchemy import Engine, select
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import geodata_imports, hamlets, sites
 from lomsong.coverage import boundaries, store
 from lomsong.coverage.importing import import_file
 from lomsong.coverage.model import RURAL, SUBURBAN, URBAN, CoverageSettings
 from lomsong.coverage.validate import Options
 from lomsong.errors import ConflictError
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import geodata_imports, hamlets, sites
 from tests.coverage.geodata_helpers import DATA
 
 

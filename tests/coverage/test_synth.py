@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import shapely
 
-from lomsong.collector import schema
 from lomsong.coverage import boundaries, propagation, synth
 from lomsong.coverage.model import DEFAULT_OPERATORS
 from lomsong.errors import ValidationError
+from lomsong.storage import schema
 
 
 @cache

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector.test_outages import alerts_to
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector, WebhookSink
-from tests.test_outages import alerts_to
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 INTERVAL = 1.0  # collector's report interval: silent after 3 s

@@ -1,12 +1,23 @@
-"""Times on the API: ISO 8601 in UTC, parsed strictly."""
+"""Times: ISO 8601 in UTC on the wire and the API, parsed strictly; Vietnam's zone for people."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
+from zoneinfo import ZoneInfo
 
 from lomsong.errors import ValidationError
 
+#: The zone of every time a person reads or writes: alerts, pages, maintenance windows, files.
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
+
+@overload
+def iso(ts: float) -> str: ...
+@overload
+def iso(ts: None) -> None: ...
+@overload
+def iso(ts: float | None) -> str | None: ...
 def iso(ts: float | None) -> str | None:
     """Epoch seconds → ``2026-11-23T03:14:30.123Z`` (milliseconds)."""
     if ts is None:

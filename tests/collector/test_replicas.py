@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from lomsong.collector.schema import probe_state, results
+from lomsong.storage.schema import probe_state, results
 from tests.conftest import CollectorFactory
 from tests.factories import batch, body
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import communes, provinces
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import communes, provinces
 
 DATA = files("lomsong") / "data" / "vn"
 

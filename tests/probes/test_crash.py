@@ -17,10 +17,10 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from lomsong.collector.schema import results
 from lomsong.config.probe import UploadSettings
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader
+from lomsong.storage.schema import results
 from tests.conftest import RunningCollector
 
 from .conftest import Server

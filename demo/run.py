@@ -36,8 +36,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from lomsong.collector.app import create_app
-from lomsong.collector.database import open_engine
-from lomsong.collector.demo_scenario import (
+from lomsong.demo.scenario import (
     INCIDENTS,
     OutageRecord,
     Place,
@@ -46,7 +45,7 @@ from lomsong.collector.demo_scenario import (
     duration,
     steps,
 )
-from lomsong.collector.demo_setup import (
+from lomsong.demo.setup import (
     AGENTS_DIR,
     PROVINCE,
     REGIONAL_MIN_COMMUNES,
@@ -55,14 +54,20 @@ from lomsong.collector.demo_setup import (
     demo_settings,
     prepare,
 )
-from lomsong.collector.demo_world import (
+from lomsong.demo.world import (
     AgentProcess,
     AgentUplink,
     LinkServices,
     WebhookSink,
 )
-from lomsong.collector.schema import notification_attempts, outages, probe_state, results
 from lomsong.errors import LomsongError
+from lomsong.storage.database import open_engine
+from lomsong.storage.schema import notification_attempts, outages, probe_state, results
+
+
+class DemoError(LomsongError):
+    """``lomsong demo --minutes`` ran, but its scenario's expectations did not hold."""
+
 
 #: Agents are started this far apart, so their start-up (imports, spool) is spread out.
 AGENT_START_SPACING_SECONDS = 0.25

@@ -20,7 +20,6 @@ from sqlalchemy import Engine, select
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
-from lomsong.collector.schema import probe_state, results
 from lomsong.config.probe import (
     HeartbeatCheck,
     ProbeSettings,
@@ -32,6 +31,7 @@ from lomsong.probes.agent import Job, Runner, run_agent
 from lomsong.probes.checks.base import Binding
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader, encode_batch, retry_after_seconds
+from lomsong.storage.schema import probe_state, results
 from tests.conftest import RunningCollector, free_port, make_settings, ready_engine, serve_in_thread
 
 from .conftest import Server

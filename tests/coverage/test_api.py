@@ -13,11 +13,11 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from lomsong.collector.coverage_service import CoverageService, active_outages, down_links
-from lomsong.collector.database import write_transaction
-from lomsong.collector.schema import field_measurements, outages
 from lomsong.coverage import store
 from lomsong.coverage.importing import import_file
 from lomsong.coverage.validate import Options
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import field_measurements, outages
 from tests.conftest import ADMIN_SECRET, RunningCollector
 from tests.coverage.geodata_helpers import DATA
 from tests.factories import batch, body, result

@@ -1,10 +1,10 @@
-"""Alembic environment: migrations run on a connection handed in by lomsong.collector.database."""
+"""Alembic environment: migrations run on a connection handed in by lomsong.storage.database."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from lomsong.collector.schema import metadata
+from lomsong.storage.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

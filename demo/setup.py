@@ -18,15 +18,15 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from lomsong.collector.auth import create_token
-from lomsong.collector.database import migrate, open_engine
-from lomsong.collector.demo_scenario import Place
-from lomsong.collector.demo_world import CHECK_INTERVAL_SECONDS
-from lomsong.collector.places import load_places
 from lomsong.collector.registry import Uplink, register_probe
-from lomsong.collector.schema import communes
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
+from lomsong.demo.scenario import Place
+from lomsong.demo.world import CHECK_INTERVAL_SECONDS
 from lomsong.errors import ValidationError
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import load_places
+from lomsong.storage.schema import communes
 
 PROVINCE = "04"  # Cao Bằng
 #: seed of the demo's synthetic hamlets and sites, so every run shows the same map

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from lomsong.collector.demo_world import CHECK_INTERVAL_SECONDS, CHECK_JITTER_SECONDS, Received
+from lomsong.demo.world import CHECK_INTERVAL_SECONDS, CHECK_JITTER_SECONDS, Received
 
 IncidentKind = Literal["link", "agent", "power"]
 Action = Literal["cut", "restore", "stop", "start", "power_cut", "power_back"]

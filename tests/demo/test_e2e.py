@@ -25,9 +25,9 @@ import httpx
 import psutil
 import pytest
 
-from lomsong.collector.demo_setup import UPLINKS, slug
-from lomsong.collector.places import bundled_communes
 from lomsong.coverage.model import OUTAGE
+from lomsong.demo.setup import UPLINKS, slug
+from lomsong.storage.places import bundled_communes
 from tests import servers
 from tests.conftest import WebhookSink, free_port
 from tests.maps.conftest import page_data

@@ -14,8 +14,9 @@ import pytest
 
 from lomsong.collector.alerts.model import Alert, Notification
 from lomsong.collector.alerts.webhook import WebhookReceiver
-from lomsong.collector.demo_scenario import INCIDENTS, OutageRecord, Place, check, duration, steps
-from lomsong.collector.demo_setup import (
+from lomsong.config.probe import HttpCheck, load_probe_settings
+from lomsong.demo.scenario import INCIDENTS, OutageRecord, Place, check, duration, steps
+from lomsong.demo.setup import (
     DEMO_MARKER,
     PROVINCE,
     REGIONAL_MIN_COMMUNES,
@@ -24,19 +25,18 @@ from lomsong.collector.demo_setup import (
     demo_alerts,
     slug,
 )
-from lomsong.collector.demo_world import (
+from lomsong.demo.world import (
     AgentUplink,
     LinkServices,
     Received,
     WebhookSink,
     probe_toml,
 )
-from lomsong.collector.places import bundled_communes
-from lomsong.config.probe import HttpCheck, load_probe_settings
 from lomsong.errors import ValidationError
 from lomsong.probes.agent import plan_jobs
 from lomsong.probes.checks.base import Binding, CheckContext
 from lomsong.probes.checks.http import run as http_check
+from lomsong.storage.places import bundled_communes
 
 OPERATORS = {u.name: u.operator for u in UPLINKS}
 PLACES = {

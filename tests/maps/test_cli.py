@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lomsong.collector.database import migrate, open_engine
-from lomsong.collector.places import load_places
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
 from lomsong.maps.files import write_map
+from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.places import load_places
 from tests.maps.conftest import StaticCoverage, layers, page_data
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from lomsong.collector.schema import results
+from lomsong.storage.schema import results
 from tests.conftest import CollectorFactory, RunningCollector
 from tests.factories import batch, body, iso, result
 
@@ -303,7 +303,7 @@ def test_a_counter_beyond_64_bits_is_refused_by_name(collector: RunningCollector
 
 
 def _state(c: RunningCollector, probe_id: str) -> tuple[float, float]:
-    from lomsong.collector.schema import probe_state
+    from lomsong.storage.schema import probe_state
 
     with c.engine.connect() as conn:
         row = conn.execute(
@@ -424,8 +424,8 @@ def test_a_resend_that_raises_the_spool_floor_moves_the_mark(
 
 
 def test_a_resend_smooths_the_clock_skew_the_database_holds(collector: RunningCollector) -> None:
-    from lomsong.collector.schema import probe_state
     from lomsong.collector.store import SKEW_SMOOTHING
+    from lomsong.storage.schema import probe_state
 
     token = collector.register("cb-1")
     first = batch("cb-1", range(1, 6))
@@ -445,7 +445,7 @@ def test_a_resend_smooths_the_clock_skew_the_database_holds(collector: RunningCo
 def test_a_database_gone_back_in_time_gets_the_resends_stored_again(
     collector: RunningCollector,
 ) -> None:
-    from lomsong.collector.schema import latest_results, probe_state
+    from lomsong.storage.schema import latest_results, probe_state
 
     token = collector.register("cb-1")
     raw = orjson.dumps(batch("cb-1", range(1, 21)))

@@ -29,8 +29,8 @@ from sqlalchemy import select
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
-from lomsong.collector.schema import results
 from lomsong.probes.spool import Spool
+from lomsong.storage.schema import results
 from tests.conftest import free_port, make_settings, ready_engine
 
 PROBE = "cb-tra-linh"

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from lomsong.collector.alerts.dispatcher import AlertSource, Attempt, Dispatcher
 from lomsong.collector.alerts.messages import Facts
 from lomsong.collector.alerts.model import DeliveryError, Notification
-from lomsong.config.alerts import LOCAL_TZ, AlertsConfig, load_alerts_config
+from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.errors import ConfigError
+from lomsong.timefmt import LOCAL_TZ
 
 T0 = datetime(2026, 11, 23, 10, 42, tzinfo=LOCAL_TZ).timestamp()
 
@@ -356,7 +357,7 @@ def test_a_regional_alert_sums_its_communes_hamlets() -> None:
 
 
 def test_the_example_config_is_valid() -> None:
-    cfg = load_alerts_config(Path(__file__).parents[1] / "config" / "alerts.toml")
+    cfg = load_alerts_config(Path(__file__).parents[2] / "config" / "alerts.toml")
     assert {r.type for r in cfg.receivers} == {"webhook", "email", "alertmanager"}
 
 

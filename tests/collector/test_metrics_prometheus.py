@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from tests import servers
+from tests.collector.test_metrics import post, report
 from tests.conftest import RunningCollector
 from tests.factories import result
-from tests.test_metrics import post, report
 
 
 def _query(http: httpx.Client, expr: str) -> list[dict[str, Any]]:

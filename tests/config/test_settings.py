@@ -57,7 +57,7 @@ def test_bad_files_give_one_line_naming_setting_and_value(
 
 
 def test_the_example_file_is_valid_and_documents_every_setting() -> None:
-    example = Path(__file__).parents[1] / "config" / "collector.toml"
+    example = Path(__file__).parents[2] / "config" / "collector.toml"
     settings = load_collector_settings(example, check_secrets=False)
     assert settings.database_url == "sqlite:///lomsong.db"
     text = example.read_text()
@@ -126,7 +126,7 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
         MapSettings,
     )
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name in CollectorSettings.model_fields:
         if name in ("ingest", "detector", "maps"):
             continue

@@ -1,4 +1,4 @@
-"""The Prometheus side (issue 4 §6): rules, their unit tests, the example config, the dashboard.
+"""The Prometheus side: rules, their unit tests, the example config, the dashboard.
 
 Everything runs the real promtool and prometheus from Debian (``make system-deps``). Which metric
 names the rules and the dashboard may use is read from a real collector's ``/metrics``, so a
@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import RunningCollector, free_port
 from tests.factories import body, iso, result
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "config" / "prometheus"
 RULES = PROM_DIR / "rules.yml"
 RULES_TEST = PROM_DIR / "rules_test.yml"

@@ -9,11 +9,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, func, select, text
 
-from lomsong.collector.database import check_ready, current_revision, head_revision, open_engine
 from lomsong.collector.ingest import parse_batch
-from lomsong.collector.places import count_places
 from lomsong.collector.registry import Uplink, register_probe
-from lomsong.collector.schema import (
+from lomsong.collector.store import ReportStore
+from lomsong.config.collector import IngestLimits
+from lomsong.errors import ConfigError, MigrationError
+from lomsong.storage.database import check_ready, current_revision, head_revision, open_engine
+from lomsong.storage.places import count_places
+from lomsong.storage.schema import (
     communes,
     latest_results,
     metadata,
@@ -21,9 +24,6 @@ from lomsong.collector.schema import (
     provinces,
     results,
 )
-from lomsong.collector.store import ReportStore
-from lomsong.config.collector import IngestLimits
-from lomsong.errors import ConfigError, MigrationError
 from tests.factories import batch, body
 
 LIMITS = IngestLimits()
