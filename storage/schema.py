@@ -1,4 +1,4 @@
-"""The collector's tables, as SQLAlchemy Core metadata (the migrations build the same)."""
+"""The shared tables, as SQLAlchemy Core metadata (the migrations build the same)."""
 
 from __future__ import annotations
 
