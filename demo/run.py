@@ -1,12 +1,12 @@
 """``lomsong demo``: the whole system on one machine, with Cao Bằng's 56 communes.
 
 The demo starts from a fresh SQLite file under its work directory (``var/demo/`` by default;
-the database, the directory and the collector's settings are set up by ``demo_setup``):
+the database, the directory and the collector's settings are set up by ``setup``):
 it registers one probe per Cao Bằng commune with a fibre line and two operators' 4G links,
 starts a webhook sink and one small HTTP service per commune and uplink on loopback (what
-each link reaches, see ``demo_world``), serves the collector with alerts routed to the sink
+each link reaches, see ``world``), serves the collector with alerts routed to the sink
 (and to an Alertmanager with ``--alertmanager``), and starts one real ``lomsong probe run``
-agent per commune. Once every agent reports, a fixed scenario (``demo_scenario``) cuts and
+agent per commune. Once every agent reports, a fixed scenario (``scenario``) cuts and
 repairs links and stops, kills and restarts agents, so that outages open, are told to the sink
 and resolve within the first three minutes. Ctrl-C stops everything in order: agents first,
 then the collector, then the services. ``--minutes N`` runs that long and ends with a summary;
