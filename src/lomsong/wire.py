@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
@@ -34,6 +35,14 @@ Rat = Literal["gsm", "umts", "lte", "nr"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 ProbeId = Annotated[str, Field(pattern=NAME_PATTERN)]
 UplinkName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+#: Text may hold any character but NUL: PostgreSQL's text cannot store it, and no check has a
+#: reason to send one. (Lone surrogates never get this far: the JSON parser refuses them.)
+NO_NUL = r"^[^\x00]*$"
+#: Times on the wire lie in this era; anything outside is a broken clock, not a measurement.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+Moment = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
 
 Seconds = Annotated[float, Field(ge=0.0, le=86_400.0, allow_inf_nan=False)]
 MAX_SEQ = 2**63 - 1
@@ -64,9 +73,9 @@ class Result(_Strict):
     """One measurement: one check against one target over one uplink, at one time."""
 
     seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
-    measured_at: AwareDatetime
+    measured_at: Moment
     kind: CheckKind
-    target: Annotated[str, Field(min_length=1, max_length=512)]
+    target: Annotated[str, Field(min_length=1, max_length=512, pattern=NO_NUL)]
     uplink: UplinkName | None = None
     ok: StrictBool
     duration_seconds: Seconds | None = None
@@ -79,7 +88,7 @@ class Result(_Strict):
     tls_expiry_days: Annotated[float, Field(ge=-36_500, le=36_500, allow_inf_nan=False)] | None = (
         None
     )
-    error: Annotated[str, Field(max_length=512)] | None = None
+    error: Annotated[str, Field(max_length=512, pattern=NO_NUL)] | None = None
     signal: Signal | None = None
     # heartbeat
     uptime_seconds: Annotated[float, Field(ge=0.0, le=3.2e9, allow_inf_nan=False)] | None = None
@@ -104,8 +113,8 @@ class ReportBatch(_Strict):
 
     probe_id: ProbeId
     boot_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
-    agent_version: Annotated[str, Field(min_length=1, max_length=32)]
-    sent_at: AwareDatetime
+    agent_version: Annotated[str, Field(min_length=1, max_length=32, pattern=NO_NUL)]
+    sent_at: Moment
     results: Annotated[list[Result], Field(min_length=1)]
     #: The lowest seq the agent still holds. Everything below it was acknowledged before or
     #: dropped from a full spool, so the collector may move its contiguous mark past it.
@@ -187,6 +196,10 @@ def describe_validation_error(exc: PydanticValidationError, limit: int = 3) -> s
             parts.append(f"{loc}: field required")
         elif err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown field")
+        elif (
+            err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_NUL
+        ):
+            parts.append(f"{loc}: text may not hold a NUL character (got {_short(value)})")
         else:
             parts.append(f"{loc}: {message} (got {_short(value)})")
     if len(errors) > limit:

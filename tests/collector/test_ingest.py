@@ -165,6 +165,15 @@ INVALID = [
     ("clock", _doc_with(sent_at="2020-01-01T00:00:00Z"), "sent_at", "2020-01-01"),
     ("dup seq", _doc_with(r1_seq=1), "results[1].seq", "appears twice"),
     ("packets", _doc_with(r1_packets_received=9), "results[1]", "exceeds packets_sent"),
+    ("nul in target", _doc_with(r1_target="a\x00b"), "results[1].target", "NUL"),
+    ("nul in error", _doc_with(r1_error="x\x00"), "results[1].error", "NUL"),
+    ("nul in version", _doc_with(agent_version="0.1\x00"), "agent_version", "NUL"),
+    (
+        "year one",
+        _doc_with(r1_measured_at="0001-01-01T00:00:00+14:00"),
+        "results[1].measured_at",
+        "0001-01-01T00:00:00+14:00",
+    ),
 ]
 
 
@@ -178,6 +187,21 @@ def test_invalid_batches_name_the_field_and_value_and_store_nothing(
     detail = r.json()["detail"]
     assert field in detail and value in detail, detail
     assert _count(collector) == 0
+
+
+@pytest.mark.parametrize("field", ["target", "error"])
+def test_a_nul_byte_is_refused_by_name_on_both_engines(
+    any_collector: RunningCollector, field: str
+) -> None:
+    """PostgreSQL's text cannot hold NUL: refused at the edge with the field named, on SQLite
+    too, so both engines answer alike and the batch after it is stored."""
+    token = any_collector.register("cb-1")
+    r = _post(any_collector, token, orjson.dumps(_doc_with(**{f"r1_{field}": "a\x00b"})))
+    assert r.status_code == 422, r.text
+    assert f"results[1].{field}: text may not hold a NUL character" in r.json()["detail"]
+    assert _count(any_collector) == 0
+    assert _post(any_collector, token, orjson.dumps(_doc_with())).status_code == 200
+    assert _count(any_collector) == 3
 
 
 def test_tokens_decide_who_writes(collector: RunningCollector) -> None:
