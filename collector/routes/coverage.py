@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Caller, Ctx, coverage_of
 from lomsong.storage.database import write_transaction
+from lomsong.wire import MAX_SEQ, NAME_PATTERN
 
 router = APIRouter(tags=["coverage"])
 
@@ -57,9 +58,11 @@ async def list_hamlets(
     province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
     commune: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
     status: Annotated[str | None, Query(description="covered, weak, none or outage")] = None,
-    operator: Annotated[str | None, Query(description="filter on this operator's status")] = None,
+    operator: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="filter on this operator's status")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
 ) -> dict[str, Any]:
     """Hamlets the caller may read, with overall and per-operator status and RSRP."""
     from lomsong.coverage.results import filter_status, parse_status, status_frame

@@ -13,6 +13,7 @@ from lomsong.collector.deps import Admin, Caller, Ctx
 from lomsong.errors import ValidationError
 from lomsong.storage.schema import notification_attempts, outages
 from lomsong.timefmt import iso, parse_time
+from lomsong.wire import NAME_PATTERN
 
 router = APIRouter(tags=["outages"])
 
@@ -23,7 +24,7 @@ async def list_outages(
     caller: Caller,
     province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
     commune: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
-    operator: Annotated[str | None, Query(max_length=32)] = None,
+    operator: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     active: Annotated[
         bool | None, Query(description="only open (true) or closed (false) outages")
     ] = None,

@@ -16,6 +16,7 @@ from lomsong.collector.registry import ProbeInfo
 from lomsong.errors import ValidationError
 from lomsong.storage.schema import results
 from lomsong.timefmt import iso, parse_time
+from lomsong.wire import MAX_SEQ, NAME_PATTERN, CheckKind
 
 router = APIRouter(tags=["probes"])
 
@@ -130,11 +131,13 @@ async def probe_results(
     since: Annotated[str | None, Query(description="measured at or after (ISO 8601)")] = None,
     until: Annotated[str | None, Query(description="measured before (ISO 8601)")] = None,
     after_seq: Annotated[
-        int, Query(ge=0, description="page cursor: results with a larger seq")
+        int, Query(ge=0, le=MAX_SEQ, description="page cursor: results with a larger seq")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1_000,
-    kind: Annotated[str | None, Query(description="only this check kind")] = None,
-    uplink: Annotated[str | None, Query(description="only this uplink")] = None,
+    kind: Annotated[CheckKind | None, Query(description="only this check kind")] = None,
+    uplink: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="only this uplink")
+    ] = None,
 ) -> dict[str, Any]:
     """Results in seq order with ``measured_at`` (probe clock) and ``received_at`` (collector).
 

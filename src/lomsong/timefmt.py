@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import overload
 from zoneinfo import ZoneInfo
@@ -25,12 +26,20 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: Epoch seconds of 0001-01-01 and 9999-12-31: what a datetime can hold, and so what is asked.
+_FIRST, _LAST = -62_135_596_800.0, 253_402_300_799.0
+
+
 def parse_time(field: str, value: str) -> float:
     """An ISO 8601 time with a zone (or epoch seconds) → epoch seconds."""
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not (math.isfinite(seconds) and _FIRST <= seconds <= _LAST):
+            raise ValidationError(field, value, "epoch seconds out of range")
+        return seconds
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -141,3 +141,26 @@ def test_reads_need_a_token(collector: RunningCollector, path: str) -> None:
     with collector.client() as http:
         r = http.get(path)
     assert r.status_code == 401 and orjson.loads(r.content)["detail"].startswith("Authorization")
+
+
+BAD_QUERIES = [
+    ("/api/v1/probes/cb-thuc-phan/results?after_seq=9223372036854775808", "after_seq"),
+    ("/api/v1/probes/cb-thuc-phan/results?kind=a%00b", "kind"),
+    ("/api/v1/probes/cb-thuc-phan/results?uplink=a%00b", "uplink"),
+    ("/api/v1/probes/cb-thuc-phan/results?since=1e400", "since"),
+    ("/api/v1/probes/cb-thuc-phan/results?until=-1e300", "until"),
+    ("/api/v1/outages?operator=a%00b", "operator"),
+    ("/api/v1/outages?since=nan", "since"),
+]
+
+
+@pytest.mark.parametrize(("path", "field"), BAD_QUERIES, ids=[q[1] for q in BAD_QUERIES])
+def test_bad_query_values_get_a_4xx_that_names_them(
+    any_collector: RunningCollector, path: str, field: str
+) -> None:
+    """On PostgreSQL a NUL in a text parameter or a seq beyond 64 bits used to answer 500."""
+    _setup(any_collector)
+    with any_collector.client(ADMIN_SECRET) as http:
+        r = http.get(path)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"], r.text
