@@ -46,6 +46,7 @@ _HEARTBEAT_FIELDS = (
     "memory_rss_bytes",
     "spool_depth",
     "spool_dropped",
+    "spool_refused",
 )
 
 

@@ -273,7 +273,8 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         )
     stats = await spool.stats()
     log.info(
-        "probe %s: %d jobs over %d uplinks; spool %s holds %d results (next seq %d, %d dropped)",
+        "probe %s: %d jobs over %d uplinks; spool %s holds %d results "
+        "(next seq %d, %d dropped, %d refused and set aside)",
         settings.probe_id,
         len(jobs),
         len(settings.uplinks),
@@ -281,6 +282,7 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         stats.depth,
         stats.next_seq,
         stats.dropped,
+        stats.refused,
     )
     scheduler.start()
     upload = asyncio.create_task(uploader.run(stop), name="lomsong-uploader")
@@ -336,7 +338,9 @@ def _detail_text(o: Outcome) -> str:
     if o.uptime_seconds is not None:
         parts.append(f"up {o.uptime_seconds / 3600:.1f} h, load {o.load1}")
     if o.spool_depth is not None:
-        parts.append(f"spool {o.spool_depth} ({o.spool_dropped} dropped)")
+        parts.append(
+            f"spool {o.spool_depth} ({o.spool_dropped} dropped, {o.spool_refused} refused)"
+        )
     parts.extend(
         f"{key}: {o.details[key]}"
         for key in ("answers", "socket", "operator")

@@ -44,7 +44,18 @@ CREATE TABLE IF NOT EXISTS results (
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refused (
+    seq INTEGER PRIMARY KEY,
+    measured_at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at REAL NOT NULL
+);
 """
+#: Refused results kept for people to look at (``lomsong probe refused``); older ones are
+#: deleted, and still counted.
+REFUSED_KEPT = 1_000
 #: Age trimming scans the table, so it runs at most this often.
 _AGE_TRIM_EVERY = 60.0
 #: When over the size bound, shed down to this fraction of it, so shedding is not per write.
@@ -69,6 +80,7 @@ class SpoolStats:
     depth: int
     sent_waiting: int
     dropped: int
+    refused: int
     bytes_used: int
     oldest_measured_at: float | None
     next_seq: int
@@ -244,21 +256,45 @@ class Spool:
 
         return self._write(self._conn, ack)
 
-    def discard(self, seqs: Iterable[int], reason: str) -> int:
-        """Drop results the collector refuses for good (counted as dropped); return how many."""
-        wanted = list(seqs)
+    def set_aside(self, seqs: Iterable[int], reason: str) -> int:
+        """Move results the collector refuses for good out of the queue, into ``refused``
+        with the collector's reason, so the results behind them go on; return how many.
 
-        def drop(c: sqlite3.Connection) -> int:
-            n = 0
-            for seq in wanted:
-                n += c.execute("DELETE FROM results WHERE seq = ?", (seq,)).rowcount
-            self._bump_meta(c, "dropped", n)
+        They are counted for the heartbeat; the newest ``REFUSED_KEPT`` stay to be read.
+        """
+        wanted = [(self._clock(), reason, seq) for seq in seqs]
+
+        def move(c: sqlite3.Connection) -> int:
+            c.executemany(
+                "INSERT OR REPLACE INTO refused (seq, measured_at, kind, body, reason, "
+                "refused_at) SELECT seq, measured_at, kind, body, ?2, ?1 FROM results "
+                "WHERE seq = ?3",
+                wanted,
+            )
+            n = sum(
+                c.execute("DELETE FROM results WHERE seq = ?", (seq,)).rowcount
+                for _at, _why, seq in wanted
+            )
+            c.execute(
+                "DELETE FROM refused WHERE seq NOT IN "
+                "(SELECT seq FROM refused ORDER BY seq DESC LIMIT ?)",
+                (REFUSED_KEPT,),
+            )
+            self._bump_meta(c, "refused", n)
             return n
 
-        n = self._write(self._conn, drop)
+        n = self._write(self._conn, move)
         if n:
-            log.error("spool: dropped %d results the collector refuses: %s", n, reason)
+            log.error("spool: set aside %d results the collector refuses: %s", n, reason)
         return n
+
+    def refused(self, limit: int = 100) -> list[tuple[int, str, float, str]]:
+        """The newest results set aside: ``(seq, kind, refused_at, reason)``, newest first."""
+        rows = self._read(
+            "SELECT seq, kind, refused_at, reason FROM refused ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [(int(s), str(k), float(at), str(why)) for s, k, at, why in rows]
 
     def trim(self) -> int:
         """Apply the age and size bounds now; return how many unsent results were dropped."""
@@ -386,12 +422,13 @@ class Spool:
             "min(CASE WHEN sent = 0 THEN measured_at END) FROM results",
             (),
         )[0]
-        dropped = self._read("SELECT value FROM meta WHERE key = 'dropped'", ())
+        counts = dict(self._read("SELECT key, value FROM meta", ()))
         nxt = self._read("SELECT seq FROM sqlite_sequence WHERE name = 'results'", ())
         return SpoolStats(
             depth=int(depth),
             sent_waiting=int(sent_waiting),
-            dropped=int(dropped[0][0]) if dropped else 0,
+            dropped=int(counts.get("dropped", 0)),
+            refused=int(counts.get("refused", 0)),
             bytes_used=self._bytes_used(),
             oldest_measured_at=float(oldest) if oldest is not None else None,
             next_seq=int(nxt[0][0]) + 1 if nxt else 1,
@@ -434,8 +471,8 @@ class AsyncSpool:
     async def acknowledge(self, stored_through_seq: int, sent: Iterable[int] = ()) -> int:
         return await self._call(self.spool.acknowledge, stored_through_seq, list(sent))
 
-    async def discard(self, seqs: Iterable[int], reason: str) -> int:
-        return await self._call(self.spool.discard, list(seqs), reason)
+    async def set_aside(self, seqs: Iterable[int], reason: str) -> int:
+        return await self._call(self.spool.set_aside, list(seqs), reason)
 
     async def pending(self, limit: int, *, after_seq: int = 0) -> list[SpooledResult]:
         return await self._call(self.spool.pending, limit, after_seq=after_seq)

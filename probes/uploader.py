@@ -13,9 +13,12 @@ request at a time, in batches of ``upload.batch_size``:
   move its mark past seqs the spool dropped. A batch never spans a hole in the seqs (a dropped
   result, or the heartbeat that went first): it ends before the hole, so the next batch's floor
   carries the collector over it at once instead of waiting for newer results.
-- Failures: a network error or 5xx backs off exponentially with full jitter; 429 waits for its
-  ``Retry-After``; 413 halves the batch (a single result too large is dropped and counted); 422
-  naming one result drops that result (counted); other refusals back off at the cap and log.
+- Failures: a network error or 5xx backs off exponentially with full jitter, 503 and 429 no
+  sooner than their ``Retry-After``; 413 halves the batch. A refusal that is the result's own
+  fault (a single result too large, a 422 naming one result) is permanent: that result is set
+  aside in the spool (kept, counted in the heartbeat's ``spool_refused``) and the rest go on,
+  so one poison result can never block the queue behind it. Other refusals (401, 403, 404, a
+  batch-level 422) need people: they back off at the cap, keep everything and log why.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class UploadCounters:
     results: int = 0
     duplicates: int = 0
     failures: int = 0
-    dropped: int = 0
+    refused: int = 0
     stored_through_seq: int = 0
 
 
@@ -196,16 +199,22 @@ class Uploader:
                 self.batch_size = max(1, len(batch) // 2)
                 log.warning("collector: batch too large (%s); now %d", detail, self.batch_size)
                 return 0.0, False
-            self.counters.dropped += await self.spool.discard([batch[0].seq], f"413 {detail}")
+            self.counters.refused += await self.spool.set_aside([batch[0].seq], f"413 {detail}")
             return 0.0, False
         if status == 422:
             match = _RESULT_INDEX.match(detail)
             if match and int(match.group(1)) < len(batch):
                 bad = batch[int(match.group(1))]
-                self.counters.dropped += await self.spool.discard([bad.seq], f"422 {detail}")
+                self.counters.refused += await self.spool.set_aside([bad.seq], f"422 {detail}")
                 return 0.0, False
         if status >= 500:
-            return self._failed(f"HTTP {status}: {detail}")
+            delay, idle = self._failed(f"HTTP {status}: {detail}")
+            # A collector that says when to come back (503 with Retry-After: its database is
+            # away or full) is not asked sooner; the jitter still spreads the returning fleet.
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
+            if wait is not None:
+                delay = max(delay, min(wait, float(self.settings.backoff_max_seconds)))
+            return delay, idle
         # 401, 403, 404 (unregistered probe), a clock refusal: people must act; keep trying
         # slowly, keep every result, and say why at every attempt.
         self.connected = False

@@ -51,6 +51,7 @@ def _full_batch() -> dict[str, object]:
             memory_rss_bytes=5 * 10**7,
             spool_depth=12,
             spool_dropped=0,
+            spool_refused=1,
         ),
     ]
     return doc

@@ -118,9 +118,36 @@ def _find(ctx: Ctx, caller: Caller, probe_id: str) -> ProbeInfo:
 def get_probe(ctx: Ctx, caller: Caller, probe_id: str) -> dict[str, Any]:
     info = _find(ctx, caller, probe_id)
     with ctx.live.lock:
-        return probe_view(
+        view = probe_view(
             info, ctx.live.live.get(probe_id), ctx.clock(), ctx.settings.silent_after_seconds
         )
+    view["spool"] = _spool_report(ctx, probe_id)
+    return view
+
+
+def _spool_report(ctx: Ctx, probe_id: str) -> dict[str, Any] | None:
+    """What the newest heartbeat said of the agent's spool: its depth, the results it dropped
+    (full or too old) and those it set aside because the collector refused them for good."""
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            select(results.c.measured_at, results.c.details)
+            .where(
+                results.c.probe_id == probe_id,
+                results.c.kind == "heartbeat",
+                results.c.details.is_not(None),
+            )
+            .order_by(results.c.seq.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    details = orjson.loads(row.details)
+    return {
+        "measured_at": iso(row.measured_at),
+        "depth": details.get("spool_depth"),
+        "dropped": details.get("spool_dropped"),
+        "refused": details.get("spool_refused"),
+    }
 
 
 @router.get("/api/v1/probes/{probe_id}/results", summary="A probe's stored results, by seq")

@@ -47,6 +47,7 @@ class Outcome:
     memory_rss_bytes: int | None = None
     spool_depth: int | None = None
     spool_dropped: int | None = None
+    spool_refused: int | None = None
     #: Local detail for people (``probe once``, logs); never sent on the wire.
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -100,6 +101,8 @@ class SpoolStats(Protocol):
     def depth(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

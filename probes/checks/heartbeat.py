@@ -35,6 +35,7 @@ async def run(spec: HeartbeatCheck, ctx: CheckContext) -> Outcome:
         stats = await ctx.spool_stats()
         outcome.spool_depth = stats.depth
         outcome.spool_dropped = stats.dropped
+        outcome.spool_refused = stats.refused
     return outcome
 
 

@@ -97,6 +97,8 @@ class Result(_Strict):
     memory_rss_bytes: Counter | None = None
     spool_depth: Counter | None = None
     spool_dropped: Counter | None = None
+    #: results the collector refused for good, set aside in the spool and never sent again
+    spool_refused: Counter | None = None
 
     @model_validator(mode="after")
     def _packets_consistent(self) -> Result:

@@ -227,7 +227,7 @@ def test_413_halves_the_batch_until_it_fits(
     seqs = fill(spool, 50)
     uploader = asyncio.run(drain(settings, spool))
     assert uploader.batch_size <= 10
-    assert uploader.counters.results == 50 and uploader.counters.dropped == 0
+    assert uploader.counters.results == 50 and uploader.counters.refused == 0
     assert spool.stats().depth == 0
     with collector.client(token) as client:
         assert client.get(f"/api/v1/probes/{PROBE}").json()["stored_through_seq"] == seqs[-1]
@@ -259,7 +259,7 @@ def test_429_waits_for_retry_after(collector_factory: Any, sqlite_url: str, tmp_
     assert spool.stats().depth == 0
 
 
-def test_a_result_the_collector_refuses_is_dropped_and_counted(
+def test_a_result_the_collector_refuses_is_set_aside_and_counted(
     collector_factory: Any, sqlite_url: str, tmp_path: Path
 ) -> None:
     collector: RunningCollector = collector_factory(sqlite_url)
@@ -288,12 +288,16 @@ def test_a_result_the_collector_refuses_is_dropped_and_counted(
     )
     good += fill(spool, 2)
     uploader = asyncio.run(drain(settings, spool))
-    assert uploader.counters.dropped == 1
-    assert spool.stats().dropped == 1 and spool.stats().depth == 0
+    assert uploader.counters.refused == 1
+    stats = spool.stats()
+    assert stats.refused == 1 and stats.dropped == 0 and stats.depth == 0
+    # set aside, not lost: kept with the collector's reason
+    [(seq, kind, _at, reason)] = spool.refused()
+    assert (seq, kind) == (bad[0], "icmp") and reason.startswith("422 results[3]: Value error, packets_received")
     assert collector.ctx is not None
     with collector.client(token) as client:
         body = client.get(f"/api/v1/probes/{PROBE}").json()
-    # The collector moved past the dropped seq thanks to spool_floor_seq.
+    # The collector moved past the refused seq thanks to spool_floor_seq.
     assert body["stored_through_seq"] == good[-1] and bad[0] < good[-1]
 
 
@@ -305,7 +309,7 @@ def test_dropped_seqs_do_not_stall_the_contiguous_mark(
     settings = probe_settings(tmp_path, collector.url, token)
     spool = Spool(settings.spool_path)
     seqs = fill(spool, 20)
-    spool.discard(seqs[:5], "test: the spool was full")
+    spool.set_aside(seqs[:5], "test: refused")
     asyncio.run(drain(settings, spool))
     with collector.client(token) as client:
         assert client.get(f"/api/v1/probes/{PROBE}").json()["stored_through_seq"] == seqs[-1]
