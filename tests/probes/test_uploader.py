@@ -293,7 +293,9 @@ def test_a_result_the_collector_refuses_is_set_aside_and_counted(
     assert stats.refused == 1 and stats.dropped == 0 and stats.depth == 0
     # set aside, not lost: kept with the collector's reason
     [(seq, kind, _at, reason)] = spool.refused()
-    assert (seq, kind) == (bad[0], "icmp") and reason.startswith("422 results[3]: Value error, packets_received")
+    assert (seq, kind) == (bad[0], "icmp") and reason.startswith(
+        "422 results[3]: Value error, packets_received"
+    )
     assert collector.ctx is not None
     with collector.client(token) as client:
         body = client.get(f"/api/v1/probes/{PROBE}").json()
