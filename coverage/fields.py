@@ -24,6 +24,7 @@ from lomsong.coverage.model import BoolArray, FloatArray, Operator
 from lomsong.coverage.readers import cell_text, normalise
 from lomsong.errors import ValidationError
 from lomsong.timefmt import LOCAL_TZ
+from lomsong.wire import EARLIEST, LATEST
 
 ObjArray = npt.NDArray[np.object_]
 
@@ -38,6 +39,22 @@ def texts_of(values: ObjArray) -> ObjArray:
     series = pd.Series(values, dtype=object)
     text = series.where(~series.isna(), "").astype(str).str.strip()
     return np.asarray(text.to_numpy(dtype=object), dtype=object)
+
+
+#: the era of every time a reading may carry, in epoch seconds: the wire's
+_ERA = (EARLIEST.timestamp(), LATEST.timestamp())
+
+
+def storable(text: str) -> bool:
+    """Text every database keeps as it is: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not UTF-8 at all)."""
+    if text.isascii():
+        return "\x00" not in text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _flag_key(value: object) -> str:
@@ -126,6 +143,10 @@ class RowChecks:
         self._missing(name, empty, required)
         long = np.asarray(pd.Series(values, dtype=object).str.len() > max_length, dtype=bool)
         self.reject(long, self._bad(name, values, f"longer than {max_length} characters"))
+        unstorable = np.fromiter((not storable(v) for v in values), dtype=bool, count=self.n)
+        self.reject(
+            unstorable, self._bad(name, values, "holds a NUL character or a lone surrogate")
+        )
         return values
 
     def number(
@@ -247,6 +268,9 @@ class RowChecks:
             out[i] = parsed.timestamp()
         self._missing(name, empty, required)
         self.reject(bad, self._bad(name, raw, "expected an ISO 8601 time or epoch seconds"))
+        with np.errstate(invalid="ignore"):
+            era = ~np.isnan(out) & ~((out >= _ERA[0]) & (out < _ERA[1]))
+        self.reject(era, self._bad(name, raw, "not a time between 2000 and 2100"))
         return out
 
 

@@ -349,13 +349,17 @@ def check_readings(
     operators: tuple[Operator, ...],
     *,
     source: str = "api",
+    province: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Field readings posted to the API: (records, errors); each error names reading and field."""
+    """Field readings posted to the API: (records, errors); each error names reading and field.
+
+    With ``province`` a reading outside it is refused (a probe writes only where it stands)."""
     frame = pd.DataFrame(readings, dtype=object)
     for name in ("lat", "lon", "operator", "rsrp_dbm", "measured_at"):
         if name not in frame.columns:
             frame[name] = None
     table = points_table(frame, 0, "api", "lat", "lon")
-    checked = validate(table, Options(kind="field", source=source), geo, operators)
+    options = Options(kind="field", source=source, province=province)
+    checked = validate(table, options, geo, operators)
     errors = [f"readings[{r.row}].{r.reason}" for r in checked.rejected]
     return checked.records, errors

@@ -161,25 +161,35 @@ async def coverage_deadzones(
 class FieldBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     readings: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_READINGS)
-    source: str | None = Field(default=None, max_length=64)
 
 
 @router.post("/api/v1/field-measurements", summary="Store signal readings (probe or admin)")
 async def post_field_measurements(ctx: Ctx, caller: Caller, body: FieldBatch) -> dict[str, Any]:
     """Each reading: ``lat``, ``lon``, ``operator``, ``rsrp_dbm``, ``measured_at`` (ISO 8601 or
-    epoch seconds), optionally ``radio`` and ``source``. All are stored, or none."""
+    epoch seconds), optionally ``radio`` and ``id``. All are stored, or none.
+
+    Who wrote them is their ``source`` (``probe:<id>`` or ``admin``), set here and never taken
+    from the body; a probe writes readings only inside its own commune's province."""
     if caller.role not in ("probe", "admin"):
         raise HTTPException(403, detail=f"role {caller.role!r}: probe or admin role required")
     from lomsong.coverage.store import write_field
     from lomsong.coverage.validate import check_readings
 
+    for i, reading in enumerate(body.readings):
+        if "source" in reading:
+            raise HTTPException(
+                422,
+                detail=f"readings[{i}].source: set by the collector from the token that writes "
+                f"(got {reading['source']!r})",
+            )
     service = coverage_of(ctx)
-    source = body.source or (f"probe:{caller.probe_id}" if caller.role == "probe" else "api")
+    source = "admin" if caller.role == "admin" else f"probe:{caller.probe_id}"
 
     def store() -> int:
+        province = None if caller.role == "admin" else _province_of_probe(ctx, str(caller.probe_id))
         geo = service.geography()
         records, errors = check_readings(
-            body.readings, geo, service.settings.operators, source=source
+            body.readings, geo, service.settings.operators, source=source, province=province
         )
         if errors:
             more = f"; and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
@@ -190,6 +200,16 @@ async def post_field_measurements(ctx: Ctx, caller: Caller, body: FieldBatch) ->
 
     accepted = await run_in_threadpool(store)
     return {"accepted": accepted}
+
+
+def _province_of_probe(ctx: Ctx, probe_id: str) -> str:
+    info = ctx.live.probes.get(probe_id)
+    if info is None:  # registered since the live state was last loaded
+        ctx.live.reload(ctx.engine)
+        info = ctx.live.probes.get(probe_id)
+    if info is None:
+        raise HTTPException(404, detail=f"probe_id: {probe_id!r} is not registered")
+    return info.province_code
 
 
 class CandidateSite(BaseModel):

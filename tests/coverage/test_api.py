@@ -61,8 +61,8 @@ def test_field_measurements_are_stored_whole(any_collector: RunningCollector) ->
             ).order_by(field_measurements.c.id)
         ).all()
     assert [(r.operator, r.source, r.rsrp_dbm) for r in rows] == [
-        ("viettel", "api", -104.5),
-        ("vinaphone", "api", -117.0),
+        ("viettel", "admin", -104.5),
+        ("vinaphone", "admin", -117.0),
         ("viettel", "probe:cb-bao-lac", -104.5),
     ]
     when = datetime(2026, 3, 2, 8, 0, tzinfo=UTC).timestamp()
@@ -240,7 +240,7 @@ def test_readings_for_the_engine_include_probe_modems(any_collector: RunningColl
     readings = store.load_readings(c.engine, since)
     got = sorted(zip(readings.source, readings.operator, readings.rsrp_dbm, strict=True))
     assert got == [
-        ("api", "viettel", -104.5),
+        ("admin", "viettel", -104.5),
         ("probe:cb-thuc-phan", "viettel", -104.0),
         ("probe:cb-thuc-phan", "vinaphone", -121.0),
     ]
@@ -259,3 +259,67 @@ def test_service_reloads_geography_when_data_changes(engine: Engine, tmp_path: A
     import_file(engine, DATA / "operator_sites.csv", Options(kind="sites"))
     second = service.geography()
     assert second is not first and service.geography() is second
+
+
+def test_a_probe_writes_readings_only_in_its_own_province(any_collector: RunningCollector) -> None:
+    """A Cao Bằng probe's reading in Hồ Chí Minh City, or one that names its own source, is
+    refused whole; the source is always who wrote it."""
+    c = any_collector
+    probe = c.register("cb-bao-lac", "01321", ("viettel-4g:viettel",))
+    saigon = {**READING, "lat": 10.7769, "lon": 106.7009}
+    with c.client(probe) as http:
+        r = http.post("/api/v1/field-measurements", json={"readings": [READING, saigon]})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith("readings[1].geometry: outside province 04 Cao Bằng")
+        r = http.post(
+            "/api/v1/field-measurements", json={"readings": [{**READING, "source": "api"}]}
+        )
+        assert r.status_code == 422
+        assert r.json()["detail"] == (
+            "readings[0].source: set by the collector from the token that writes (got 'api')"
+        )
+        r = http.post("/api/v1/field-measurements", json={"readings": [READING], "source": "x"})
+        assert r.status_code == 422 and "source: Extra inputs" in r.json()["detail"]
+    assert _count(c.engine) == 0
+    with c.client(ADMIN_SECRET) as http:  # the admin writes anywhere in Vietnam
+        assert http.post("/api/v1/field-measurements", json={"readings": [saigon]}).is_success
+    with c.engine.connect() as conn:
+        assert conn.execute(select(field_measurements.c.source)).scalars().all() == ["admin"]
+
+
+def test_hostile_reading_values_get_a_4xx_naming_them(any_collector: RunningCollector) -> None:
+    """What once answered 500: a time of 1e400, text PostgreSQL cannot store."""
+    c = any_collector
+    cases = [
+        ({**READING, "measured_at": 1e400}, "readings[0].measured_at: not a time between"),
+        ({**READING, "measured_at": "0001-01-01T00:00:00+14:00"}, "readings[0].measured_at"),
+        ({**READING, "id": "a\x00b"}, "readings[0].id: holds a NUL character"),
+    ]
+    surrogate = (
+        b'{"readings": [{"lat": 22.9455, "lon": 105.6335, "operator": "viettel", '
+        b'"rsrp_dbm": -104.5, "measured_at": "2026-03-02T08:00:00Z", "id": "a\\ud800b"}]}'
+    )
+    raw_inf = (
+        b'{"readings": [{"lat": 22.9455, "lon": 105.6335, "operator": "viettel", '
+        b'"rsrp_dbm": -104.5, "measured_at": 1e400}]}'
+    )
+    with c.client(ADMIN_SECRET) as http:
+        for reading, expected in cases[1:]:
+            r = http.post("/api/v1/field-measurements", json={"readings": [reading]})
+            assert r.status_code == 422, (reading, r.text)
+            assert r.json()["detail"].startswith(expected), r.text
+        r = http.post(
+            "/api/v1/field-measurements",
+            content=raw_inf,
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith(cases[0][1]), r.text
+        r = http.post(
+            "/api/v1/field-measurements",
+            content=surrogate,
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].startswith("readings[0].id: holds a NUL character or a lone")
+    assert _count(c.engine) == 0
