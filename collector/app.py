@@ -20,7 +20,7 @@ from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.deps import Context
-from lomsong.collector.ingest import RateLimiter
+from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import coverage as coverage_routes
@@ -140,6 +140,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LomsongError)
     async def _lomsong(_request: Request, exc: LomsongError) -> JSONResponse:
+        if isinstance(exc, IngestRejected):
+            # POST /api/v1/reports answers its own rejections (and counts them); one raised
+            # elsewhere still carries the status it means.
+            return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
         status = (
             404
             if isinstance(exc, NotFoundError)
