@@ -24,8 +24,8 @@ from sqlalchemy import Engine, select
 from lomsong.storage.schema import outages
 
 if TYPE_CHECKING:
+    from lomsong.collector.alert_facts import HamletImpact
     from lomsong.collector.detector import Outage
-    from lomsong.collector.outages import HamletImpact
     from lomsong.coverage.compute import Area
     from lomsong.coverage.locate import Geography
     from lomsong.coverage.model import Classification, CoverageSettings, IntArray
@@ -195,8 +195,8 @@ class CoverageService:
         figures do not change while other outages come and go. ``None`` also when the commune
         has no hamlets loaded.
         """
+        from lomsong.collector.alert_facts import HamletImpact
         from lomsong.collector.alerts.messages import NAMED_HAMLETS
-        from lomsong.collector.outages import HamletImpact
 
         found = self.affected(
             outage.province_code,

@@ -16,12 +16,13 @@ from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
-from lomsong.collector.outages import OutageService
+from lomsong.collector.outage_feed import OutageFeed
 from lomsong.collector.registry import ProbeInfo
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import CollectorSettings
 
 if TYPE_CHECKING:
+    from lomsong.collector.pipeline import ReportPipeline
     from lomsong.maps.service import MapService
     from lomsong.maps.sources import CoverageSource
 
@@ -43,7 +44,10 @@ class Context:
     auth: Authenticator
     limiter: RateLimiter
     clock: Callable[[], float] = field(default=time.time)
-    outages: OutageService | None = None
+    #: the detector's feed: leader or standby, the running detector
+    outages: OutageFeed | None = None
+    #: the path of a report from the store to the notifications (``pipeline.py``)
+    pipeline: ReportPipeline | None = None
     #: where the maps get coverage; the collector's ``coverage`` service when None
     coverage_source: CoverageSource | None = None
     #: built on the first map request (it needs the geo extra)

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError as PydanticValidationError
 
 from lomsong.config.collector import IngestLimits
+from lomsong.errors import LomsongError
 from lomsong.wire import (
     ReportBatch,
     batch_dict_adapter,
@@ -50,8 +51,8 @@ _HEARTBEAT_FIELDS = (
 )
 
 
-class IngestRejected(Exception):
-    """A batch refused before anything was stored."""
+class IngestRejected(LomsongError):
+    """A batch refused before anything was stored; ``status`` is the HTTP answer."""
 
     def __init__(
         self, status: int, reason: str, message: str, headers: dict[str, str] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from lomsong.errors import LomsongError
 from lomsong.words import Language
 
 Status = Literal["firing", "resolved"]
@@ -63,7 +64,7 @@ class Receiver(Protocol):
     async def close(self) -> None: ...
 
 
-class DeliveryError(Exception):
+class DeliveryError(LomsongError):
     """A receiver could not deliver; the dispatcher retries with backoff and records it."""
 
     def __init__(self, receiver: str, reason: str, *, retryable: bool = True) -> None:

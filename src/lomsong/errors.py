@@ -2,7 +2,8 @@
 
 Every error lomsong raises on purpose is a ``LomsongError``; the CLI prints its message as one
 line on stderr and exits non-zero, and the collector turns the ones that reach an HTTP handler
-into 4xx answers.
+into 4xx answers. The kernel defines the branches every wing shares; a wing's own errors live
+with the wing and are named below with their module.
 
     LomsongError
     ├── ConfigError          a setting or configuration file is invalid
@@ -12,7 +13,13 @@ into 4xx answers.
     ├── ConflictError        something with that id already exists
     ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
     ├── GeodataError         a geodata file cannot be read or has no usable rows
-    └── SpoolError           the probe's spool cannot be opened or written
+    ├── SpoolError           the probe's spool cannot be opened or written
+    ├── DemoError            the demo ran but its scenario's expectations did not hold
+    │                        (lomsong.demo.run)
+    ├── IngestRejected       a report batch refused before anything was stored, with its HTTP
+    │                        status and reason (lomsong.collector.ingest)
+    └── DeliveryError        a receiver could not deliver a notification; says whether trying
+                             again may help (lomsong.collector.alerts.model)
 """
 
 from __future__ import annotations

@@ -1,0 +1,221 @@
+"""The detector's feed and state: stored results in, outage changes out, once per tick.
+
+Only the leader (``leadership``) runs the detector. When it takes the lead it builds the
+detector afresh from ``probe_state`` and the open outages in the history; then every tick it
+syncs the registered probes from the live state, feeds the detector what was stored since the
+last tick, lets it judge silence at the current time and writes what changed to the history.
+
+Where the stored results come from depends on the database. With SQLite this process is the
+only writer: the store hands each committed group to ``accept`` and the tick drains that inbox,
+instead of reading every result back. With PostgreSQL other replicas write too, so the tick
+reads the ``results`` received since its cursor, a small margin before it included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, RowMapping, select
+
+from lomsong.collector.detector import Change, Detector, DetectorConfig, Observation, ProbeMeta
+from lomsong.collector.leadership import Leadership
+from lomsong.collector.live import LiveState
+from lomsong.collector.outage_history import OutageHistory
+from lomsong.collector.store import StoredBatch
+from lomsong.storage.schema import probe_state, results
+
+log = logging.getLogger(__name__)
+
+#: The feed re-reads this much before its cursor: a transaction that received a batch a moment
+#: before the last read may have committed after it. Commits follow receipt by milliseconds
+#: (one group commit); every second of margin is re-read on every tick, so it stays small.
+FEED_MARGIN_SECONDS = 5.0
+
+_RESULT_COLUMNS = (
+    results.c.probe_id,
+    results.c.seq,
+    results.c.measured_at,
+    results.c.received_at,
+    results.c.kind,
+    results.c.target,
+    results.c.uplink,
+    results.c.ok,
+    results.c.duration_seconds,
+    results.c.packets_sent,
+    results.c.packets_received,
+    results.c.boot_id,
+    results.c.details,
+)
+
+
+@dataclass
+class TickResult:
+    """What one tick did: whether this process leads, what changed, how many results it read."""
+
+    leader: bool
+    changes: list[Change]
+    observed: int
+
+
+class OutageFeed:
+    """Feeds the detector from the store (or the database) and writes its changes."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        live: LiveState,
+        config: DetectorConfig,
+        history: OutageHistory,
+        leadership: Leadership,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self.engine = engine
+        self.live = live
+        self.config = config
+        self.history = history
+        self.leadership = leadership
+        self.clock = clock
+        #: the running detector while this process leads, else ``None``
+        self.detector: Detector | None = None
+        self._cursor = 0.0
+        self._inbox: deque[StoredBatch] | None = None if leadership.exclusive else deque()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process runs the detector (``/healthz`` says leader or standby)."""
+        return self.detector is not None
+
+    def accept(self, stored: Sequence[StoredBatch]) -> None:
+        """Take committed batches (called by the store's writer after each commit)."""
+        if self._inbox is not None:
+            self._inbox.extend(stored)
+
+    def tick(self) -> TickResult:
+        """One round: keep or take the lead, read new results, run the detector, store."""
+        if not self.leadership.hold():
+            self.detector = None
+            return TickResult(False, [], 0)
+        now = self.clock()
+        if self.detector is None:
+            self.detector = self._build_detector()
+            self._cursor = now
+        detector = self.detector
+        self._sync_probes(detector)
+        if self._inbox is not None:
+            observations, marks = self._drain(detector)
+        else:
+            # The marks are read before the results, so every result they cover is in the feed.
+            with self.engine.connect() as conn:
+                marks = dict(
+                    conn.execute(
+                        select(probe_state.c.probe_id, probe_state.c.stored_through_seq)
+                    ).all()
+                )
+            observations = self._feed(detector)
+        changes = detector.observe(observations, marks)
+        changes += detector.tick(now)
+        self.history.persist(changes, now)
+        return TickResult(True, changes, len(observations))
+
+    def stand_down(self) -> None:
+        """Stop leading: the lock is released and the detector forgotten."""
+        self.leadership.release()
+        self.detector = None
+
+    def _build_detector(self) -> Detector:
+        detector = Detector(self.config)
+        with self.engine.connect() as conn:
+            states = {r["probe_id"]: r for r in conn.execute(select(probe_state)).mappings()}
+        self._sync_probes(detector, states)
+        for outage in self.history.open_outages():
+            detector.restore(outage)
+        log.info("detector leadership taken: %d probes", len(states))
+        return detector
+
+    def _sync_probes(
+        self, detector: Detector, states: Mapping[str, RowMapping] | None = None
+    ) -> None:
+        with self.live.lock:
+            probes = dict(self.live.probes)
+        for pid, info in probes.items():
+            meta = ProbeMeta(
+                pid,
+                info.commune_code,
+                info.province_code,
+                {u.name: u.operator for u in info.uplinks},
+            )
+            state = states.get(pid) if states else None
+            if state is None:
+                detector.set_probe(meta)
+                continue
+            detector.set_probe(
+                meta,
+                last_heard=state["last_seen_at"],
+                last_measured=state["last_measured_at"],
+                boot_id=state["boot_id"],
+                through=state["stored_through_seq"],
+            )
+
+    def _feed(self, detector: Detector) -> list[Observation]:
+        """Results received since the cursor (less the margin) that the detector has not seen."""
+        since = self._cursor - FEED_MARGIN_SECONDS
+        out: list[Observation] = []
+        newest = self._cursor
+        with self.engine.connect() as conn:
+            query = select(*_RESULT_COLUMNS).where(results.c.received_at >= since)
+            for r in conn.execute(query):
+                newest = max(newest, r.received_at)
+                if detector.has_seen(r.probe_id, r.seq):
+                    continue
+                out.append(observation(r.probe_id, r.boot_id, r.received_at, r._mapping))
+        self._cursor = newest
+        return out
+
+    def _drain(self, detector: Detector) -> tuple[list[Observation], dict[str, int]]:
+        """Observations of the committed batches, in commit order, with the marks."""
+        assert self._inbox is not None
+        out: list[Observation] = []
+        marks: dict[str, int] = {}
+        seen = detector.has_seen
+        while self._inbox:
+            stored = self._inbox.popleft()
+            b = stored.batch
+            marks[b.probe_id] = max(marks.get(b.probe_id, 0), stored.ack.stored_through_seq)
+            pid, boot, received = b.probe_id, b.boot_id, b.received_at
+            out.extend(
+                observation(pid, boot, received, r) for r in b.rows if not seen(pid, r["seq"])
+            )
+        return out, marks
+
+
+def observation(
+    probe_id: str, boot_id: str, received_at: float, r: Mapping[Any, Any]
+) -> Observation:
+    """A stored result (a table row, or a row as the store wrote it) as the detector sees it."""
+    uptime = None
+    details = r.get("details")
+    if r["kind"] == "heartbeat" and details:
+        uptime = orjson.loads(details).get("uptime_seconds")
+    get = r.get
+    # positional: thousands a second, and keywords cost a third more
+    return Observation(
+        probe_id,
+        r["seq"],
+        r["measured_at"],
+        received_at,
+        r["kind"],
+        get("uplink"),
+        bool(r["ok"]),
+        boot_id,
+        get("target", ""),
+        get("duration_seconds"),
+        get("packets_sent"),
+        get("packets_received"),
+        uptime,
+    )

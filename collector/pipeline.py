@@ -1,0 +1,181 @@
+"""The path of a report through the collector, from accepted to told.
+
+::
+
+    POST /api/v1/reports            routes/reports.py: authenticated, checked, accepted
+        │
+        ▼
+    ReportStore.submit              store.py: one writer, many batches per commit
+        │ committed group (on_commit)                 │ re-sends heard (on_heard)
+        ├──► LiveState.apply                          └──► LiveState.heard
+        │      live.py: /metrics, status page, read API, maps
+        └──► OutageFeed.accept
+               outage_feed.py: the detector's inbox (SQLite; PostgreSQL reads ``results``)
+                   │
+    every ``detector.tick_seconds`` ("outage-detector"):
+                   ▼
+    Leadership.hold                 leadership.py: one replica runs the detector
+        ▼
+    OutageFeed.tick                 sync probes, observe, Detector.tick (detector.py, pure)
+        ▼
+    OutageHistory.persist           outage_history.py: the ``outages`` table
+        ▼
+    AlertFacts.alert_sources        alert_facts.py: names, hamlets, map link
+        ▼
+    Dispatcher.update/due/deliver   alerts/dispatcher.py: group, wait, repeat, inhibit, retry
+        ▼
+    Receiver.send ──► AlertFacts.record_attempt      webhook, email, Alertmanager
+
+    every ``live_state_refresh_seconds`` ("live-state-refresh"): LiveState.reload, for what
+    other replicas stored.
+
+``start`` checks the database, loads the live state, starts the store's writer and then the
+scheduler; ``stop`` undoes it in reverse: the scheduler, the deliveries under way, the
+receivers, the lock, and the store's writer last, so that nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+
+from lomsong.collector.alert_facts import AlertFacts, Impact
+from lomsong.collector.alerts.dispatcher import Dispatcher
+from lomsong.collector.alerts.model import Receiver
+from lomsong.collector.detector import DetectorConfig
+from lomsong.collector.leadership import Leadership
+from lomsong.collector.live import LiveState
+from lomsong.collector.outage_feed import OutageFeed
+from lomsong.collector.outage_history import OutageHistory
+from lomsong.collector.store import ReportStore, StoredBatch
+from lomsong.config.alerts import AlertsConfig, load_alerts_config
+from lomsong.config.collector import CollectorSettings
+from lomsong.storage.database import check_ready
+
+log = logging.getLogger(__name__)
+
+
+class ReportPipeline:
+    """Store, live state, detector and dispatcher of one collector, wired in report order."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        engine: Engine,
+        *,
+        clock: Callable[[], float],
+        alerts: AlertsConfig | None = None,
+        receivers: Mapping[str, Receiver] | None = None,
+        impact: Impact | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        # stored → live state and outage feed
+        self.live = LiveState()
+        self.store = ReportStore(engine, on_commit=self._committed, on_heard=self.live.heard)
+        # feed → detector tick → history
+        self.feed = OutageFeed(
+            engine,
+            self.live,
+            detector_config(settings),
+            OutageHistory(engine),
+            Leadership(engine),
+            clock=clock,
+        )
+        # history → alert facts → notifications
+        self.facts = AlertFacts(engine, self.live, public_url=settings.public_url, impact=impact)
+        if alerts is None and settings.alerts_file is not None:
+            alerts = load_alerts_config(settings.alerts_file)
+        if alerts is not None and receivers is None:
+            from lomsong.collector.alerts.factory import build_receivers
+
+            receivers = build_receivers(alerts)
+        self.alerts = alerts
+        self.receivers = dict(receivers or {})
+        #: built when this process takes the lead, dropped when it stands by
+        self.dispatcher: Dispatcher | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+
+    def _committed(self, stored: Sequence[StoredBatch]) -> None:
+        """A committed group, told to the live state first and then the detector's inbox."""
+        self.live.apply(stored)
+        self.feed.accept(stored)
+
+    async def tick(self) -> None:
+        """One detector tick and, on the leader, the notifications its changes call for."""
+        try:
+            result = await run_in_threadpool(self.feed.tick)
+        except Exception:  # a failed tick must not stop the next ones
+            log.exception("outage detector tick failed")
+            return
+        if not result.leader:
+            self.dispatcher = None
+            return
+        if self.alerts is None:
+            return
+        now = self.clock()
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(
+                self.alerts, self.receivers, record=self.facts.record_attempt
+            )
+            # A new leader: what was sent before stays sent; open outages go on firing.
+            for key, fingerprints, at in await run_in_threadpool(self.facts.sent_groups):
+                self.dispatcher.restore(key, fingerprints, at)
+            assert self.feed.detector is not None
+            self.dispatcher.update(self.facts.active_sources(self.feed.detector), now)
+        self.dispatcher.update(self.facts.alert_sources(result.changes), now)
+        self.dispatcher.deliver(self.dispatcher.due(now), self.clock)
+
+    async def refresh_live(self) -> None:
+        """Reload the live state from the database: other replicas store reports too."""
+        await run_in_threadpool(self.live.reload, self.engine)
+
+    async def start(self) -> None:
+        """Check the database, load the live state, start the writer, then the scheduled jobs."""
+        await run_in_threadpool(check_ready, self.engine)
+        await self.refresh_live()
+        self.store.start()
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.settings.detector.tick_seconds,
+            id="outage-detector",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.refresh_live,
+            "interval",
+            seconds=self.settings.live_state_refresh_seconds,
+            id="live-state-refresh",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        """Stop the jobs, finish deliveries, close the receivers, stand down, stop the writer."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self.dispatcher is not None:
+            await self.dispatcher.drain()
+        for receiver in self.receivers.values():
+            await receiver.close()
+        await run_in_threadpool(self.feed.stand_down)
+        self.store.stop()
+
+
+def detector_config(settings: CollectorSettings) -> DetectorConfig:
+    """The detector's thresholds: the ``detector`` settings and the probes' report interval."""
+    return DetectorConfig(
+        report_interval_seconds=settings.report_interval_seconds,
+        **settings.detector.model_dump(),
+    )
