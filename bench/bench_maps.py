@@ -2,7 +2,7 @@
 each fully loaded in headless Chromium in ≤ 3 s.
 
 Inputs: what ``lomsong geodata synth`` stores (Cao Bằng; the national shape for the overview),
-in a temporary SQLite file, classified through the collector's ``CoverageService`` and its map
+in a temporary SQLite file, classified through the collector's ``CoverageService`` and its
 ``ServiceCoverageSource`` (the engine, the outage overlay, the dead zones), as a served map is.
 
 Load time: the page is served from loopback, with a loopback tile server, to Debian's Chromium
