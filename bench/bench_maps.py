@@ -2,7 +2,7 @@
 each fully loaded in headless Chromium in ≤ 3 s.
 
 Inputs: what ``lomsong geodata synth`` stores (Cao Bằng; the national shape for the overview),
-in a temporary SQLite file, classified through the collector's ``CoverageService`` and the maps'
+in a temporary SQLite file, classified through the collector's ``CoverageService`` and its
 ``ServiceCoverageSource`` (the engine, the outage overlay, the dead zones), as a served map is.
 
 Load time: the page is served from loopback, with a loopback tile server, to Debian's Chromium
@@ -142,8 +142,8 @@ def _database() -> Iterator[Any]:
 def _cao_bang() -> tuple[Any, ProvinceCoverage, str]:
     """``geodata synth --province 04`` stored, classified by the collector's CoverageService."""
     from lomsong.collector.coverage_service import CoverageService
+    from lomsong.collector.map_coverage import ServiceCoverageSource
     from lomsong.coverage.compute import generate_and_store
-    from lomsong.maps.sources import ServiceCoverageSource
 
     with _database() as engine:
         started = time.perf_counter()

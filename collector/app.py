@@ -32,7 +32,7 @@ from lomsong.storage.database import open_engine
 from lomsong.wire import format_location
 
 if TYPE_CHECKING:
-    from lomsong.maps.sources import CoverageSource
+    from lomsong.collector.map_coverage import CoverageSource
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from lomsong.storage.schema import outages
+from lomsong.coverage.overlay import SILENT_CAUSES, down_links
+from lomsong.storage.outages import open_outages
 
 if TYPE_CHECKING:
     from lomsong.collector.alert_facts import HamletImpact
@@ -29,41 +30,6 @@ if TYPE_CHECKING:
     from lomsong.coverage.compute import Area
     from lomsong.coverage.locate import Geography
     from lomsong.coverage.model import Classification, CoverageSettings, IntArray
-
-#: silent probes whose cause says the commune lost its links
-SILENT_CAUSES = ("power", "network")
-
-
-def active_outages(engine: Engine, province: str | None = None) -> list[dict[str, Any]]:
-    """Outages open now (``ended_at`` is null), of one province or all."""
-    query = select(
-        outages.c.commune_code,
-        outages.c.province_code,
-        outages.c.condition,
-        outages.c.cause,
-        outages.c.operator,
-    ).where(outages.c.ended_at.is_(None))
-    if province is not None:
-        query = query.where(outages.c.province_code == province)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def down_links(rows: Iterable[Mapping[str, Any]], operators: Iterable[str]) -> set[tuple[str, str]]:
-    """(commune code, operator) pairs that the open outages take down.
-
-    ``uplink_down`` with an operator → that pair; ``probe_silent`` with cause power or network
-    → every operator of that commune. Degraded links, fixed-line uplinks and silences of
-    unknown cause take nothing down.
-    """
-    keys = tuple(operators)
-    out: set[tuple[str, str]] = set()
-    for r in rows:
-        if r["condition"] == "uplink_down" and r["operator"] in keys:
-            out.add((r["commune_code"], r["operator"]))
-        elif r["condition"] == "probe_silent" and r["cause"] in SILENT_CAUSES:
-            out.update((r["commune_code"], op) for op in keys)
-    return out
 
 
 class CoverageService:
@@ -178,7 +144,7 @@ class CoverageService:
         from lomsong.coverage.compute import with_outages
 
         area = self.area(province)
-        links = down_links(active_outages(self.engine, province), self.settings.operator_keys())
+        links = down_links(open_outages(self.engine, province), self.settings.operator_keys())
         return area, with_outages(area, links)
 
     def impact(self, outage: Outage) -> HamletImpact | None:

@@ -22,9 +22,9 @@ from lomsong.collector.store import ReportStore
 from lomsong.config.collector import CollectorSettings
 
 if TYPE_CHECKING:
+    from lomsong.collector.map_coverage import CoverageSource
+    from lomsong.collector.map_service import MapService
     from lomsong.collector.pipeline import ReportPipeline
-    from lomsong.maps.service import MapService
-    from lomsong.maps.sources import CoverageSource
 
 #: The cookie a browser keeps its token in once signed in (``/login`` or ``?token=``). It is
 #: accepted only for reading (GET and HEAD), so a page on another site can change nothing.

@@ -304,13 +304,14 @@ def geodata_synth(
 
 
 def _area(engine: Engine, province: str | None) -> Any:
-    from lomsong.collector.coverage_service import active_outages, down_links
     from lomsong.coverage.compute import classify_area, with_outages
     from lomsong.coverage.model import CoverageSettings
+    from lomsong.coverage.overlay import down_links
+    from lomsong.storage.outages import open_outages
 
     settings = CoverageSettings()
     area = classify_area(engine, province, settings, now=time.time())
-    links = down_links(active_outages(engine, province), settings.operator_keys())
+    links = down_links(open_outages(engine, province), settings.operator_keys())
     return area, with_outages(area, links)
 
 

@@ -4,7 +4,7 @@ The map builders never query anything. A province map takes the communes (from
 ``lomsong.coverage.boundaries``), a :class:`ProvinceCoverage` (hamlets, sectors and their
 classification from the engine, dead-zone polygons) and the probes with their live state
 (``lomsong.maps.probes.ProbeMarker``); the national overview takes :func:`commune_shares` of a
-classification.
+classification (a :class:`NationalCoverage` carries them with whether any of it is synthetic).
 """
 
 from __future__ import annotations
@@ -82,6 +82,14 @@ class ProvinceCoverage:
     @property
     def synthetic_hamlets(self) -> bool:
         return bool(self.hamlets.synthetic.any())
+
+
+@dataclass
+class NationalCoverage:
+    """Per commune: hamlets and population, and those with no signal (``commune_shares``)."""
+
+    shares: pd.DataFrame
+    synthetic: bool
 
 
 def commune_shares(hamlets: Hamlets, classification: Classification) -> pd.DataFrame:

@@ -67,19 +67,10 @@ PENDING = {
     ("lomsong.cli", "collector"),
     ("lomsong.cli", "config"),
     ("lomsong.cli", "demo"),
-    ("lomsong.cli", "maps"),
     ("lomsong.cli", "probes"),
     ("lomsong.cli", "storage"),
     ("lomsong.cli", "coverage"),
-    ("lomsong.coverage.cli", "collector"),
     ("lomsong.coverage.cli", "cli"),
-    ("lomsong.maps.files", "collector"),
-    ("lomsong.maps.probes", "collector"),
-    ("lomsong.maps.probes", "storage"),
-    ("lomsong.maps.service", "collector"),
-    ("lomsong.maps.service", "storage"),
-    ("lomsong.maps.sources", "collector"),
-    ("lomsong.maps.sources", "storage"),
 }
 
 

@@ -20,7 +20,7 @@ from lomsong.maps import pages
 from lomsong.storage.schema import provinces
 
 if TYPE_CHECKING:
-    from lomsong.maps.service import MapService, Page
+    from lomsong.collector.map_service import MapService, Page
 
 router = APIRouter(tags=["maps"], include_in_schema=False)
 
@@ -107,9 +107,9 @@ def _service(ctx: Context) -> MapService | Response:
         if ctx.maps is not None:
             return ctx.maps
         try:
+            from lomsong.collector.map_coverage import ServiceCoverageSource
+            from lomsong.collector.map_service import MapService
             from lomsong.maps.inputs import TileSource
-            from lomsong.maps.service import MapService
-            from lomsong.maps.sources import ServiceCoverageSource
         except ImportError as exc:
             return HTMLResponse(
                 pages.message(

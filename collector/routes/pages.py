@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import TOKEN_COOKIE, Context, Ctx, request_token
+from lomsong.collector.probe_markers import current_probes
 from lomsong.maps import pages
-from lomsong.maps.probes import current_probes, load_open_outages
+from lomsong.storage.outages import open_outages
 from lomsong.storage.schema import communes, provinces
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -96,7 +97,7 @@ def status_page(
             statuses[m.province_code].probes.append(m)
     html = pages.status_page(
         list(statuses.values()),
-        load_open_outages(ctx.engine, scope),
+        open_outages(ctx.engine, scope),
         now=now,
         who=who(caller),
         expanded=len(shown) <= 3,

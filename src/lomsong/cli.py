@@ -311,8 +311,8 @@ def map_(
     config: ConfigOpt = None,
 ) -> None:
     """Write a standalone map (one HTML file with everything inlined but the tiles)."""
+    from lomsong.collector.map_files import write_map
     from lomsong.errors import ValidationError
-    from lomsong.maps.files import write_map
 
     if (province is None) == (not national):
         raise ValidationError(

@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from lomsong.collector.coverage_service import CoverageService, active_outages, down_links
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.coverage import store
 from lomsong.coverage.importing import import_file
+from lomsong.coverage.overlay import down_links
 from lomsong.coverage.validate import Options
 from lomsong.storage.database import write_transaction
+from lomsong.storage.outages import open_outages
 from lomsong.storage.schema import field_measurements, outages
 from tests.conftest import ADMIN_SECRET, RunningCollector
 from tests.coverage.geodata_helpers import DATA
@@ -199,7 +201,7 @@ def test_open_outages_become_down_links(engine: Engine) -> None:
     ]
     with write_transaction(engine) as conn:
         conn.execute(outages.insert(), rows)
-    open_now = active_outages(engine, "04")
+    open_now = open_outages(engine, "04")
     assert sorted(o["commune_code"] for o in open_now) == [
         "01273",
         "01279",
@@ -207,7 +209,7 @@ def test_open_outages_become_down_links(engine: Engine) -> None:
         "01321",
         "01324",
     ]
-    assert active_outages(engine, "08") == []
+    assert open_outages(engine, "08") == []
     ops = ("viettel", "vinaphone", "mobifone")
     assert down_links(open_now, ops) == {
         ("01321", "viettel"),

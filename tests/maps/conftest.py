@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from lomsong.maps.inputs import ProvinceCoverage, commune_shares
-from lomsong.maps.sources import DownLinks, NationalCoverage
+from lomsong.collector.map_coverage import DownLinks
+from lomsong.maps.inputs import NationalCoverage, ProvinceCoverage, commune_shares
 from tests.maps.sample import SampleProvince, sample_province
 
 #: where screenshots are kept after the run (gitignored)

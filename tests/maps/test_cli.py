@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lomsong.collector.map_files import write_map
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
-from lomsong.maps.files import write_map
 from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.places import load_places
 from tests.maps.conftest import StaticCoverage, layers, page_data

@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 
 from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.live import LiveState
+from lomsong.collector.map_coverage import CoverageSource, ServiceCoverageSource
+from lomsong.collector.map_service import MapService
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ValidationError
 from lomsong.maps.inputs import TileSource
-from lomsong.maps.service import MapService
-from lomsong.maps.sources import CoverageSource, ServiceCoverageSource
 
 
 @dataclass(frozen=True)

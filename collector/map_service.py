@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from lomsong.collector.live import LiveState
+from lomsong.collector.map_coverage import CoverageSource
+from lomsong.collector.probe_markers import current_probes
 from lomsong.coverage import boundaries
 from lomsong.coverage.model import CoverageSettings
+from lomsong.coverage.overlay import down_links
 from lomsong.errors import NotFoundError
 from lomsong.maps.inputs import TileSource
 from lomsong.maps.national import PROVINCE_LINK, national_map, render_national
-from lomsong.maps.probes import ProbeMarker, current_probes, load_open_outages
+from lomsong.maps.probes import ProbeMarker
 from lomsong.maps.province import province_map, render_province
-from lomsong.maps.sources import CoverageSource, down_links_of
+from lomsong.storage.outages import open_outages
 from lomsong.storage.schema import provinces
 
 #: pages kept in memory (34 provinces, the national overview and a few viewer variants)
@@ -82,8 +85,7 @@ class MapService:
         if code not in names:
             raise NotFoundError(f"province {code!r} does not exist; known: {', '.join(names)}")
         markers = self.probes({code})
-        outages = load_open_outages(self.engine, {code})
-        down = down_links_of(outages, self.settings)
+        down = self._down_links({code})
         key = (
             "province",
             code,
@@ -119,8 +121,7 @@ class MapService:
         province_link: str = PROVINCE_LINK,
     ) -> Page:
         """The national overview, of the provinces ``only`` (all when ``None``)."""
-        outages = load_open_outages(self.engine, only)
-        down = down_links_of(outages, self.settings)
+        down = self._down_links(only)
         scope = None if only is None else tuple(sorted(only))
         version = self.source.version(None)
         key = ("national", scope, version, tuple(down), self.tiles, tuple(links), province_link)
@@ -142,6 +143,11 @@ class MapService:
             return render_national(fmap)
 
         return self._page(key, build)
+
+    def _down_links(self, only: Collection[str] | None) -> list[tuple[str, str]]:
+        """(commune, operator) pairs the open outages take down, as the coverage API lays them."""
+        rows = open_outages(self.engine, only)
+        return sorted(down_links(rows, self.settings.operator_keys()))
 
     def _page(self, key: Hashable, build: Callable[[], str]) -> Page:
         with self._build_lock:

@@ -2,10 +2,10 @@
 
 The maps do not classify on their own: they ask the same :class:`CoverageService` as the
 coverage API, so a province is classified once (cached per data version and age) and the live
-outage overlay is the same one (``coverage_service.down_links``: an operator's uplink down takes
-that operator down in the probe's commune; a probe silent for power or network takes every
-operator of its commune down). The dead-zone polygons are computed here, once per classified
-area.
+outage overlay is the same one (``lomsong.coverage.overlay.down_links``: an operator's uplink
+down takes that operator down in the probe's commune; a probe silent for power or network takes
+every operator of its commune down). The dead-zone polygons are computed here, once per
+classified area.
 
 Anything that answers :class:`CoverageSource` can stand in for it: the tests and the benchmark
 hand the map service coverage they built themselves.
@@ -14,32 +14,22 @@ hand the map service coverage they built themselves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Hashable, Iterable
+from typing import Protocol
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 from sqlalchemy import func, select
 
-from lomsong.collector.coverage_service import CoverageService, down_links
+from lomsong.collector.coverage_service import CoverageService
 from lomsong.coverage import boundaries, deadzones
 from lomsong.coverage.compute import Area, with_outages
 from lomsong.coverage.model import CoverageSettings
-from lomsong.maps.inputs import ProvinceCoverage, commune_shares
+from lomsong.maps.inputs import NationalCoverage, ProvinceCoverage, commune_shares
 from lomsong.storage.schema import sites
 
 #: (commune code, operator) that the open outages take down
 DownLinks = Iterable[tuple[str, str]]
-
-
-@dataclass
-class NationalCoverage:
-    """Per commune: hamlets and population, and those with no signal (``commune_shares``)."""
-
-    shares: pd.DataFrame
-    synthetic: bool
 
 
 class CoverageSource(Protocol):
@@ -115,15 +105,3 @@ class ServiceCoverageSource:
             query = query.where(sites.c.province_code == province)
         with self.service.engine.connect() as conn:
             return bool(conn.execute(query).scalar_one())
-
-
-def down_links_of(
-    open_outages: Iterable[Mapping[str, Any]], settings: CoverageSettings | None = None
-) -> list[tuple[str, str]]:
-    """(commune, operator) pairs the open outages take down, as the coverage API lays them.
-
-    An uplink down of a cellular operator's link takes that operator down in the commune; a
-    probe silent for power or network takes every operator of its commune down.
-    """
-    keys = (settings or CoverageSettings()).operator_keys()
-    return sorted(down_links(open_outages, keys))

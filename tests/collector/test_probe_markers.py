@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from lomsong.collector.live import Latest, ProbeLive
+from lomsong.collector.probe_markers import probe_markers
 from lomsong.collector.registry import ProbeInfo, Uplink
-from lomsong.maps.probes import probe_markers
 
 NOW = 1_795_000_000.0
 SILENT_AFTER = 90.0
