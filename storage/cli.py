@@ -33,7 +33,7 @@ def open_database(config: Path | None, *, upgrade: bool) -> Engine:
     the bundled places are loaded, as ``serve`` does. ``upgrade=False`` is for commands that only
     read: they must not change a database that another version of the collector may still be
     serving, so a schema that is not at head (or absent) is a ``MigrationError`` telling the
-    user to run ``lomsong db upgrade``, and a missing SQLite file is not created.
+    user to run ``lomsong db upgrade``, and a missing or empty SQLite file is left as it is.
     """
     from lomsong.config.collector import load_collector_settings
     from lomsong.storage.database import check_ready, migrate, open_engine
@@ -55,15 +55,19 @@ def open_database(config: Path | None, *, upgrade: bool) -> Engine:
 
 
 def _refuse_missing_file(engine: Engine) -> None:
-    # SQLite creates a missing file on the first connection; a read would leave an empty
-    # database behind, where the next `serve` or `db upgrade` should be the one to make it.
+    # SQLite makes a database of a missing or empty file on the first connection (the WAL
+    # pragma writes its header); a read would leave that behind, where `serve` or `db upgrade`
+    # should be the one to make it.
     if engine.dialect.name != "sqlite":
         return
     path = Path(engine.url.database or "").expanduser()
     if not path.exists():
-        raise MigrationError(
-            f"database file {str(path)!r} does not exist; run `lomsong db upgrade`"
-        )
+        problem = "does not exist"
+    elif path.stat().st_size == 0:
+        problem = "is empty"
+    else:
+        return
+    raise MigrationError(f"database file {str(path)!r} {problem}; run `lomsong db upgrade`")
 
 
 @db_app.command("upgrade")
