@@ -1,7 +1,9 @@
 """``lomsong geodata …`` and ``lomsong coverage …``.
 
-Only typer is imported here; the geospatial stack is imported inside each command, so that the
-``lomsong`` command starts where only the probe agent is installed.
+Only typer, the kernel and storage's command helpers are imported here; the geospatial stack is
+imported inside each command, so that the ``lomsong`` command starts where only the probe agent
+is installed. ``geodata import|synth`` write and bring the database to this code's schema first;
+the others only read, and refuse a database whose schema is not at head instead of migrating it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from lomsong.errors import ValidationError
+from lomsong.storage.cli import ConfigOpt, open_database
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -29,23 +32,11 @@ coverage_app = typer.Typer(
     help="Hamlet coverage: classify, summarise, what-if.", no_args_is_help=True
 )
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Collector settings (TOML); LOMSONG_* variables win over it."
-    ),
-]
 ProvinceOpt = Annotated[
     str | None, typer.Option("--province", help="Province code, e.g. 04 (Cao Bằng).")
 ]
 #: files with more rows than this get a progress bar
 PROGRESS_ROWS = 5_000
-
-
-def _engine(config: Path | None) -> Engine:
-    from lomsong.cli import _ready_engine
-
-    return _ready_engine(config)
 
 
 @contextmanager
@@ -173,7 +164,7 @@ def geodata_import(
         operator=operator,
         synthetic=synthetic,
     )
-    engine = _engine(config)
+    engine = open_database(config, upgrade=True)
     try:
         with _progress() as progress:
             result = import_file(
@@ -219,7 +210,7 @@ def geodata_imports(
         "accepted",
         "rejected",
     )
-    for r in list_imports(_engine(config), limit):
+    for r in list_imports(open_database(config, upgrade=False), limit):
         table.add_row(
             str(r["id"]),
             iso(r["created_at"]) or "",
@@ -260,7 +251,7 @@ def geodata_versions(
         "lon",
         "retired",
     )
-    for v in hamlet_history(_engine(config), hamlet_id):
+    for v in hamlet_history(open_database(config, upgrade=False), hamlet_id):
         power = v["has_grid_power"]
         table.add_row(
             str(v["version"]),
@@ -294,13 +285,10 @@ def geodata_synth(
         raise ValidationError(
             "--province/--national", province, "give exactly one of --province CODE, --national"
         )
-    engine = _engine(config)
+    engine = open_database(config, upgrade=True)
     with _progress() as progress:
         summary = generate_and_store(engine, province=province, seed=seed, progress=progress)
     typer.echo(summary)
-
-
-# -- coverage (needs lomsong.coverage.engine) --------------------------------------------------
 
 
 def _area(engine: Engine, province: str | None) -> Any:
@@ -351,7 +339,7 @@ def coverage_classify(
         raise ValidationError("--operator", operator, f"expected one of {{{', '.join(keys)}}}")
     if operator is not None and wanted is None:
         raise ValidationError("--operator", operator, "needs --status")
-    engine = _engine(config)
+    engine = open_database(config, upgrade=False)
     area, classification = _area(engine, province)
     frame = status_frame(area.details, classification)
     frame = filter_status(frame, status=wanted, operator=operator, commune=commune)
@@ -390,7 +378,7 @@ def coverage_summary(
     if by not in ("commune", "province"):
         raise ValidationError("--by", by, "expected one of {commune, province}")
     level: Literal["commune", "province"] = "commune" if by == "commune" else "province"
-    engine = _engine(config)
+    engine = open_database(config, upgrade=False)
     area, classification = _area(engine, province)
     frame = summarize(area, classification, level)
     if output is not None:
@@ -453,7 +441,7 @@ def coverage_whatif(
         radio=radio,
     )
     sectors = candidate_sectors([candidate], settings)
-    engine = _engine(config)
+    engine = open_database(config, upgrade=False)
     if province is None:
         geo = Geography.load(engine)
         (code,) = geo.commune_at(np.array([shapely.Point(lon, lat)]), 2000.0)
@@ -494,7 +482,7 @@ def coverage_deadzones(
     from lomsong.coverage.export import write_table
     from lomsong.coverage.model import CoverageSettings
 
-    engine = _engine(config)
+    engine = open_database(config, upgrade=False)
     zones = area_dead_zones(engine, province, CoverageSettings())
     total = float(zones["area_km2"].sum())
     with_dead = int((zones["area_km2"] > 0).sum())
@@ -505,3 +493,9 @@ def coverage_deadzones(
     if output is not None:
         write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province))
         typer.echo(f"written to {output}")
+
+
+def add_commands(root: typer.Typer) -> None:
+    """Mount ``lomsong geodata`` and ``lomsong coverage``."""
+    root.add_typer(geodata_app, name="geodata")
+    root.add_typer(coverage_app, name="coverage")

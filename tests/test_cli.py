@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from lomsong import __version__
 from lomsong.collector.auth import Authenticator
-from lomsong.storage.database import open_engine
+from lomsong.storage.database import current_revision, head_revision, migrate, open_engine
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 
@@ -126,3 +128,74 @@ def test_serve_refuses_a_placeholder_secret(tmp_path: Path) -> None:
     assert (
         "admin_token (LOMSONG_ADMIN_TOKEN)" in out.stderr and "refused outside --dev" in out.stderr
     )
+
+
+#: every command that only reads the collector's database, with arguments that would work on a
+#: database at head
+READ_ONLY = [
+    ("token", "list"),
+    ("probe", "list"),
+    ("map", "--national", "-o", "{tmp}/vn.html"),
+    ("geodata", "imports"),
+    ("geodata", "versions", "h1"),
+    ("coverage", "classify", "--province", "04"),
+    ("coverage", "summary", "--province", "04"),
+    ("coverage", "whatif", "--site", "22.66,106.25", "--operator", "viettel", "--province", "04"),
+    ("coverage", "deadzones", "--province", "04"),
+]
+
+
+@pytest.fixture(scope="module")
+def old_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file one migration behind this code, as a collector not yet upgraded leaves it."""
+    db = tmp_path_factory.mktemp("old") / "l.db"
+    engine = open_engine(f"sqlite:///{db}")
+    migrate(engine, "0002")
+    engine.dispose()
+    return db
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=[" ".join(a[:2]) for a in READ_ONLY])
+def test_read_only_commands_refuse_an_old_schema_and_leave_it(
+    old_db: Path, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    before = old_db.read_bytes()
+    out = run(*(a.format(tmp=tmp_path) for a in args), db=old_db)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"lomsong: error: database schema is at revision '0002', this code expects "
+        f"{head_revision()!r}; run `lomsong db upgrade`"
+    ]
+    engine = open_engine(f"sqlite:///{old_db}")
+    assert current_revision(engine) == "0002"
+    engine.dispose()
+    assert old_db.read_bytes() == before
+    assert not list(tmp_path.iterdir())  # `map` wrote no file
+
+
+def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
+    """A missing or empty SQLite file is left as it is; a database without tables is not
+    migrated."""
+    db = tmp_path / "l.db"
+    out = run("token", "list", db=db)
+    assert out.returncode == 1 and not db.exists()
+    assert out.stderr.splitlines() == [
+        f"lomsong: error: database file {str(db)!r} does not exist; run `lomsong db upgrade`"
+    ]
+    db.write_bytes(b"")
+    out = run("probe", "list", db=db)
+    assert out.returncode == 1 and db.read_bytes() == b""
+    assert out.stderr.splitlines() == [
+        f"lomsong: error: database file {str(db)!r} is empty; run `lomsong db upgrade`"
+    ]
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    before = db.read_bytes()
+    out = run("coverage", "classify", db=db)
+    assert out.returncode == 1 and db.read_bytes() == before
+    assert out.stderr.splitlines() == [
+        f"lomsong: error: database schema is at revision None, this code expects "
+        f"{head_revision()!r}; run `lomsong db upgrade`"
+    ]
+    run("db", "upgrade", db=db, check=True)
+    run("token", "list", db=db, check=True)

@@ -47,3 +47,29 @@ def test_the_agent_imports_nothing_heavy(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].endswith("ok: probe cb-thuc-phan, 2 uplinks, 6 checks, 10 scheduled jobs")
     assert lines[-1] == "LOADED []"
+
+
+MOUNTED = f"""
+import sys
+import lomsong.cli
+import lomsong.collector.cli, lomsong.coverage.cli, lomsong.demo.cli
+import lomsong.probes.cli, lomsong.storage.cli
+for argv in (["--help"], ["probe", "--help"], ["token", "--help"], ["coverage", "--help"]):
+    try:
+        lomsong.cli.main(argv)
+    except SystemExit as exc:
+        assert exc.code == 0, (argv, exc.code)
+heavy = {HEAVY!r}
+print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+"""
+
+
+def test_mounting_every_command_group_imports_nothing_heavy(tmp_path: Path) -> None:
+    """``lomsong.cli`` mounts every wing's commands; their heavy imports wait for a command to
+    run, so the root, its help and the agent's commands start on the base install."""
+    out = subprocess.run(
+        [sys.executable, "-c", MOUNTED], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "probe" in out.stdout and "check-config" in out.stdout
+    assert out.stdout.splitlines()[-1] == "LOADED []"
