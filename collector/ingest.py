@@ -266,21 +266,25 @@ def check_batch(batch: BatchDict, limits: IngestLimits, *, received_at: float) -
                 break
             seen.add(seq)
     latest_allowed = sent_at + limits.max_future_seconds
-    ahead = len(results)
-    if max(measured) > latest_allowed:
-        ahead = next(i for i, m in enumerate(measured) if m > latest_allowed)
-    if repeated < len(results) and repeated <= ahead:
+    earliest_allowed = sent_at - limits.max_past_seconds
+    astray = len(results)
+    if max(measured) > latest_allowed or min(measured) < earliest_allowed:
+        astray = next(
+            i for i, m in enumerate(measured) if not earliest_allowed <= m <= latest_allowed
+        )
+    if repeated < len(results) and repeated <= astray:
         raise IngestRejected(
             422, "invalid", f"results[{repeated}].seq: {seqs[repeated]} appears twice in the batch"
         )
-    if ahead < len(results):
-        raise IngestRejected(
-            422,
-            "clock",
-            f"results[{ahead}].measured_at: {results[ahead]['measured_at'].isoformat()} is after "
-            f"the batch's sent_at {sent.isoformat()} by more than "
-            f"{limits.max_future_seconds:.0f} s",
-        )
+    if astray < len(results):
+        when = results[astray]["measured_at"].isoformat()
+        if measured[astray] > latest_allowed:
+            how = f"after the batch's sent_at {sent.isoformat()} by more than "
+            how += f"{limits.max_future_seconds:.0f} s"
+        else:
+            how = f"before the batch's sent_at {sent.isoformat()} by more than "
+            how += f"{limits.max_past_seconds:.0f} s (ingest.max_past_seconds)"
+        raise IngestRejected(422, "clock", f"results[{astray}].measured_at: {when} is {how}")
     return CheckedBatch(batch, sent_at, received_at, seqs, measured)
 
 

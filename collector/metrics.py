@@ -57,7 +57,8 @@ _FAMILIES = (
     ),
     (
         "lomsong_probes",
-        "Registered probes per province, reporting or silent (3 report intervals).",
+        "Registered probes per province, reporting or silent (silent: no batch for "
+        "detector.grace_intervals report intervals).",
     ),
     (
         "lomsong_uplinks",

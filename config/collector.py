@@ -31,6 +31,10 @@ class IngestLimits(BaseModel):
     rate_burst: Annotated[int, Field(ge=1, le=100_000)] = 60
     #: A result measured more than this after its batch's ``sent_at`` is refused.
     max_future_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    #: A result measured more than this before its batch's ``sent_at`` is refused: the agent's
+    #: spool drops results at this age (``spool_max_age_seconds``), so an older one is a
+    #: broken clock, not a backlog.
+    max_past_seconds: Annotated[float, Field(ge=3_600, le=366 * 86_400)] = 30 * 86_400.0
     #: A batch whose ``sent_at`` is this far from the collector's clock is refused.
     max_clock_skew_seconds: Annotated[float, Field(ge=60, le=30 * 86_400)] = 7 * 86_400.0
 

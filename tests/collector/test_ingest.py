@@ -163,6 +163,12 @@ INVALID = [
         "after the batch's sent_at",
     ),
     ("clock", _doc_with(sent_at="2020-01-01T00:00:00Z"), "sent_at", "2020-01-01"),
+    (
+        "past",
+        _doc_with(r1_measured_at=iso(datetime.now(UTC) - timedelta(days=31))),
+        "results[1].measured_at",
+        "ingest.max_past_seconds",
+    ),
     ("dup seq", _doc_with(r1_seq=1), "results[1].seq", "appears twice"),
     ("packets", _doc_with(r1_packets_received=9), "results[1]", "exceeds packets_sent"),
     ("nul in target", _doc_with(r1_target="a\x00b"), "results[1].target", "NUL"),

@@ -139,6 +139,10 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
         defaults = model()
         for name in model.model_fields:
             value = getattr(defaults, name)
-            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            shown = (
+                (str(int(value)) if value.is_integer() else f"{value:g}")
+                if isinstance(value, float)
+                else str(value)
+            )
             var = f"LOMSONG_{table.upper()}__{name.upper()}"
             assert f"| `{table}.{name}` | `{var}` | `{shown}` |" in readme, (table, name, shown)
