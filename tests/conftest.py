@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
 from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.places import load_places
+from tests.waiting import wait_until
 
 #: The PostgreSQL server the tests use (``make test`` starts one where none runs).
 PG_ADMIN_URL = os.environ.get(
@@ -130,11 +130,11 @@ def serve_in_thread(app: object, port: int) -> tuple[uvicorn.Server, threading.T
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("collector did not start")
-        time.sleep(0.02)
+    wait_until(
+        lambda: server.started or not thread.is_alive(), timeout=15, what="collector started"
+    )
+    if not server.started:
+        raise RuntimeError("collector did not start")
     return server, thread
 
 
@@ -208,14 +208,15 @@ class WebhookSink:
     def wait_for(
         self, predicate: Callable[[list[dict[str, object]]], bool], timeout: float = 20
     ) -> list[dict[str, object]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def met() -> tuple[list[dict[str, object]]] | None:
             with self.lock:
                 bodies = list(self.bodies)
-            if predicate(bodies):
-                return bodies
-            time.sleep(0.05)
-        raise AssertionError(f"webhook sink: condition not met in {timeout} s; got {self.bodies}")
+            return (bodies,) if predicate(bodies) else None  # a tuple: true even when empty
+
+        (bodies,) = wait_until(
+            met, timeout=timeout, what=lambda: f"webhook sink: condition (got {self.bodies})"
+        )
+        return bodies
 
     def close(self) -> None:
         self.server.shutdown()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,20 +12,20 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
     """Until ``url``/-/ready answers 200; fails with the server's log if it exits first."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> bool:
         assert proc.poll() is None, f"{what} exited: {log.read_text()[-3000:]}"
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{what} not ready in 30 s"
-        time.sleep(0.2)
+            return False
+
+    wait_until(ready, timeout=30, what=f"{what} ready")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

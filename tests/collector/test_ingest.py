@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +13,7 @@ from sqlalchemy import func, select
 from lomsong.storage.schema import results
 from tests.conftest import CollectorFactory, RunningCollector
 from tests.factories import batch, body, iso, result
+from tests.waiting import wait_until
 
 
 def _count(c: RunningCollector) -> int:
@@ -389,14 +389,17 @@ def _heard_after(c: RunningCollector, probe_id: str, seen_before: float) -> tupl
     """``probe_state``'s last seen and clock skew once the writer has recorded a newer visit.
 
     The writer does so within a second; the deadline is generous for a loaded machine."""
-    deadline = time.monotonic() + 5
-    while (state := _state(c, probe_id))[0] == seen_before:
-        assert time.monotonic() < deadline, "the writer did not record the re-send"
-        time.sleep(0.05)
+    state = wait_until(
+        lambda: (got := _state(c, probe_id))[0] != seen_before and got,
+        timeout=5,
+        what="the writer recorded the re-send",
+    )
     # the live state learns it just after the commit
-    while c.ctx.live.live[probe_id].last_seen_at != state[0]:
-        assert time.monotonic() < deadline, "the live state did not learn of the re-send"
-        time.sleep(0.01)
+    wait_until(
+        lambda: c.ctx.live.live[probe_id].last_seen_at == state[0],
+        timeout=5,
+        what="the live state learnt of the re-send",
+    )
     return state
 
 

@@ -14,6 +14,7 @@ from tests import servers
 from tests.collector.test_metrics import post, report
 from tests.conftest import RunningCollector
 from tests.factories import result
+from tests.waiting import wait_until
 
 
 def _query(http: httpx.Client, expr: str) -> list[dict[str, Any]]:
@@ -46,15 +47,20 @@ def test_a_real_prometheus_scrapes_the_probe_series(
         servers.prometheus(tmp_path, target, interval="1s") as url,
         httpx.Client(base_url=url, timeout=5) as http,
     ):
-        deadline = time.monotonic() + 60
-        series: list[dict[str, Any]] = []
-        while len(series) < len(expected):
-            assert time.monotonic() < deadline, (
-                f"probe_success not scraped in time; got {series}; "
+
+        def scraped() -> list[dict[str, Any]] | None:
+            got = _query(http, "probe_success")
+            return got if len(got) >= len(expected) else None
+
+        series = wait_until(
+            scraped,
+            timeout=60,
+            what=lambda: (
+                f"probe_success scraped; got {_query(http, 'probe_success')}; "
                 f"targets: {http.get('/api/v1/targets').text}"
-            )
-            time.sleep(0.5)
-            series = _query(http, "probe_success")
+            ),
+            interval=0.25,  # one scrape a second
+        )
         got = {
             (
                 s["metric"]["probe"],

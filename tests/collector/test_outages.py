@@ -93,7 +93,7 @@ class Agent:
     def report(self, rounds: int = 1) -> None:
         for _ in range(rounds):
             self.send(self.round(datetime.now(UTC)))
-            time.sleep(INTERVAL)
+            time.sleep(INTERVAL)  # a probe's cadence: the collector's detector runs on real time
 
 
 def start(
@@ -121,9 +121,8 @@ def test_a_power_cut_is_alerted_then_resolved_as_power(
     c = start(collector_factory, sqlite_url, webhook_sink)
     agent = Agent(c, "cb-bao-lac", "01321")
     agent.report(2)
-    stopped = time.monotonic()
+    # silent after 3 intervals: the deadline adds the detector's tick and a loaded machine's slack
     bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=3 * INTERVAL + 10)
-    assert time.monotonic() - stopped <= 3 * INTERVAL + 10
     [fire] = firing(bodies)
     assert fire["version"] == "4"
     [alert] = fire["alerts"]  # type: ignore[misc]
@@ -220,7 +219,7 @@ def test_a_link_down_alert_names_the_hamlets_left_without_signal(
             if r.get("uplink") == "viettel-4g":
                 r.update(ok=False, duration_seconds=None, packets_received=0, error="timeout")
         agent.send(rows)
-        time.sleep(INTERVAL)
+        time.sleep(INTERVAL)  # a probe's cadence: the collector's detector runs on real time
     bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=15)
     [alert] = [a for b in firing(bodies) for a in b["alerts"]]  # type: ignore[attr-defined]
     assert alert["labels"]["condition"] == "uplink_down"

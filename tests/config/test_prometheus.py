@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningCollector, free_port
 from tests.factories import body, iso, result
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "config" / "prometheus"
@@ -346,32 +346,28 @@ def prometheus(collector: RunningCollector, tmp_path: Path) -> Iterator[Promethe
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
                 pytest.fail(f"prometheus did not start: {log_path.read_text()}")
-            time.sleep(0.1)
+            try:
+                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout=30, what=lambda: f"prometheus ready ({log_path.read_text()})")
         prom = Prometheus(url)
         # One scrape before the test feeds the collector, so its counters are seen to move.
-        assert wait_for(lambda: prom.query('up{job="lomsong"} == 1')), "no scrape in 20 s"
+        wait_for(lambda: prom.query('up{job="lomsong"} == 1'), "a first scrape of the collector")
         yield prom
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def wait_for(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
+def wait_for(check: Any, what: Any) -> Any:
+    """Polls Prometheus: scrapes and rules run once a second, so 4 asks a second are plenty."""
+    return wait_until(check, timeout=20, what=what, interval=0.25)
 
 
 @pytest.mark.slow
@@ -399,11 +395,11 @@ def test_prometheus_evaluates_the_rules_and_dashboard_on_a_real_collector(
             (r["metric"]["province"], r["metric"]["operator"]): float(r["value"][1]) for r in rows
         }
 
-    wait_for(lambda: recorded() == want)
+    wait_for(lambda: recorded() == want, lambda: f"recorded {recorded()} == {want}")
     assert recorded() == want
 
     # Rate rules need two scrapes after the counters moved; by then every group has run.
-    assert wait_for(lambda: prometheus.query("job:lomsong_ingest_rejected:rate5m > 0"))
+    wait_for(lambda: prometheus.query("job:lomsong_ingest_rejected:rate5m > 0"), "a rate rule")
     names = [rule["name"] for group in prometheus.rule_groups() for rule in group["rules"]]
     text = RULES.read_text()
     assert sorted(names) == sorted(recording_rules(text) + alerting_rules(text))
@@ -423,6 +419,6 @@ def test_prometheus_evaluates_the_rules_and_dashboard_on_a_real_collector(
     # The feed has an uplink down and a refused batch, so even the panels filtered on "> 0"
     # have something to show. Series born during the feed (the request histogram's) need two
     # scrapes after it for a rate, one more than the counters that existed before it.
-    wait_for(lambda: not empty_queries())
+    wait_for(lambda: not empty_queries(), lambda: f"data for every query; none: {empty_queries()}")
     empty = empty_queries()
     assert not empty, f"dashboard queries without data on a fed collector: {empty}"

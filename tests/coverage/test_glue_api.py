@@ -22,6 +22,7 @@ from lomsong.coverage.compute import generate_and_store
 from lomsong.coverage.model import CoverageSettings
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import body, iso
+from tests.waiting import wait_until
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 OPERATORS = CoverageSettings().operator_keys()
@@ -239,11 +240,13 @@ def test_an_uplink_outage_cuts_off_the_communes_hamlets_until_it_ends(
         return [o for o in r.json()["outages"] if o["condition"] == "uplink_down"]
 
     def until(done: Any, viettel_ok: bool) -> None:
-        deadline = time.monotonic() + 20
-        while not done():
-            assert time.monotonic() < deadline, "the detector did not act in time"
+        def reported_until_done() -> bool:  # the probe keeps reporting while the detector acts
+            if done():
+                return True
             send(viettel_ok)
-            time.sleep(0.4)
+            return False
+
+        wait_until(reported_until_done, timeout=20, what="the detector acted", interval=0.4)
 
     before = {h["id"]: h for h in every if h["commune"]["code"] == commune}
     until(lambda: len(open_uplink_outages()) == 1, viettel_ok=False)

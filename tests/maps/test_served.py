@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import body, iso
 from tests.maps.conftest import StaticCoverage, layer_data, layers, page_data
+from tests.waiting import wait_until
 
 DEAD_TILES = {"tile_url": "http://127.0.0.1:9/{z}/{x}/{y}.png"}
 SHARE_LAYER = "Tỷ lệ dân trong vùng trắng sóng / Share of population in dead zones"
@@ -83,15 +83,6 @@ def report(
         r = http.post("/api/v1/reports", content=raw, headers=headers)
         assert r.status_code == 200, r.text
     return seq + 1
-
-
-def wait_for(predicate: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met")
 
 
 def test_province_map_is_cached_and_rebuilt_when_its_data_changes(
@@ -217,7 +208,11 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
 ) -> None:
     c = start(collector_factory, sqlite_url, static_coverage)
     # the detector's first tick takes what is stored as history: report after it
-    wait_for(lambda: c.ctx.outages is not None and c.ctx.outages.detector is not None)
+    wait_until(
+        lambda: c.ctx.outages is not None and c.ctx.outages.detector is not None,
+        timeout=15,
+        what="the detector running",
+    )
     cb = c.register("cb-thuc-phan", "01273", ("fibre:fibre", "viettel-4g:viettel"))
     tq = c.register("tq-minh-xuan", "02509", ("fibre:fibre", "viettel-4g:viettel"))
     c.register("cb-bao-lac", "01321", ("fibre:fibre",))
@@ -229,7 +224,7 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
         with client(c, ADMIN_SECRET) as http:
             return bool(http.get("/api/v1/outages", params={"active": "true"}).json()["count"] == 1)
 
-    wait_for(opened)
+    wait_until(opened, timeout=15, what="an outage opened")
     with client(c, ADMIN_SECRET) as http:
         page = http.get("/")
     assert page.status_code == 200

@@ -9,7 +9,6 @@ import socketserver
 import ssl
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ class Server:
     host: str
     port: int
     peers: list[str] = field(default_factory=list)
+    #: Set when the test is over: until then the HTTP server's ``/hang`` answers nothing.
+    release: threading.Event = field(default_factory=threading.Event)
 
     @property
     def address(self) -> str:
@@ -102,7 +103,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path == "/hang":
-            time.sleep(3)  # longer than the test's check timeout
+            # Held until the test ends: no check timeout can be long enough to see an answer.
+            self.server.record.release.wait(60)
             self._send(200, b"late\n")
         else:
             self._send(404, b"not found\n")
@@ -136,6 +138,7 @@ def _serve_http(context: ssl.SSLContext | None) -> Iterator[Server]:
     thread.daemon = True
     thread.start()
     yield httpd.record
+    httpd.record.release.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)

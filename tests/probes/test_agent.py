@@ -21,6 +21,7 @@ from lomsong.config.probe import (
 from lomsong.probes.agent import Job, Measurement, Runner, encode_result, plan_jobs, run_once
 from lomsong.probes.checks.base import Binding, Outcome
 from lomsong.probes.spool import AsyncSpool, Spool
+from tests.waiting import wait_until_async
 
 from .conftest import Server, probe_settings
 
@@ -58,20 +59,24 @@ def test_a_hung_check_does_not_delay_the_others(
     hang = HttpCheck(kind="http", target=f"http://{http_server.address}/hang", timeout_seconds=1.5)
     tcp = TcpCheck(kind="tcp", target=tcp_server.address)
 
-    async def scenario() -> tuple[float, float, Measurement, Measurement]:
+    async def scenario() -> tuple[list[str], Measurement, Measurement]:
         runner = Runner(s)
-        start = time.monotonic()
+        events: list[str] = []
         slow = asyncio.create_task(runner.measure(Job("h", "http", hang.target, hang, Binding())))
-        await asyncio.sleep(0.05)
+        slow.add_done_callback(lambda _: events.append("hung check recorded"))
+        # the hung check is under way: the server has its request (and never answers it)
+        await wait_until_async(lambda: http_server.peers, timeout=10, what="the /hang request")
         fast = await runner.measure(Job("t", "tcp", tcp.target, tcp, Binding()))
-        fast_done = time.monotonic() - start
+        events.append("fast check recorded")
         hung = await slow
-        return fast_done, time.monotonic() - start, fast, hung
+        assert not http_server.release.is_set()  # the runner gave up; the server never answered
+        return events, fast, hung
 
-    fast_done, slow_done, fast, hung = asyncio.run(scenario())
-    assert fast.outcome.ok and fast_done < 0.5
+    events, fast, hung = asyncio.run(scenario())
+    assert events == ["fast check recorded", "hung check recorded"]
+    assert fast.outcome.ok
     assert (hung.outcome.ok, hung.outcome.error) == (False, "timeout")
-    assert 1.4 < slow_done < 2.5
+    assert hung.outcome.duration_seconds == hang.timeout_seconds
 
 
 def test_a_stuck_mmcli_is_killed_at_the_timeout(tmp_path: Path) -> None:
@@ -86,12 +91,27 @@ def test_a_stuck_mmcli_is_killed_at_the_timeout(tmp_path: Path) -> None:
         m = await Runner(probe_settings(tmp_path)).measure(
             Job("m", "modem", spec.target, spec, Binding("viettel-4g"))
         )
-        await asyncio.sleep(0.5)  # the cancelled check kills its child meanwhile
-        return m, psutil.Process().children(recursive=True)
+        # the cancelled check kills its child: gone, soon after the timeout
+        await wait_until_async(
+            lambda: not stuck_children(), timeout=10, what=lambda: f"{stuck_children()} killed"
+        )
+        return m, stuck_children()
 
     m, children = asyncio.run(scenario())
     assert (m.outcome.ok, m.outcome.error) == (False, "timeout")
-    assert not [c for c in children if "time.sleep(60)" in " ".join(c.cmdline())]
+    assert not children
+
+
+def stuck_children() -> list[psutil.Process]:
+    """This process's children still running the stuck mmcli stand-in."""
+    found = []
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if "time.sleep(60)" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE:
+                found.append(c)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def test_a_result_the_wire_would_refuse_is_recorded_as_a_failure(tmp_path: Path) -> None:

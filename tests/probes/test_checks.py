@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,8 @@ def test_tcp_connects_from_the_uplinks_source_address(tcp_server: Server, tmp_pa
     spec = TcpCheck(kind="tcp", target=tcp_server.address)
     m = measure(spec, tmp_path, Binding("viettel-4g", source_address="127.0.0.2"))
     assert m.outcome.ok, m.outcome.error
-    assert 0 < (m.outcome.duration_seconds or 0) < 1
+    # measured within the run (run_seconds is rounded to the microsecond)
+    assert 0 < (m.outcome.duration_seconds or 0) <= m.outcome.details["run_seconds"] + 1e-6
     assert m.wire()["uplink"] == "viettel-4g"
     # The server saw the connection come from the uplink's address, not the default one.
     assert tcp_server.peers == ["127.0.0.2"]
@@ -109,7 +109,7 @@ def test_http_status_and_timings(http_server: Server, tmp_path: Path) -> None:
     o = m.outcome
     assert o.ok and o.status_code == 200 and o.error is None
     assert o.tls_expiry_days is None
-    assert 0 < (o.duration_seconds or 0) < 2
+    assert 0 < (o.duration_seconds or 0) <= o.details["run_seconds"] + 1e-6
     assert {"connect_seconds", "wait_seconds"} <= set(o.details)
     assert o.details["body_bytes"] == len(b"Cong dich vu cong quoc gia\n")
 
@@ -197,10 +197,9 @@ def test_certificate_reader_matches_the_ssl_module(self_signed: Certificate) -> 
 
 def test_a_hung_server_becomes_a_timeout_result(http_server: Server, tmp_path: Path) -> None:
     spec = http_spec(f"http://{http_server.address}/hang", timeout_seconds=0.5)
-    start = time.monotonic()
-    m = measure(spec, tmp_path)
+    m = measure(spec, tmp_path)  # the server answers only once the test is over
     assert (m.outcome.ok, m.outcome.error) == (False, "timeout")
-    assert time.monotonic() - start < 2
+    assert not http_server.release.is_set() and m.outcome.duration_seconds == 0.5
 
 
 # -- dns ---------------------------------------------------------------------------------------
@@ -262,7 +261,8 @@ def test_icmp_over_loopback(tmp_path: Path) -> None:
         return
     assert (o.packets_sent, o.packets_received) == (4, 4)
     assert o.rtt_min_seconds is not None and o.rtt_max_seconds is not None
-    assert 0 <= o.rtt_min_seconds <= (o.duration_seconds or 0) <= o.rtt_max_seconds < 0.5
+    assert 0 <= o.rtt_min_seconds <= (o.duration_seconds or 0) <= o.rtt_max_seconds
+    assert o.rtt_max_seconds <= o.details["run_seconds"] + 1e-6
     assert o.jitter_seconds is not None and 0 <= o.jitter_seconds <= o.rtt_max_seconds
     assert o.details["loss"] == 0
 

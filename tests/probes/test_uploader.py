@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
+from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.probe import (
     HeartbeatCheck,
@@ -33,6 +34,7 @@ from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader, encode_batch, retry_after_seconds
 from lomsong.storage.schema import probe_state, results
 from tests.conftest import RunningCollector, free_port, make_settings, ready_engine, serve_in_thread
+from tests.waiting import wait_until_async
 
 from .conftest import Server
 
@@ -150,14 +152,18 @@ def test_backfill_after_the_collector_was_down(
         for _ in range(12):  # the link is down: results pile up in the spool
             for job in jobs:
                 await runner.run_job(job)
-            await asyncio.sleep(0.02)
-        assert uploader.counters.failures > 0 and uploader.counters.batches == 0
+        await wait_until_async(
+            lambda: uploader.counters.failures, timeout=20, what="an upload tried and failed"
+        )
+        assert uploader.counters.batches == 0
         expected = await asyncio.to_thread(spooled_times, settings.spool_path)
         await asyncio.to_thread(late_collector.start)  # the link is back
-        deadline = time.monotonic() + 20
-        while (await spool.stats()).depth + (await spool.stats()).sent_waiting:
-            assert time.monotonic() < deadline, "backfill did not finish"
-            await asyncio.sleep(0.05)
+
+        async def backfilled() -> bool:
+            stats = await spool.stats()
+            return stats.depth + stats.sent_waiting == 0
+
+        await wait_until_async(backfilled, timeout=20, what="backfill finished")
         stop.set()
         await task
         await spool.close()
@@ -208,10 +214,7 @@ async def drain(settings: ProbeSettings, spool: Spool, **kw: Any) -> Uploader:
     aspool = AsyncSpool(spool)
     uploader = make_uploader(settings, aspool, **kw)
     async with uploader.client() as client:
-        for _ in range(200):
-            if await uploader.drain(client):
-                break
-            await asyncio.sleep(0.05)
+        await wait_until_async(lambda: uploader.drain(client), timeout=10, what="spool drained")
     return uploader
 
 
@@ -234,9 +237,9 @@ def test_413_halves_the_batch_until_it_fits(
 
 
 def test_429_waits_for_retry_after(collector_factory: Any, sqlite_url: str, tmp_path: Path) -> None:
-    collector: RunningCollector = collector_factory(
-        sqlite_url, ingest={"rate_per_probe": 0.5, "rate_burst": 1}
-    )
+    collector: RunningCollector = collector_factory(sqlite_url)
+    now = [1_000.0]  # the collector's rate limiter on a fake clock: the test moves time on
+    collector.ctx.limiter = RateLimiter(0.5, 1, clock=lambda: now[0])
     token = collector.register(PROBE)
     settings = probe_settings(tmp_path, collector.url, token, upload={"batch_size": 5})
     spool = Spool(settings.spool_path)
@@ -248,7 +251,7 @@ def test_429_waits_for_retry_after(collector_factory: Any, sqlite_url: str, tmp_
         async with uploader.client() as client:
             first = await uploader.step(client)
             second = await uploader.step(client)  # at once: over the rate
-            await asyncio.sleep(second[0])
+            now[0] += second[0]  # as long as Retry-After said
             third = await uploader.step(client)
         return [first, second, third]
 
@@ -390,7 +393,14 @@ def test_the_agent_measures_spools_and_delivers(
     async def scenario() -> None:
         stop = asyncio.Event()
         agent = asyncio.create_task(run_agent(settings, stop))
-        await asyncio.sleep(3.5)
+
+        def delivered() -> bool:  # three runs of each check (they run every second)
+            kinds = [r["kind"] for r in late_collector.stored()]
+            return kinds.count("tcp") >= 3 and kinds.count("heartbeat") >= 3
+
+        await wait_until_async(
+            lambda: asyncio.to_thread(delivered), timeout=30, what="three runs of each delivered"
+        )
         stop.set()
         await asyncio.wait_for(agent, 30)
 
