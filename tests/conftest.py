@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
 
 from lomsong.collector.app import create_app
@@ -228,3 +230,49 @@ def webhook_sink() -> Iterator[WebhookSink]:
     sink = WebhookSink()
     yield sink
     sink.close()
+
+
+class FakeClock:
+    """The collector's wall clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Clocked:
+    collector: RunningCollector
+    clock: FakeClock
+    app: FastAPI
+
+
+ClockedFactory = Callable[..., Clocked]
+
+
+@pytest.fixture
+def clocked_factory(sqlite_url: str) -> Iterator[ClockedFactory]:
+    """Collectors on one SQLite file whose clock the test moves (``create_app(clock=...)``)."""
+    stops: list[Callable[[], None]] = []
+
+    def start(**overrides: object) -> Clocked:
+        engine = ready_engine(sqlite_url)
+        clock = FakeClock()
+        app = create_app(make_settings(sqlite_url, **overrides), engine=engine, clock=clock)
+        port = free_port()
+        server, thread = serve_in_thread(app, port)
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+            engine.dispose()
+
+        stops.append(stop)
+        running = RunningCollector(f"http://127.0.0.1:{port}", app.state.ctx, engine)
+        return Clocked(running, clock, app)
+
+    yield start
+    for stop in stops:
+        stop()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,20 +12,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from lomsong.collector.app import create_app
 from lomsong.collector.ingest import REJECT_REASONS
 from lomsong.collector.metrics import HTTP_METHODS, PRIMARY_KINDS
 from lomsong.collector.registry import FIXED_OPERATORS, OPERATORS, Uplink, register_probe
-from tests.conftest import (
-    RunningCollector,
-    free_port,
-    make_settings,
-    ready_engine,
-    serve_in_thread,
-)
+from tests.conftest import Clocked, ClockedFactory, RunningCollector
 from tests.factories import T0, iso, result
 
 #: Every label name the collector may use; anything else could be unbounded.
@@ -43,49 +33,6 @@ LIVE_FAMILIES = (
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-class FakeClock:
-    """The collector's wall clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Clocked:
-    collector: RunningCollector
-    clock: FakeClock
-    app: FastAPI
-
-
-@pytest.fixture
-def clocked_factory(sqlite_url: str) -> Iterator[Callable[..., Clocked]]:
-    """Collectors on one SQLite file whose clock the test moves (``create_app(clock=...)``)."""
-    stops: list[Callable[[], None]] = []
-
-    def start(**overrides: object) -> Clocked:
-        engine = ready_engine(sqlite_url)
-        clock = FakeClock()
-        app = create_app(make_settings(sqlite_url, **overrides), engine=engine, clock=clock)
-        port = free_port()
-        server, thread = serve_in_thread(app, port)
-
-        def stop() -> None:
-            server.should_exit = True
-            thread.join(timeout=10)
-            engine.dispose()
-
-        stops.append(stop)
-        running = RunningCollector(f"http://127.0.0.1:{port}", app.state.ctx, engine)
-        return Clocked(running, clock, app)
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def scrape(c: RunningCollector) -> str:
@@ -339,7 +286,7 @@ def expected_states(
     )
 
 
-def test_metrics_follow_what_the_probes_sent(clocked_factory: Callable[..., Clocked]) -> None:
+def test_metrics_follow_what_the_probes_sent(clocked_factory: ClockedFactory) -> None:
     c = clocked_factory()
     did = send_everything(c)
     c.clock.now += 10.0
@@ -391,7 +338,7 @@ def test_metrics_follow_what_the_probes_sent(clocked_factory: Callable[..., Cloc
 
 
 def test_labels_are_bounded_and_promtool_accepts_the_output(
-    clocked_factory: Callable[..., Clocked],
+    clocked_factory: ClockedFactory,
 ) -> None:
     c = clocked_factory()
     did = send_everything(c)
@@ -449,7 +396,7 @@ def test_labels_are_bounded_and_promtool_accepts_the_output(
 
 
 def test_a_silent_probe_and_its_uplinks_are_counted_apart(
-    clocked_factory: Callable[..., Clocked],
+    clocked_factory: ClockedFactory,
 ) -> None:
     interval = 10.0
     c = clocked_factory(report_interval_seconds=interval)
@@ -484,7 +431,7 @@ def test_a_silent_probe_and_its_uplinks_are_counted_apart(
 
 
 def test_scrapes_follow_new_results_reloads_and_registrations(
-    clocked_factory: Callable[..., Clocked],
+    clocked_factory: ClockedFactory,
 ) -> None:
     c = clocked_factory()
     token = c.collector.register("cb-1", "01273", ("viettel-4g:viettel",))

@@ -4,9 +4,6 @@ all judge a probe silent after ``detector.grace_intervals`` report intervals, no
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -14,15 +11,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lomsong.collector.app import create_app
-from tests.conftest import (
-    ADMIN_SECRET,
-    RunningCollector,
-    free_port,
-    make_settings,
-    ready_engine,
-    serve_in_thread,
-)
+from tests.conftest import ADMIN_SECRET, Clocked, ClockedFactory, RunningCollector
 from tests.factories import iso, result
 from tests.maps.conftest import page_data
 
@@ -32,41 +21,15 @@ PROBE = "cb-thuc-phan"
 PROVINCE = "04"
 
 
-class FakeClock:
-    """The collector's wall clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Clocked:
-    collector: RunningCollector
-    clock: FakeClock
-
-
 @pytest.fixture
-def clocked(sqlite_url: str) -> Iterator[Clocked]:
+def clocked(clocked_factory: ClockedFactory) -> Clocked:
     """A collector whose clock the test moves; its detector ticks only when the test says."""
-    engine = ready_engine(sqlite_url)
-    clock = FakeClock()
-    settings = make_settings(
-        sqlite_url,
+    return clocked_factory(
         report_interval_seconds=INTERVAL,
         # the scheduled tick would come only after the test: the test ticks by hand
         detector={"grace_intervals": GRACE_INTERVALS, "tick_seconds": 300},
         maps={"tile_url": "http://127.0.0.1:9/{z}/{x}/{y}.png"},
     )
-    app = create_app(settings, engine=engine, clock=clock)
-    server, thread = serve_in_thread(app, free_port())
-    port = server.config.port
-    yield Clocked(RunningCollector(f"http://127.0.0.1:{port}", app.state.ctx, engine), clock)
-    server.should_exit = True
-    thread.join(timeout=10)
-    engine.dispose()
 
 
 def client(c: RunningCollector) -> httpx.Client:

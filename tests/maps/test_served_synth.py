@@ -13,7 +13,8 @@ from lomsong.coverage.model import COVERED, OUTAGE, WEAK
 from tests.conftest import ADMIN_SECRET, CollectorFactory
 from tests.factories import store_synth
 from tests.maps.conftest import layer_data, layers, page_data
-from tests.maps.test_served import DEAD_TILES, client, report, wait_for
+from tests.maps.test_served import DEAD_TILES, client, report
+from tests.waiting import wait_until
 
 BAO_LAC = "01321"
 DEAD_ZONES = "Vùng trắng sóng / Dead zones"
@@ -46,7 +47,11 @@ def test_synthetic_hamlets_dead_zones_and_a_link_down_on_the_served_map(
     assert data["synthetic"] == {"hamlets": True, "sites": True}
 
     # Bảo Lạc's Viettel link goes down: its Viettel-served hamlets turn to outage on the map
-    wait_for(lambda: c.ctx.outages is not None and c.ctx.outages.detector is not None)
+    wait_until(
+        lambda: c.ctx.outages is not None and c.ctx.outages.detector is not None,
+        timeout=15,
+        what="the detector built",
+    )
     token = c.register("cb-bao-lac", BAO_LAC, ("fibre:fibre", "viettel-4g:viettel"))
     c.ctx.live.reload(c.engine)
     report(c, token, "cb-bao-lac", 1, failing="viettel-4g", rounds=4)
@@ -55,7 +60,7 @@ def test_synthetic_hamlets_dead_zones_and_a_link_down_on_the_served_map(
         with client(c, ADMIN_SECRET) as http:
             return bool(http.get("/api/v1/outages", params={"active": "true"}).json()["count"])
 
-    wait_for(opened)
+    wait_until(opened, timeout=15, what="an outage opened")
     with client(c, c.viewer("04")) as http:
         live = page_data(http.get("/maps/province/04").text)["H"]
     v = base.operators.index("viettel")
