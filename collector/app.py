@@ -20,6 +20,7 @@ from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.deps import Context
+from lomsong.collector.head import HeadAsGet
 from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
@@ -126,6 +127,7 @@ def create_app(
         app.include_router(routes.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)
+    app.add_middleware(HeadAsGet)  # outermost: everything inside sees a GET
     return app
 
 

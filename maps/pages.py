@@ -37,7 +37,15 @@ details { background: #fff; border: 1px solid #d9dde3; margin: 8px 0; padding: 4
 summary { cursor: pointer; font-weight: 600; font-size: 15px; padding: 4px 0; }
 .muted { color: #666; }
 .box { background: #fff; border: 1px solid #d9dde3; padding: 16px; max-width: 520px; }
-input[type=password] { width: 100%; padding: 6px; font: inherit; }
+input[type=password] { width: 100%; padding: 6px; font: inherit; box-sizing: border-box; }
+.box button { font: inherit; padding: 6px 16px; border: 0; border-radius: 3px; cursor: pointer;
+  background: #123b5c; color: #fff; }
+.box dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; margin: 10px 0; }
+.box dt { font-weight: 600; } .box dd { margin: 0; }
+.box .warn { color: #8a5a00; }
+form.signout { display: inline; margin: 0; }
+form.signout button { font: inherit; padding: 0; border: 0; background: none; cursor: pointer;
+  color: #cfe6ff; text-decoration: underline; }
 """
 
 
@@ -64,10 +72,18 @@ def _duration(seconds: float) -> str:
     return escape(f"{duration(seconds, 'vi')} / {duration(seconds, 'en')}")
 
 
+#: A button, not a link: signing out changes the session, so it is a POST (which the collector
+#: takes only from its own pages), and a link or a prefetch cannot sign anyone out.
+SIGN_OUT = (
+    '<form class="signout" method="post" action="/logout">'
+    '<button type="submit">Đăng xuất / Sign out</button></form>'
+)
+
+
 def page(title: str, body: str, *, refresh: int | None = None, who: str = "") -> str:
     """A whole page: header with the title and who is signed in, then ``body``."""
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    signed = f'<div>{escape(who)} · <a href="/logout">Đăng xuất / Sign out</a></div>' if who else ""
+    signed = f"<div>{escape(who)} · {SIGN_OUT}</div>" if who else ""
     return (
         '<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -236,6 +252,54 @@ def sign_in(next_url: str, message: str = "") -> str:
         '<p><button type="submit">Đăng nhập / Sign in</button></p></form></div>'
     )
     return page("Đăng nhập / Sign in", body)
+
+
+def confirm_sign_in(next_url: str, facts: Sequence[tuple[str, str]]) -> str:
+    """Asks before a ``?token=`` link from another site signs this browser in: ``facts`` says
+    whose token it is (role, provinces, label). The button posts from this site's own page."""
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    body = (
+        '<div class="box" id="confirm">'
+        "<p><strong>Đăng nhập với mã này? / Sign in with this token?</strong></p>"
+        '<p class="warn">Liên kết này đến từ một trang khác. Chỉ đăng nhập nếu bạn vừa mở liên '
+        "kết do quản trị viên gửi. / This link came from another site. Sign in only if you "
+        "just opened a link your administrator sent you.</p>"
+        f"<dl>{rows}</dl>"
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="next" value="{escape(next_url)}">'
+        '<input type="hidden" name="pending" value="1">'
+        '<p><button type="submit">Đăng nhập / Sign in</button></p></form>'
+        f'<p><a href="{escape(next_url)}">Không, bỏ qua / No, skip this</a></p></div>'
+    )
+    return page("Đăng nhập / Sign in", body)
+
+
+def sign_out(who: str) -> str:
+    """What ``GET /logout`` shows: a link cannot sign out, a button on this page can."""
+    text = (
+        f"Đang đăng nhập / Signed in: {who}"
+        if who
+        else "Trình duyệt này chưa đăng nhập. / This browser is not signed in."
+    )
+    body = (
+        f'<div class="box" id="signout"><p>{escape(text)}</p>'
+        '<form method="post" action="/logout">'
+        '<p><button type="submit">Đăng xuất / Sign out</button></p></form>'
+        f'<p><a href="/">{both(("Trang trạng thái", "Status page"))}</a></p></div>'
+    )
+    return page("Đăng xuất / Sign out", body)
+
+
+def reopen(url: str) -> str:
+    """Opens ``url`` again at once, from this site: a browser arriving from another site's
+    link leaves its SameSite=Strict cookie behind, and sends it on this second navigation."""
+    u = escape(url)
+    return (
+        '<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8">'
+        f'{NO_ICON}<meta http-equiv="refresh" content="0; url={u}">'
+        "<title>lomsong</title></head>"
+        f'<body><p><a href="{u}">Mở trang / Open the page</a></p></body></html>'
+    )
 
 
 def message(title: tuple[str, str], text: str, *, who: str = "") -> str:

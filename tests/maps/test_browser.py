@@ -1,12 +1,14 @@
 """The served pages in Debian's headless Chromium: they load clean, show their layers and legend,
-and a click on a hamlet or a probe opens a popup with its facts. Screenshots are kept in
-``test-artifacts/maps/``."""
+and a click on a hamlet or a probe opens a popup with its facts; another site's links and forms
+cannot sign the browser in or out. Screenshots are kept in ``test-artifacts/maps/``."""
 
 from __future__ import annotations
 
 import re
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +228,177 @@ def test_the_status_page_and_the_national_map_in_chromium(
     page.wait_for_url(f"{c.url}/maps/province/04")
     page.wait_for_function(LAYERS_READY.format(n=10))
     assert console.errors() == []
+
+
+# -- sessions: what another site can and cannot do -------------------------------------------
+
+WIDE = {"width": 1400, "height": 900}
+NARROW = {"width": 390, "height": 844}
+
+
+class OtherSite:
+    """Another site for the browser: 127.0.0.2 is not the same site as 127.0.0.1 (another port
+    on the same address would be). Serves the pages a test puts in ``pages``."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                html = pages.get(self.path)
+                if html is None:
+                    self.send_error(404)
+                    return
+                raw = f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{html}'
+                data = raw.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def other_site() -> Iterator[OtherSite]:
+    site = OtherSite()
+    yield site
+    site.close()
+
+
+def session_cookie(context: Any) -> dict[str, Any] | None:
+    found = [k for k in context.cookies() if k["name"] == "lomsong_token"]
+    return found[0] if found else None
+
+
+def test_other_sites_cannot_sign_in_or_out_and_their_links_arrive_signed_in(
+    browser: Any,
+    collector_factory: CollectorFactory,
+    sqlite_url: str,
+    static_coverage: StaticCoverage,
+    tile_server: TileServer,
+    other_site: OtherSite,
+    tmp_path: Path,
+) -> None:
+    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
+    intruder = c.viewer("08")
+    other_site.pages["/mail"] = f'<a id="go" href="{c.url}/maps/province/04">Bản đồ</a>'
+    other_site.pages["/login"] = (
+        f'<form method="post" action="{c.url}/login">'
+        f'<input type="hidden" name="token" value="{intruder}">'
+        '<input type="hidden" name="next" value="/"><button id="go">Xem</button></form>'
+    )
+    other_site.pages["/logout"] = (
+        f'<form method="post" action="{c.url}/logout"><button id="go">Xem</button></form>'
+    )
+    context = browser.new_context(viewport=WIDE, locale="vi-VN")
+    page = context.new_page()
+    answers: list[tuple[str, int]] = []
+    page.on("response", lambda r: answers.append((r.url.removeprefix(c.url), r.status)))
+
+    # a link the officer opens (typed, here) signs in at once, into a Strict cookie
+    page.goto(f"{c.url}/?token={viewer}", wait_until="load")
+    assert page.url == f"{c.url}/"
+    assert "Xem tỉnh / Viewer of: 04" in page.inner_text("header")
+    cookie = session_cookie(context)
+    assert cookie is not None and cookie["sameSite"] == "Strict" and cookie["httpOnly"]
+
+    # the header's sign-out is a button, wide and narrow
+    button = page.locator("header form.signout button")
+    assert button.inner_text() == "Đăng xuất / Sign out" and button.is_visible()
+    keep(page.screenshot(), "signout-1400.png", tmp_path)
+    page.set_viewport_size(NARROW)
+    assert button.is_visible()
+    box = button.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= NARROW["width"]
+    keep(page.screenshot(), "signout-390.png", tmp_path)
+    page.set_viewport_size(WIDE)
+
+    # a webmail's link: the browser holds the cookie back, the page reopens itself, the map
+    page.goto(f"{other_site.url}/mail", wait_until="load")
+    answers.clear()
+    page.click("#go")
+    page.wait_for_url(f"{c.url}/maps/province/04")
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    ours = [a for a in answers if a[0].startswith("/maps/province/04")]
+    assert ours == [
+        ("/maps/province/04", 200),  # the page that reopens
+        ("/maps/province/04?reopened=1", 303),  # with the cookie now: to the clean address
+        ("/maps/province/04", 200),  # the map
+    ], ours
+    assert page.locator("form[action='/login']").count() == 0
+    keep(page.screenshot(), "province-04-from-another-site.png", tmp_path)
+
+    # another site's forms are refused, and the session stays the officer's own
+    for path in ("/login", "/logout"):
+        page.goto(f"{other_site.url}{path}", wait_until="load")
+        page.click("#go")
+        page.wait_for_url(f"{c.url}{path}")
+        assert "Bị từ chối / Refused" in page.inner_text("body"), path
+    assert session_cookie(context) == cookie
+    page.goto(f"{c.url}/", wait_until="load")
+    assert "Xem tỉnh / Viewer of: 04" in page.inner_text("header")
+
+    # the button signs out
+    page.click("header form.signout button")
+    page.wait_for_url(f"{c.url}/")
+    assert page.locator("form[action='/login'] input[name=token]").is_visible()
+    assert session_cookie(context) is None
+    context.close()
+
+
+def test_a_token_link_from_another_site_asks_before_it_signs_in(
+    browser: Any,
+    collector_factory: CollectorFactory,
+    sqlite_url: str,
+    static_coverage: StaticCoverage,
+    tile_server: TileServer,
+    other_site: OtherSite,
+    tmp_path: Path,
+) -> None:
+    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
+    other_site.pages["/chat"] = (
+        f'<a id="go" href="{c.url}/maps/province/04?token={viewer}">Bản đồ Cao Bằng</a>'
+    )
+    context = browser.new_context(viewport=WIDE, locale="vi-VN")
+    page = context.new_page()
+    page.goto(f"{other_site.url}/chat", wait_until="load")
+    page.click("#go")
+    page.wait_for_url(f"{c.url}/login?next=%2Fmaps%2Fprovince%2F04")
+    text = page.inner_text("#confirm")
+    assert "Đăng nhập với mã này? / Sign in with this token?" in text
+    assert "Xem tỉnh / Viewer" in text and "Cao Bằng (04)" in text
+    assert viewer not in page.content()
+    assert session_cookie(context) is None
+    button = page.get_by_role("button", name="Đăng nhập / Sign in")
+    assert button.is_visible()
+    keep(page.screenshot(), "confirm-1400.png", tmp_path)
+    page.set_viewport_size(NARROW)
+    assert button.is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    keep(page.screenshot(full_page=True), "confirm-390.png", tmp_path)
+
+    button.click()
+    page.wait_for_url(f"{c.url}/maps/province/04")
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    cookie = session_cookie(context)
+    assert cookie is not None and cookie["value"] == viewer
+    # no address the tab went through keeps the token
+    page.go_back(wait_until="load")
+    assert page.url == f"{c.url}/login?next=%2Fmaps%2Fprovince%2F04"
+    assert "Sign in with this token" not in page.inner_text("body")  # used up
+    page.go_back(wait_until="load")
+    assert page.url == f"{other_site.url}/chat"
+    context.close()

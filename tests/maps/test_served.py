@@ -168,16 +168,20 @@ def test_viewers_see_only_their_provinces(
 def test_a_browser_signs_in_with_a_link_or_the_form_and_the_cookie_only_reads(
     collector_factory: CollectorFactory, sqlite_url: str
 ) -> None:
+    """The session as a browser opening its own link sees it; where other sites are kept out,
+    ``tests/collector/test_sessions.py``."""
     c = start(collector_factory, sqlite_url, None)
     probe = c.register("cb-thuc-phan", "01273")
     c.ctx.live.reload(c.engine)
     viewer = c.viewer("04")
-    with httpx.Client(base_url=c.url, timeout=120) as browser:
+    # a link the officer opened (Sec-Fetch-Site: none), forms posted from this site (Origin)
+    own = {"Sec-Fetch-Site": "none", "Origin": c.url}
+    with httpx.Client(base_url=c.url, headers=own, timeout=120) as browser:
         r = browser.get(f"/?token={viewer}&province=04")
         assert r.status_code == 303 and r.headers["location"] == "/?province=04"
         cookie = r.headers["set-cookie"]
         assert cookie.startswith(f"lomsong_token={viewer};")
-        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
         page = browser.get("/?province=04")
         assert page.status_code == 200 and "Xem tỉnh / Viewer of: 04" in page.text
         assert page.headers["cache-control"] == "no-store"
@@ -186,11 +190,11 @@ def test_a_browser_signs_in_with_a_link_or_the_form_and_the_cookie_only_reads(
         raw, headers = body({"probe_id": "cb-thuc-phan", "results": []})
         assert browser.post("/api/v1/reports", content=raw, headers=headers).status_code == 401
         assert browser.get("/?province=08").status_code == 403
-        out = browser.get("/logout")
+        out = browser.post("/logout")
         assert out.status_code == 303 and 'lomsong_token=""' in out.headers["set-cookie"]
         assert browser.get("/").status_code == 401
 
-    with httpx.Client(base_url=c.url, timeout=120) as browser:
+    with httpx.Client(base_url=c.url, headers=own, timeout=120) as browser:
         bad = browser.post("/login", data={"token": "lst_nope", "next": "/maps/"})
         assert bad.status_code == 401 and "Unknown or revoked token" in bad.text
         assert browser.get(f"/?token={probe}").status_code == 303  # a real token, any role
