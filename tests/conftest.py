@@ -149,12 +149,18 @@ def collector_factory() -> Iterator[CollectorFactory]:
     engines: list[Engine] = []
 
     def start(
-        url: str, *, alerts: object = None, coverage: object = None, **overrides: object
+        url: str,
+        *,
+        alerts: object = None,
+        coverage: object = None,
+        clock: Callable[[], float] = time.time,
+        **overrides: object,
     ) -> RunningCollector:
+        """A collector on ``url``; ``clock`` is its wall clock (a test may pass a fake one)."""
         engine = ready_engine(url)
         engines.append(engine)
         settings = make_settings(url, **overrides)
-        app = create_app(settings, engine=engine, alerts=alerts, coverage=coverage)  # type: ignore[arg-type]
+        app = create_app(settings, engine=engine, alerts=alerts, coverage=coverage, clock=clock)  # type: ignore[arg-type]
         port = free_port()
         servers.append(serve_in_thread(app, port))
         return RunningCollector(url=f"http://127.0.0.1:{port}", ctx=app.state.ctx, engine=engine)

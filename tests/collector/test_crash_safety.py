@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
 from tests.conftest import free_port, ready_engine
 from tests.factories import body, iso, result
+from tests.waiting import wait_until
 
 KILLS = 20
 SEED = 20_251_123
@@ -111,7 +113,7 @@ class CollectorProcess:
                     stderr=subprocess.STDOUT,
                 )
             url = f"http://127.0.0.1:{port}"
-            if _wait_healthy(proc, url):
+            if self._wait_healthy(proc, url):
                 self.proc = proc
                 self.starts += 1
                 self.start_seconds += time.monotonic() - began
@@ -153,19 +155,25 @@ class CollectorProcess:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
+    def _wait_healthy(self, proc: subprocess.Popen[bytes], url: str) -> bool:
+        """Until ``/healthz`` answers (True) or the child exits, its port taken (False)."""
 
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    return False
+        def settled() -> str | None:
+            if proc.poll() is not None:
+                return "exited"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return "healthy"
+            except httpx.TransportError:
+                pass
+            return None
+
+        outcome = wait_until(
+            settled,
+            timeout=30,
+            what=lambda: f"the collector at {url} healthy; its log ends with:\n{self.log_tail()}",
+        )
+        return outcome == "healthy"
 
 
 # -- the probes --------------------------------------------------------------------------------
@@ -189,6 +197,11 @@ class Traffic:
     def problem(self, text: str) -> None:
         with self.lock:
             self.problems.append(text)
+
+    def acked_since(self, acks_before: int) -> bool:
+        """Whether a batch was acknowledged since ``acks`` was ``acks_before``; a problem fails."""
+        assert not self.problems, self.problems
+        return self.acks != acks_before
 
 
 class Probe:
@@ -279,7 +292,7 @@ class Probe:
             if isinstance(exc, httpx.TimeoutException):
                 with t.lock:
                     t.timeouts += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the probe's back-off: paces its retries while no collector runs
             return None
         finally:
             with t.lock:
@@ -288,13 +301,14 @@ class Probe:
             ack: dict[str, Any] = answer.json()
             return ack
         if answer.status_code == 429:
+            # the probe's back-off: it honours Retry-After, as the agent's uploader does
             time.sleep(float(answer.headers.get("retry-after", "1")))
             return None
         # A 5xx is retried like a probe would, but it is a collector bug: the test fails on it.
         t.problem(f"{self.probe_id}: HTTP {answer.status_code}: {answer.text[:300]}")
         if answer.status_code < 500:
             raise AssertionError(f"batch refused: HTTP {answer.status_code} {answer.text[:300]}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # the probe's back-off after a 5xx (already a failure, recorded above)
         return None
 
     def _check_ack(self, ack: dict[str, Any], seqs: list[int], *, sequential: bool) -> None:
@@ -352,11 +366,13 @@ def test_acknowledged_results_survive_sigkill_during_ingest(tmp_path: Path) -> N
             collector.start()
             with traffic.lock:
                 acks_before = traffic.acks
-            deadline = time.monotonic() + 30
-            while traffic.acks == acks_before:  # wait until this collector stores batches
-                assert time.monotonic() < deadline, "no batch was acknowledged in 30 s"
-                assert not traffic.problems, traffic.problems
-                time.sleep(0.01)
+            wait_until(  # this collector stores batches
+                partial(traffic.acked_since, acks_before),
+                timeout=30,
+                what="a batch acknowledged",
+                interval=0.01,
+            )
+            # The test's input: a seeded random moment in ingest to kill the collector at.
             time.sleep(rng.uniform(0.1, 1.5))
             in_flight_at_kill.append(traffic.in_flight)
             collector.kill()

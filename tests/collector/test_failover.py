@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -18,10 +19,14 @@ from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
 from tests.conftest import WebhookSink, free_port, ready_engine
 from tests.factories import body, iso
+from tests.waiting import wait_until
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 ADMIN = "failover-admin-secret-0123456789"
 PROBES = [("cb-p1", "01273"), ("cb-p2", "01279"), ("cb-p3", "01288"), ("cb-p4", "01321")]
+TICK = 0.5  # the detector's tick
+GROUP_INTERVAL = 1.0  # the route's group_interval: a group's next message waits this long
+BEAT = 0.5  # how often the probes that are up send a heartbeat
 
 
 class Collector:
@@ -33,7 +38,7 @@ class Collector:
             LOMSONG_ADMIN_TOKEN=ADMIN,
             LOMSONG_ALERTS_FILE=str(alerts),
             LOMSONG_REPORT_INTERVAL_SECONDS="2",
-            LOMSONG_DETECTOR__TICK_SECONDS="0.5",
+            LOMSONG_DETECTOR__TICK_SECONDS=str(TICK),
         )
         self.log = log.open("w")
         self.proc = subprocess.Popen(
@@ -43,16 +48,18 @@ class Collector:
             stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
                 raise RuntimeError(f"collector did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(
+            healthy, timeout=30, what=lambda: f"collector started: {log.read_text()[-2000:]}"
+        )
 
     def role(self) -> str:
         return str(httpx.get(f"{self.url}/healthz", timeout=2).json()["detector"])
@@ -124,15 +131,16 @@ def test_the_standby_takes_over_and_nothing_is_alerted_twice_or_lost(
     alerts.write_text(
         f'[[receivers]]\ntype = "webhook"\nname = "sink"\nurl = "{webhook_sink.url}"\n'
         '[[routes]]\nname = "all"\nreceiver = "sink"\ngroup_by = ["probe"]\n'
-        'group_wait = "0s"\ngroup_interval = "1s"\nrepeat_interval = "1h"\n'
+        f'group_wait = "0s"\ngroup_interval = "{GROUP_INTERVAL:g}s"\nrepeat_interval = "1h"\n'
     )
     a = Collector(pg_url, alerts, tmp_path / "a.log")
     b = Collector(pg_url, alerts, tmp_path / "b.log")
     try:
-        deadline = time.monotonic() + 10
-        while sorted([a.role(), b.role()]) != ["leader", "standby"]:
-            assert time.monotonic() < deadline, (a.role(), b.role())
-            time.sleep(0.2)
+        wait_until(
+            lambda: sorted([a.role(), b.role()]) == ["leader", "standby"],
+            timeout=10,
+            what=lambda: f"one leader, one standby (roles {a.role()}, {b.role()})",
+        )
         leader, standby = (a, b) if a.role() == "leader" else (b, a)
         seq = dict.fromkeys(tokens, 0)
 
@@ -145,44 +153,58 @@ def test_the_standby_takes_over_and_nothing_is_alerted_twice_or_lost(
         for _ in range(3):
             beat(list(tokens), a.url)
             beat(list(tokens), b.url)
-            time.sleep(0.5)
-        t_end = time.monotonic() + 20
-        while time.monotonic() < t_end:
+            time.sleep(BEAT)  # the test's input: three rounds of every probe, a beat apart
+
+        def p1_p2_firing() -> bool:  # p3 and p4 beat meanwhile
             beat(["cb-p3", "cb-p4"], standby.url)
-            if (
-                alerted(webhook_sink)[("firing", "cb-p2")]
-                and alerted(webhook_sink)[("firing", "cb-p1")]
-            ):
-                break
-            time.sleep(0.5)
-        # wait until both firing attempts are recorded, then kill the leader
-        deadline = time.monotonic() + 10
-        while True:
-            attempts = httpx.get(
+            counts = alerted(webhook_sink)
+            return bool(counts[("firing", "cb-p2")] and counts[("firing", "cb-p1")])
+
+        wait_until(p1_p2_firing, timeout=30, what="p1 and p2 alerted", interval=BEAT)
+
+        def attempts() -> list[dict[str, object]]:
+            got: list[dict[str, object]] = httpx.get(
                 f"{standby.url}/api/v1/notifications", headers={"Authorization": f"Bearer {ADMIN}"}
             ).json()["attempts"]
-            if sum(1 for x in attempts if x["ok"]) >= 2:
-                break
-            assert time.monotonic() < deadline, attempts
+            return got
+
+        def both_recorded() -> bool:  # p3 and p4 beat meanwhile
+            if sum(1 for x in attempts() if x["ok"]) >= 2:
+                return True
             beat(["cb-p3", "cb-p4"], standby.url)
-            time.sleep(0.3)
+            return False
+
+        # both firing attempts recorded, then the leader is killed
+        wait_until(
+            both_recorded,
+            timeout=10,
+            what=lambda: f"both firing attempts recorded (got {attempts()})",
+            interval=0.3,
+        )
         leader.kill()
+
         # After the death: p3 falls silent, p1 comes back from a power cut.
-        deadline = time.monotonic() + 25
-        while time.monotonic() < deadline:
+        def taken_over() -> bool:
             beat(["cb-p4"], standby.url)
             beat(["cb-p1"], standby.url, boot="boot-2")
             counts = alerted(webhook_sink)
-            if (
+            return bool(
                 counts[("firing", "cb-p3")]
                 and counts[("resolved", "cb-p1")]
                 and standby.role() == "leader"
-            ):
-                break
-            time.sleep(0.5)
-        for _ in range(4):  # room for any duplicate to show up
+            )
+
+        wait_until(
+            taken_over,
+            timeout=25,
+            what=lambda: f"the standby leading, p3 fired, p1 resolved ({alerted(webhook_sink)})",
+            interval=BEAT,
+        )
+        # Room for a duplicate to show up: it would come a group_interval after the last
+        # message, at a detector tick. p1 and p4 keep beating meanwhile.
+        for _ in range(math.ceil((GROUP_INTERVAL + TICK) / BEAT)):
             beat(["cb-p1", "cb-p4"], standby.url, boot="boot-2")
-            time.sleep(0.5)
+            time.sleep(BEAT)  # deliberate: nothing more may happen in this time
         counts = alerted(webhook_sink)
         history = [
             (

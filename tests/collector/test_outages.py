@@ -10,8 +10,11 @@ import orjson
 from lomsong.config.alerts import AlertsConfig
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector, WebhookSink
 from tests.factories import body, iso
+from tests.waiting import wait_until
 
 INTERVAL = 1.0  # report interval of these tests: silent after 3 s
+#: Moved past the grace (3 intervals without a batch): the next detector tick opens the outage.
+PAST_GRACE = 4 * INTERVAL
 
 
 def alerts_to(sink: WebhookSink, language: str = "vi") -> AlertsConfig:
@@ -33,16 +36,33 @@ def alerts_to(sink: WebhookSink, language: str = "vi") -> AlertsConfig:
     )
 
 
-class Agent:
-    """Sends what a probe agent would, with explicit times."""
+class FakeClock:
+    """The collector's wall clock, moved by the test; the agents read it too."""
 
-    def __init__(self, c: RunningCollector, probe_id: str, commune: str) -> None:
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Agent:
+    """Sends what a probe agent would, with explicit times, on the collector's clock."""
+
+    def __init__(self, c: RunningCollector, clock: FakeClock, probe_id: str, commune: str) -> None:
         self.c = c
+        self.clock = clock
         self.id = probe_id
         self.token = c.register(probe_id, commune, ("viettel-4g:viettel", "fibre:fibre"))
         self.seq = 0
         self.boot = "boot-1"
-        self.boot_at = time.time() - 3600
+        self.boot_at = clock.now - 3600
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now, UTC)
 
     def round(self, at: datetime, ok: bool = True) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
@@ -81,7 +101,7 @@ class Agent:
             "probe_id": self.id,
             "boot_id": self.boot,
             "agent_version": "0.1.0",
-            "sent_at": iso(datetime.now(UTC)),
+            "sent_at": iso(self.now()),
             "results": results,
         }
         raw, headers = body(doc, gz=True)
@@ -91,20 +111,35 @@ class Agent:
         return dict(r.json())
 
     def report(self, rounds: int = 1) -> None:
+        """``rounds`` rounds at a probe's cadence: one round, then an interval passes."""
         for _ in range(rounds):
-            self.send(self.round(datetime.now(UTC)))
-            time.sleep(INTERVAL)  # a probe's cadence: the collector's detector runs on real time
+            self.send(self.round(self.now()))
+            self.clock.advance(INTERVAL)
 
 
 def start(
-    factory: CollectorFactory, url: str, sink: WebhookSink, language: str = "vi"
+    factory: CollectorFactory,
+    url: str,
+    sink: WebhookSink,
+    clock: FakeClock,
+    language: str = "vi",
 ) -> RunningCollector:
-    return factory(
+    """A collector on ``clock``, its detector running: the ticks (real time) judge at the clock's
+    time, and observe every batch sent from now on (those stored before it ran are its past)."""
+    c = factory(
         url,
         alerts=alerts_to(sink, language),
+        clock=clock,
         report_interval_seconds=INTERVAL,
         detector={"tick_seconds": 0.2},
     )
+    with c.client() as http:
+        wait_until(
+            lambda: http.get("/healthz").json()["detector"] == "leader",
+            timeout=15,
+            what="the collector's detector running",
+        )
+    return c
 
 
 def firing(bodies: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -118,20 +153,21 @@ def resolved(bodies: list[dict[str, object]]) -> list[dict[str, object]]:
 def test_a_power_cut_is_alerted_then_resolved_as_power(
     collector_factory: CollectorFactory, sqlite_url: str, webhook_sink: WebhookSink
 ) -> None:
-    c = start(collector_factory, sqlite_url, webhook_sink)
-    agent = Agent(c, "cb-bao-lac", "01321")
+    clock = FakeClock()
+    c = start(collector_factory, sqlite_url, webhook_sink, clock)
+    agent = Agent(c, clock, "cb-bao-lac", "01321")
     agent.report(2)
-    # silent after 3 intervals: the deadline adds the detector's tick and a loaded machine's slack
-    bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=3 * INTERVAL + 10)
+    clock.advance(PAST_GRACE - INTERVAL)  # silent: the next tick opens the outage
+    bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=10)
     [fire] = firing(bodies)
     assert fire["version"] == "4"
     [alert] = fire["alerts"]  # type: ignore[misc]
     assert alert["labels"]["condition"] == "probe_silent" and alert["labels"]["commune"] == "01321"
     assert "Xã Bảo Lạc (01321), Cao Bằng" in alert["annotations"]["summary"]
     assert "đang xác định" in alert["annotations"]["summary"]
-    # Power back: a new boot, no results measured in the gap.
-    time.sleep(1.5)
-    agent.boot, agent.boot_at = "boot-2", time.time() - 1
+    # Power back: a new boot, no results measured in the gap. The round's interval passing is
+    # also the route's group_interval, after which the resolved message may follow the firing.
+    agent.boot, agent.boot_at = "boot-2", clock.now - 1
     agent.report(1)
     bodies = webhook_sink.wait_for(lambda b: len(resolved(b)) >= 1)
     [res] = resolved(bodies)
@@ -155,17 +191,20 @@ def test_a_power_cut_is_alerted_then_resolved_as_power(
 def test_a_network_gap_backfilled_is_classified_network(
     collector_factory: CollectorFactory, sqlite_url: str, webhook_sink: WebhookSink
 ) -> None:
-    c = start(collector_factory, sqlite_url, webhook_sink, language="en")
-    agent = Agent(c, "cb-thuc-phan", "01273")
+    clock = FakeClock()
+    c = start(collector_factory, sqlite_url, webhook_sink, clock, language="en")
+    agent = Agent(c, clock, "cb-thuc-phan", "01273")
     agent.report(2)
-    webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=15)
+    clock.advance(PAST_GRACE - INTERVAL)  # silent: the next tick opens the outage
+    webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=10)
     # The probe measured its uplinks failing during the gap and kept the results.
-    now = datetime.now(UTC)
+    now = agent.now()
     gap = [r for i in range(4, 0, -1) for r in agent.round(now - timedelta(seconds=i), ok=False)]
     back = agent.round(now)
     heartbeat = back[-1]
     agent.send([heartbeat])  # newest heartbeat first, then the backlog oldest first
     agent.send(gap + back[:-1])
+    clock.advance(INTERVAL)  # the route's group_interval: the resolved message may follow
     bodies = webhook_sink.wait_for(
         lambda b: any(
             a["labels"].get("cause") == "network" and a["labels"]["condition"] == "probe_silent"  # type: ignore[index]
@@ -180,12 +219,14 @@ def test_a_network_gap_backfilled_is_classified_network(
 def test_outages_are_scoped_by_province(
     collector_factory: CollectorFactory, sqlite_url: str, webhook_sink: WebhookSink
 ) -> None:
-    c = start(collector_factory, sqlite_url, webhook_sink)
-    a = Agent(c, "cb-bao-lac", "01321")
-    b = Agent(c, "tq-minh-xuan", "02509")
-    a.send(a.round(datetime.now(UTC)))
-    b.send(b.round(datetime.now(UTC)))
-    webhook_sink.wait_for(lambda x: sum(len(f["alerts"]) for f in firing(x)) >= 2, timeout=15)  # type: ignore[arg-type,misc]
+    clock = FakeClock()
+    c = start(collector_factory, sqlite_url, webhook_sink, clock)
+    a = Agent(c, clock, "cb-bao-lac", "01321")
+    b = Agent(c, clock, "tq-minh-xuan", "02509")
+    a.send(a.round(a.now()))
+    b.send(b.round(b.now()))
+    clock.advance(PAST_GRACE)  # both silent: the next tick opens their outages
+    webhook_sink.wait_for(lambda x: sum(len(f["alerts"]) for f in firing(x)) >= 2, timeout=10)  # type: ignore[arg-type,misc]
     with c.client(c.viewer("04")) as http:
         mine = http.get("/api/v1/outages").json()["outages"]
         assert [o["probe_id"] for o in mine] == ["cb-bao-lac"]
@@ -210,16 +251,17 @@ def test_a_link_down_alert_names_the_hamlets_left_without_signal(
     from tests.factories import store_synth
 
     store_synth(sqlite_url)
-    c = start(collector_factory, sqlite_url, webhook_sink)
-    agent = Agent(c, "cb-bao-lac", "01321")
+    clock = FakeClock()
+    c = start(collector_factory, sqlite_url, webhook_sink, clock)
+    agent = Agent(c, clock, "cb-bao-lac", "01321")
     agent.report(1)
     for _ in range(4):  # Viettel's link fails, the fibre line works
-        rows = agent.round(datetime.now(UTC))
+        rows = agent.round(agent.now())
         for r in rows:
             if r.get("uplink") == "viettel-4g":
                 r.update(ok=False, duration_seconds=None, packets_received=0, error="timeout")
         agent.send(rows)
-        time.sleep(INTERVAL)  # a probe's cadence: the collector's detector runs on real time
+        clock.advance(INTERVAL)  # a probe's cadence
     bodies = webhook_sink.wait_for(lambda b: len(firing(b)) >= 1, timeout=15)
     [alert] = [a for b in firing(bodies) for a in b["alerts"]]  # type: ignore[attr-defined]
     assert alert["labels"]["condition"] == "uplink_down"
@@ -227,7 +269,7 @@ def test_a_link_down_alert_names_the_hamlets_left_without_signal(
     text = alert["annotations"]["description"]
 
     # the hamlets of Bảo Lạc that Viettel serves and no other operator does
-    area = classify_area(c.engine, "04", coverage_of(c.ctx).settings, now=time.time())
+    area = classify_area(c.engine, "04", coverage_of(c.ctx).settings, now=clock.now)
     h, status = area.hamlets, area.base.status
     serves = np.isin(status, (COVERED, WEAK))
     v = area.base.operators.index("viettel")

@@ -8,13 +8,14 @@ target both cut off) → network.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,11 +134,12 @@ class Agent:
         self.token = c.register(probe_id, commune, ("viettel-4g:viettel",))
         self.boot = tmp / f"{probe_id}.boot_id"
         self.boot.write_text("11111111-1111-1111-1111-111111111111\n")
+        self.spool = tmp / f"{probe_id}.spool.db"
         self.config = tmp / f"{probe_id}.toml"
         self.config.write_text(f'''
 probe_id = "{probe_id}"
 collector_url = "{collector_url}"
-spool_path = "{tmp / (probe_id + ".spool.db")}"
+spool_path = "{self.spool}"
 boot_id_file = "{self.boot}"
 
 [upload]
@@ -183,6 +185,15 @@ timeout_seconds = 1.0
         self.proc.send_signal(sig)
         self.proc.wait(15)
         self.proc = None
+
+    def spooled_failures(self, kind: str) -> int:
+        """How many failed ``kind`` results the agent's spool holds (read-only, beside it)."""
+        con = sqlite3.connect(f"file:{self.spool}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = con.execute("SELECT body FROM results WHERE kind = ?", (kind,)).fetchall()
+        finally:
+            con.close()
+        return sum(1 for (body,) in rows if not json.loads(body)["ok"])
 
 
 @pytest.fixture
@@ -246,7 +257,13 @@ def test_stopped_and_restarted_agents_are_alerted_and_classified(
     a.start()
     first = wait_alert(webhook_sink, "resolved", "cb-bao-lac", timeout=20)
     assert first["labels"]["cause"] == "unknown"  # type: ignore[index]
-    time.sleep(2)  # real time on purpose: the agent reports again before the power cut
+    with c.client(ADMIN_SECRET) as http:  # the agent reports again before the power cut
+
+        def last_seen() -> str:
+            return str(http.get("/api/v1/probes/cb-bao-lac").json()["last_seen_at"])
+
+        back = last_seen()
+        wait_until(lambda: last_seen() != back, timeout=20, what="the agent reporting again")
     # 2. A power cut: killed, and it comes back with a new boot id.
     a.stop(signal.SIGKILL)
     webhook_sink.wait_for(  # down long enough: the outage is open
@@ -288,7 +305,11 @@ def test_a_gap_measured_with_a_failing_uplink_is_network(
         relay.cut()
         target.stop()
         wait_alert(webhook_sink, "firing", "cb-thuc-phan", timeout=3 * INTERVAL + 15)
-        time.sleep(2)  # real time on purpose: the agent measures its failing uplink in the gap
+        wait_until(  # the agent measured its failing uplink in the gap (3: asserted below)
+            lambda: a.spooled_failures("tcp") >= 3,
+            timeout=20,
+            what="3 failed tcp results in the agent's spool",
+        )
         target.start()
         relay.restore()
         alert = wait_alert(webhook_sink, "resolved", "cb-thuc-phan", timeout=30)

@@ -7,11 +7,13 @@ benchmarking) and exist only on the veth pair this test makes; no packet leaves 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,6 +34,7 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.probes.spool import Spool
 from lomsong.storage.schema import results
 from tests.conftest import free_port, make_settings, ready_engine
+from tests.waiting import wait_until
 
 PROBE = "cb-tra-linh"
 
@@ -164,19 +167,38 @@ timeout_seconds = 1
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    spool_db = tmp_path / "spool.db"
     try:
-        time.sleep(3)
+        # Up: the collector stores a good tcp result measured well before the link goes down.
+        wait_until(
+            lambda: any(
+                r["kind"] == "tcp" and r["ok"] and r["measured_at"] < time.time() - 0.2
+                for r in stored_rows(engine)
+            ),
+            timeout=30,
+            what=lambda: f"a good tcp result stored; the agent's log:\n{log_tail(tmp_path)}",
+        )
         down_at = time.time()
         link.down()
-        time.sleep(5)
+
+        def gap_failures() -> list[int]:
+            """Down: the spool holds 3 failed tcp results measured well inside the gap."""
+            seqs = failures_in(spool_db, down_at + 0.2, time.time() - 1.0)
+            return seqs if len(seqs) >= 3 else []
+
+        gap = wait_until(
+            gap_failures,
+            timeout=30,
+            what=lambda: f"3 failures spooled in the gap; the agent's log:\n{log_tail(tmp_path)}",
+        )
         up_at = time.time()
         link.up()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if rows_after(engine, up_at + 2):
-                break
-            time.sleep(0.2)
-        time.sleep(1.5)
+        # Back: the gap is backfilled and a good tcp result measured after the return is stored.
+        wait_until(
+            lambda: recovered(engine, set(gap), up_at + 1.5),
+            timeout=30,
+            what=lambda: f"the gap backfilled, then a good tcp result; log:\n{log_tail(tmp_path)}",
+        )
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
@@ -223,5 +245,28 @@ def stored_rows(engine: Any) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
-def rows_after(engine: Any, t: float) -> bool:
-    return any(r["measured_at"] > t and r["kind"] == "tcp" for r in stored_rows(engine))
+def failures_in(spool_db: Path, after: float, before: float) -> list[int]:
+    """Seqs of the failed tcp results the agent's spool holds, measured in (after, before)."""
+    if not spool_db.exists():
+        return []
+    con = sqlite3.connect(f"file:{spool_db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = con.execute(
+            "SELECT seq, body FROM results WHERE kind = 'tcp' AND measured_at > ? AND measured_at < ?",
+            (after, before),
+        ).fetchall()
+    finally:
+        con.close()
+    return [seq for seq, body in rows if not json.loads(body)["ok"]]
+
+
+def recovered(engine: Any, gap: set[int], after: float) -> bool:
+    """Whether the collector stored every seq of ``gap`` and a good tcp result measured after."""
+    stored = stored_rows(engine)
+    return gap <= {r["seq"] for r in stored} and any(
+        r["kind"] == "tcp" and r["ok"] and r["measured_at"] > after for r in stored
+    )
+
+
+def log_tail(tmp_path: Path) -> str:
+    return (tmp_path / "agent.log").read_text(errors="replace")[-2000:]
