@@ -96,6 +96,14 @@ class OutageFeed:
         if self._inbox is not None:
             self._inbox.extend(stored)
 
+    def prepare(self) -> None:
+        """Build the detector before the store accepts anything, where this process always
+        leads (SQLite). Built later, it would start from ``probe_state`` marks that already
+        cover the batches stored in between, take them as seen and never observe them."""
+        if self._inbox is not None and self.detector is None and self.leadership.hold():
+            self.detector = self._build_detector()
+            self._cursor = self.clock()
+
     def tick(self) -> TickResult:
         """One round: keep or take the lead, read new results, run the detector, store."""
         if not self.leadership.hold():
@@ -106,10 +114,14 @@ class OutageFeed:
             self.detector = self._build_detector()
             self._cursor = now
         detector = self.detector
-        self._sync_probes(detector)
         if self._inbox is not None:
-            observations, marks = self._drain(detector)
+            # Probes are synced after the inbox is taken: a probe registered since the last
+            # tick whose first batch is already in it is then known when it is observed.
+            batches = self._take_inbox()
+            self._sync_probes(detector)
+            observations, marks = self._drain(detector, batches)
         else:
+            self._sync_probes(detector)
             # The marks are read before the results, so every result they cover is in the feed.
             with self.engine.connect() as conn:
                 marks = dict(
@@ -177,14 +189,22 @@ class OutageFeed:
         self._cursor = newest
         return out
 
-    def _drain(self, detector: Detector) -> tuple[list[Observation], dict[str, int]]:
-        """Observations of the committed batches, in commit order, with the marks."""
+    def _take_inbox(self) -> list[StoredBatch]:
+        """The committed batches so far, in commit order; later ones wait for the next tick."""
         assert self._inbox is not None
+        taken: list[StoredBatch] = []
+        while self._inbox:
+            taken.append(self._inbox.popleft())
+        return taken
+
+    def _drain(
+        self, detector: Detector, batches: Sequence[StoredBatch]
+    ) -> tuple[list[Observation], dict[str, int]]:
+        """Observations of the committed batches, in commit order, with the marks."""
         out: list[Observation] = []
         marks: dict[str, int] = {}
         seen = detector.has_seen
-        while self._inbox:
-            stored = self._inbox.popleft()
+        for stored in batches:
             b = stored.batch
             marks[b.probe_id] = max(marks.get(b.probe_id, 0), stored.ack.stored_through_seq)
             pid, boot, received = b.probe_id, b.boot_id, b.received_at

@@ -29,9 +29,10 @@
     every ``live_state_refresh_seconds`` ("live-state-refresh"): LiveState.reload, for what
     other replicas stored.
 
-``start`` checks the database, loads the live state, starts the store's writer and then the
-scheduler; ``stop`` undoes it in reverse: the scheduler, the deliveries under way, the
-receivers, the lock, and the store's writer last, so that nothing acknowledged is lost.
+``start`` checks the database, loads the live state, builds the detector where this process
+always leads (SQLite), starts the store's writer and then the scheduler; ``stop`` undoes it in
+reverse: the scheduler, the deliveries under way, the receivers, the lock, and the store's
+writer last, so that nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class ReportPipeline:
         """Check the database, load the live state, start the writer, then the scheduled jobs."""
         await run_in_threadpool(check_ready, self.engine)
         await self.refresh_live()
+        await run_in_threadpool(self.feed.prepare)
         self.store.start()
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(
