@@ -146,12 +146,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     # The database away, locked or full is nobody's bug: 503 with Retry-After, wherever the
     # error surfaces (a route's query, the token lookup, the store). Any other database
-    # error is a bug: raised on, to the server's 500 and its traceback in the log.
+    # error is a bug: a 500 here, with its traceback in the log (raised on, it would reach
+    # the client as a reset connection rather than an answer).
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, exc: SQLAlchemyError) -> Response:
         away = unavailable(exc)
         if away is None:
-            raise exc
+            log.error("database error: %s", type(exc).__name__, exc_info=exc)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
         return unavailable_response(request, away)
 
     @app.exception_handler(LomsongError)

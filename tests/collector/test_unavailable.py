@@ -229,7 +229,7 @@ def rejected(c: RunningCollector, reason: str) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["refused", "not_accepting"])
 def test_postgres_away_every_route_answers_503_then_recovers(
-    collector_factory: CollectorFactory, pg_url: str, gate: Gate, how: str
+    pg_url: str, gate: Gate, collector_factory: CollectorFactory, how: str
 ) -> None:
     name = make_url(pg_url).database
     url = through(pg_url, gate) if how == "refused" else pg_url
@@ -310,6 +310,15 @@ def test_postgres_away_every_route_answers_503_then_recovers(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_database_error_that_is_a_bug_stays_a_500(collector: RunningCollector) -> None:
+    with collector.engine.begin() as conn:
+        conn.execute(text("DROP TABLE notification_attempts"))
+    with collector.client(ADMIN_SECRET) as admin:
+        r = admin.get("/api/v1/notifications")
+        assert r.status_code == 500 and "retry-after" not in r.headers
+        assert admin.get("/readyz").status_code == 200
 
 
 # -- SQLite out of space ------------------------------------------------------------------------
@@ -516,7 +525,7 @@ def report_posts(c: RunningCollector) -> float:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_real_agent_waits_retry_after_while_postgres_is_away_and_loses_nothing(
-    collector_factory: CollectorFactory, pg_url: str, gate: Gate, tmp_path: Path
+    pg_url: str, gate: Gate, collector_factory: CollectorFactory, tmp_path: Path
 ) -> None:
     c = collector_factory(through(pg_url, gate))
     token = c.register(PROBE, COMMUNE)
