@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lomsong import __version__
@@ -26,10 +27,11 @@ from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import coverage as coverage_routes
 from lomsong.collector.routes import health, maps, outages, pages, probes, reports
+from lomsong.collector.unavailable import unavailable_response
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConflictError, LomsongError, NotFoundError, ValidationError
-from lomsong.storage.database import open_engine
+from lomsong.storage.database import open_engine, unavailable
 from lomsong.wire import format_location
 
 if TYPE_CHECKING:
@@ -69,7 +71,11 @@ def create_app(
     """
     owns_engine = engine is None
     if engine is None:
-        engine = open_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+        engine = open_engine(
+            settings.database_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_seconds=settings.sqlite_busy_timeout_seconds,
+        )
     # one coverage for the API, the maps and the alerts' hamlets
     coverage_service = CoverageService(engine, clock=clock)
     pipeline = ReportPipeline(
@@ -140,12 +146,27 @@ def _install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{format_location(loc)}: {err['msg']} (got {err.get('input')!r})")
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
 
+    # The database away, locked or full is nobody's bug: 503 with Retry-After, wherever the
+    # error surfaces (a route's query, the token lookup, the store). Any other database
+    # error is a bug: a 500 here, with its traceback in the log (raised on, it would reach
+    # the client as a reset connection rather than an answer).
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError) -> Response:
+        away = unavailable(exc)
+        if away is None:
+            log.error("database error: %s", type(exc).__name__, exc_info=exc)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return unavailable_response(request, away)
+
     @app.exception_handler(LomsongError)
-    async def _lomsong(_request: Request, exc: LomsongError) -> JSONResponse:
+    async def _lomsong(request: Request, exc: LomsongError) -> Response:
         if isinstance(exc, IngestRejected):
             # POST /api/v1/reports answers its own rejections (and counts them); one raised
             # elsewhere still carries the status it means.
             return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
+        away = unavailable(exc)
+        if away is not None:
+            return unavailable_response(request, away)
         status = (
             404
             if isinstance(exc, NotFoundError)

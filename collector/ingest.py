@@ -38,6 +38,7 @@ REJECT_REASONS = (
     "malformed_json",
     "invalid",
     "clock",
+    "unavailable",  # 503: the database is away, locked or full; nothing was stored
 )
 
 _HEARTBEAT_FIELDS = (

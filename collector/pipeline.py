@@ -55,7 +55,7 @@ from lomsong.collector.outage_history import OutageHistory
 from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
-from lomsong.storage.database import check_ready
+from lomsong.storage.database import check_ready, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,12 @@ class ReportPipeline:
         """One detector tick and, on the leader, the notifications its changes call for."""
         try:
             result = await run_in_threadpool(self.feed.tick)
-        except Exception:  # a failed tick must not stop the next ones
-            log.exception("outage detector tick failed")
+        except Exception as exc:  # a failed tick must not stop the next ones
+            away = unavailable(exc)
+            if away is None:
+                log.exception("outage detector tick failed")
+            else:  # one line a tick while the database is away, not a traceback
+                log.warning("outage detector tick: %s", away)
             return
         if not result.leader:
             self.dispatcher = None

@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from lomsong.collector.ingest import CheckKey, PreparedBatch
-from lomsong.errors import StorageError
-from lomsong.storage.database import enable_immediate_transactions
+from lomsong.errors import StorageError, StorageUnavailable
+from lomsong.storage.database import enable_immediate_transactions, unavailable
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,15 @@ class ReportStore:
     ) -> None:
         try:
             stored = self.write([b for b, _ in group])
-        except Exception:
+        except Exception as exc:
+            away = unavailable(exc)
+            if away is not None:
+                # The database, not a batch, is at fault: every batch gets the answer now;
+                # writing them one by one would wait out the busy timeout once per batch.
+                log.warning("storing %d batches: %s", len(group), away)
+                for _, future in group:
+                    future.set_exception(StorageUnavailable(away.kind, str(away)))
+                return
             if len(group) == 1:
                 log.exception("storing a batch of probe %s failed", group[0][0].probe_id)
                 group[0][1].set_exception(StorageError("the batch could not be stored"))
@@ -183,8 +191,12 @@ class ReportStore:
     def _write_heard_logged(self) -> None:
         try:
             self.write_heard()
-        except Exception:  # the next second tries again; nothing acknowledged hangs on it
-            log.exception("recording the probes heard from failed")
+        except Exception as exc:  # the next second tries again; nothing acknowledged hangs on it
+            away = unavailable(exc)
+            if away is None:
+                log.exception("recording the probes heard from failed")
+            else:  # one line a second while it lasts, not a traceback
+                log.warning("recording the probes heard from: %s", away)
 
     def write_heard(self) -> int:
         """Write what ``heard`` noted (synchronous), then tell ``on_heard``; return how many

@@ -112,6 +112,9 @@ class CollectorSettings(FileSettings):
     public_url: str = "http://127.0.0.1:8080"
     #: ``FULL`` makes every acknowledged batch survive a power cut; ``NORMAL`` only a crash.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: How long a SQLite write waits for another connection's lock; past it the request is
+    #: answered 503 (the database is locked) with Retry-After.
+    sqlite_busy_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: How often the in-memory live state is reloaded from the database (several replicas).
     live_state_refresh_seconds: Annotated[float, Field(gt=0, le=3_600)] = 15.0
     #: Expected report interval of the probes; silence is judged in multiples of it.

@@ -40,7 +40,11 @@ def open_database(config: Path | None, *, upgrade: bool) -> Engine:
     from lomsong.storage.places import load_places
 
     settings = load_collector_settings(config, check_secrets=False)
-    engine = open_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    engine = open_engine(
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_seconds=settings.sqlite_busy_timeout_seconds,
+    )
     try:
         if upgrade:
             migrate(engine)

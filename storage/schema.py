@@ -318,3 +318,12 @@ Index(
     field_measurements.c.operator,
     field_measurements.c.measured_at,
 )
+
+#: One row, rewritten by every ``/readyz``: a write that must reach the disk to pass
+#: (``storage.database.check_writable``).
+collector_heartbeat = Table(
+    "collector_heartbeat",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("written_at", Float, nullable=False),
+)

@@ -16,6 +16,8 @@ from lomsong.collector.ingest import (
     validate_batch,
 )
 from lomsong.collector.store import Heard
+from lomsong.collector.unavailable import unavailable_response
+from lomsong.storage.database import unavailable
 from lomsong.wire import ReportAck
 
 router = APIRouter(tags=["ingest"])
@@ -34,6 +36,7 @@ _ACK_EXAMPLE = {"accepted": 3, "duplicates": 0, "stored_through_seq": 1043}
         413: {"description": "body, inflated body or result count over the limit"},
         422: {"description": "invalid batch; the message names the field and the value"},
         429: {"description": "rate limit; see Retry-After"},
+        503: {"description": "the database is away, locked or full; see Retry-After"},
     },
 )
 async def post_reports(request: Request) -> Response:
@@ -53,6 +56,14 @@ async def post_reports(request: Request) -> Response:
             media_type="application/json",
             headers=exc.headers,
         )
+    except Exception as exc:
+        away = unavailable(exc)
+        if away is None:
+            raise
+        # The token lookup, the registry reload or the store met the database away: refused
+        # and counted like any other batch, and the agent keeps it until Retry-After.
+        ctx.metrics.rejected.labels("unavailable").inc()
+        return unavailable_response(request, away)
     ctx.metrics.batches.inc()
     ctx.metrics.results.labels("accepted").inc(ack.accepted)
     if ack.duplicates:

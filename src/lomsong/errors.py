@@ -8,7 +8,9 @@ with the wing and are named below with their module.
     LomsongError
     ├── ConfigError          a setting or configuration file is invalid
     ├── StorageError         the database cannot be opened, migrated or written
-    │   └── MigrationError   the schema is not at the version this code expects
+    │   ├── MigrationError   the schema is not at the version this code expects
+    │   └── StorageUnavailable  the database is away, locked, out of space or failing just
+    │                        now; the same request may succeed later (the collector: 503)
     ├── NotFoundError        a probe, token, province or commune that does not exist
     ├── ConflictError        something with that id already exists
     ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
@@ -39,6 +41,20 @@ class StorageError(LomsongError):
 
 class MigrationError(StorageError):
     """The database schema is not at the revision this code expects."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be used just now: unreachable, locked, out of space or failing.
+
+    Not a fault of the request nor of the code: the same request may succeed later, so the
+    collector answers 503 with ``Retry-After``. ``kind`` is one short word for the cause
+    (``lomsong.storage.database.UNAVAILABLE_KINDS``); the message is one line without the
+    connection string.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class NotFoundError(LomsongError):
