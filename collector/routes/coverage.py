@@ -219,7 +219,9 @@ class CandidateSite(BaseModel):
     operator: str
     height_m: float = Field(default=30.0, gt=0, le=1000)
     azimuth_deg: float | None = Field(default=None, ge=0, lt=360)
-    beamwidth_deg: float | None = Field(default=None, gt=0, le=360)
+    # No sector antenna is narrower than a degree; a beam of a tiny fraction of one overflows the
+    # link budget's 12 / beamwidth² (the fuzz found 5e-324).
+    beamwidth_deg: float | None = Field(default=None, ge=1, le=360)
     band_mhz: float = Field(default=1800.0, gt=0)
     power_dbm: float | None = Field(default=None, ge=0, le=80)
     radio: Literal["gsm", "umts", "lte", "nr"] = "lte"
