@@ -112,8 +112,11 @@ MATRIX: list[Case] = [
     # pages: the sign-in page for no valid token, an HTML 403 for a probe token
     Case("GET",  "/", "/",                                            (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/", "/?province=12",                                (401, 401, 401, 403, 403, 403, 200, 200)),
+    # the sign-in form and the sign-out button are for anyone; the forms post from the pages
+    Case("GET",  "/login", "/login",                                  PUBLIC),
     Case("POST", "/login", "/login",                                  (401, 401, 401, 303, 303, 303, 303, 303), login_form),
-    Case("GET",  "/logout", "/logout",                                (303,) * 8),
+    Case("GET",  "/logout", "/logout",                                PUBLIC),
+    Case("POST", "/logout", "/logout",                                (303,) * 8),
     Case("GET",  "/maps/", "/maps/",                                  (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/maps/national", "/maps/national",                  (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/maps/province/{code}", "/maps/province/04",        (401, 401, 401, 403, 403, 200, 403, 200)),
@@ -167,6 +170,8 @@ def test_every_route_answers_every_role_as_the_matrix_says(
                     content, headers = case.body(token)
                 if token is not None and case.route != "/login":
                     headers["Authorization"] = f"Bearer {token}"
+                if case.method == "POST" and case.route in ("/login", "/logout"):
+                    headers["Origin"] = c.url  # as the collector's own forms post
                 r = http.request(case.method, case.path, headers=headers, content=content)
                 if r.status_code != expected:
                     got.append(

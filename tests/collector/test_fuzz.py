@@ -690,8 +690,10 @@ HIDDEN_ROUTES: dict[tuple[str, str], list[Param]] = {
     ("GET", "/docs/oauth2-redirect"): [],
     ("GET", "/redoc"): [],
     ("GET", "/"): [Param("province", "query", PROVINCE_PATTERN, False), TOKEN_PARAM],
+    ("GET", "/login"): [Param("next", "query", {"type": "string"}, False)],
     ("POST", "/login"): [],  # its form is the body, below
     ("GET", "/logout"): [],
+    ("POST", "/logout"): [],
     ("GET", "/maps/"): [TOKEN_PARAM],
     ("GET", "/maps/province/{code}"): [Param("code", "path", PROVINCE_PATTERN, True), TOKEN_PARAM],
     ("GET", "/maps/national"): [TOKEN_PARAM],
@@ -730,6 +732,11 @@ def hidden_request(
         if (method, path) == ("POST", "/login"):
             content, more = draw(login_form(target))
             headers.update(more)
+        if method == "POST":  # the forms' origin check, passed or not
+            own = target.collector.url
+            origin = draw(st.sampled_from([own, own, "https://evil.example", "null", None]))
+            if origin is not None:
+                headers["Origin"] = origin
         return Req((method, path), method, url, headers, content)
 
     return build()
