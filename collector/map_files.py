@@ -41,7 +41,7 @@ def write_map(
     clock: Callable[[], float] = time.time,
 ) -> Written:
     """Write the map of ``province`` (the national overview when ``None``) to ``output``."""
-    if province is not None and not re.fullmatch(r"\d{2}", province):
+    if province is not None and not re.fullmatch(r"[0-9]{2}", province):
         raise ValidationError("--province", province, "a province code is two digits, e.g. 04")
     if not output.parent.is_dir():
         raise ValidationError("--output", str(output), "its directory does not exist")

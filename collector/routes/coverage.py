@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Caller, Ctx, coverage_of
 from lomsong.storage.database import write_transaction
-from lomsong.wire import MAX_SEQ, NAME_PATTERN
+from lomsong.wire import COMMUNE_CODE, MAX_SEQ, NAME_PATTERN, PROVINCE_CODE
 
 router = APIRouter(tags=["coverage"])
 
@@ -55,8 +55,8 @@ def _clean(value: Any) -> Any:
 async def list_hamlets(
     ctx: Ctx,
     caller: Caller,
-    province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
-    commune: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+    province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
+    commune: Annotated[str | None, Query(pattern=COMMUNE_CODE)] = None,
     status: Annotated[str | None, Query(description="covered, weak, none or outage")] = None,
     operator: Annotated[
         str | None, Query(pattern=NAME_PATTERN, description="filter on this operator's status")
@@ -117,7 +117,7 @@ def _hamlet_view(row: dict[str, Any], operators: tuple[str, ...]) -> dict[str, A
 async def coverage_summary(
     ctx: Ctx,
     caller: Caller,
-    province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
+    province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
     by: Annotated[Literal["commune", "province"], Query()] = "commune",
 ) -> dict[str, Any]:
     """Per commune (or province), per operator and overall: hamlets and population by status,
@@ -143,7 +143,7 @@ async def coverage_summary(
 async def coverage_deadzones(
     ctx: Ctx,
     caller: Caller,
-    province: Annotated[str, Query(pattern=r"^\d{2}$")],
+    province: Annotated[str, Query(pattern=PROVINCE_CODE)],
 ) -> Response:
     """A GeoJSON FeatureCollection: per commune, the part outside every operator's footprint
     (properties commune_code, commune_name, province_code, area_km2, synthetic)."""
@@ -229,7 +229,7 @@ class CandidateSite(BaseModel):
 
 class WhatIfBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    province: str | None = Field(default=None, pattern=r"^\d{2}$")
+    province: str | None = Field(default=None, pattern=PROVINCE_CODE)
     sites: list[CandidateSite] = Field(min_length=1, max_length=MAX_CANDIDATES)
 
 

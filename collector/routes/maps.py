@@ -18,6 +18,7 @@ from lomsong.collector.routes.pages import forbidden, page_gate, who
 from lomsong.errors import NotFoundError
 from lomsong.maps import pages
 from lomsong.storage.schema import provinces
+from lomsong.wire import PROVINCE_CODE
 
 if TYPE_CHECKING:
     from lomsong.collector.map_service import MapService, Page
@@ -45,7 +46,7 @@ def index(request: Request, ctx: Ctx) -> Response:
 async def province(
     request: Request,
     ctx: Ctx,
-    code: Annotated[str, Path(pattern=r"^\d{2}$", description="province code, e.g. 04")],
+    code: Annotated[str, Path(pattern=PROVINCE_CODE, description="province code, e.g. 04")],
 ) -> Response:
     gate = page_gate(request, ctx)
     if isinstance(gate, Response):

@@ -13,7 +13,7 @@ from lomsong.collector.deps import Admin, Caller, Ctx
 from lomsong.errors import ValidationError
 from lomsong.storage.schema import notification_attempts, outages
 from lomsong.timefmt import iso, parse_time
-from lomsong.wire import NAME_PATTERN
+from lomsong.wire import COMMUNE_CODE, NAME_PATTERN, PROVINCE_CODE
 
 router = APIRouter(tags=["outages"])
 
@@ -22,8 +22,8 @@ router = APIRouter(tags=["outages"])
 async def list_outages(
     ctx: Ctx,
     caller: Caller,
-    province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
-    commune: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+    province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
+    commune: Annotated[str | None, Query(pattern=COMMUNE_CODE)] = None,
     operator: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     active: Annotated[
         bool | None, Query(description="only open (true) or closed (false) outages")

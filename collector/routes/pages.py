@@ -37,6 +37,7 @@ from lomsong.collector.probe_markers import current_probes
 from lomsong.maps import pages
 from lomsong.storage.outages import open_outages
 from lomsong.storage.schema import communes, provinces, tokens
+from lomsong.wire import PROVINCE_CODE
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -96,7 +97,7 @@ def forbidden(text: str, caller: Principal | None = None) -> HTMLResponse:
 def status_page(
     request: Request,
     ctx: Ctx,
-    province: Annotated[str | None, Query(pattern=r"^\d{2}$")] = None,
+    province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
 ) -> Response:
     """Provinces → communes with their probes' state, open outages, links to maps and exports."""
     gate = page_gate(request, ctx)

@@ -16,7 +16,7 @@ from lomsong.collector.registry import ProbeInfo
 from lomsong.errors import ValidationError
 from lomsong.storage.schema import results
 from lomsong.timefmt import iso, parse_time
-from lomsong.wire import MAX_SEQ, NAME_PATTERN, CheckKind
+from lomsong.wire import COMMUNE_CODE, MAX_SEQ, NAME_PATTERN, PROVINCE_CODE, CheckKind
 
 router = APIRouter(tags=["probes"])
 
@@ -76,10 +76,10 @@ def list_probes(
     ctx: Ctx,
     caller: Caller,
     province: Annotated[
-        str | None, Query(pattern=r"^\d{2}$", description="province code, e.g. 04")
+        str | None, Query(pattern=PROVINCE_CODE, description="province code, e.g. 04")
     ] = None,
     commune: Annotated[
-        str | None, Query(pattern=r"^\d{5}$", description="commune code, e.g. 01273")
+        str | None, Query(pattern=COMMUNE_CODE, description="commune code, e.g. 01273")
     ] = None,
 ) -> dict[str, Any]:
     """Probes the caller may read, optionally of one province or commune."""

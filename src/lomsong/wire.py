@@ -34,6 +34,9 @@ Rat = Literal["gsm", "umts", "lte", "nr"]
 #: probe ids and uplink names are short, lower-case and safe in URLs, file names and labels.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 ProbeId = Annotated[str, Field(pattern=NAME_PATTERN)]
+#: 2025 codes are ASCII digits (``\d`` would take any script's digits, e.g. Tibetan ``༩``)
+PROVINCE_CODE = r"^[0-9]{2}$"
+COMMUNE_CODE = r"^[0-9]{5}$"
 UplinkName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 #: Text may hold any character but NUL: PostgreSQL's text cannot store it, and no check has a
@@ -62,8 +65,8 @@ class Signal(_Strict):
     rsrq_db: Annotated[float, Field(ge=-45.0, le=20.0)] | None = None
     snr_db: Annotated[float, Field(ge=-30.0, le=50.0)] | None = None
     rssi_dbm: Annotated[float, Field(ge=-130.0, le=0.0)] | None = None
-    mcc: Annotated[str, Field(pattern=r"^\d{3}$")] | None = None
-    mnc: Annotated[str, Field(pattern=r"^\d{2,3}$")] | None = None
+    mcc: Annotated[str, Field(pattern=r"^[0-9]{3}$")] | None = None
+    mnc: Annotated[str, Field(pattern=r"^[0-9]{2,3}$")] | None = None
     tac: Annotated[int, Field(ge=0, le=0xFFFFFF)] | None = None
     lac: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
     cid: Annotated[int, Field(ge=0, le=2**36)] | None = None

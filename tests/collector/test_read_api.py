@@ -151,6 +151,8 @@ BAD_QUERIES = [
     ("/api/v1/probes/cb-thuc-phan/results?until=-1e300", "until"),
     ("/api/v1/outages?operator=a%00b", "operator"),
     ("/api/v1/outages?since=nan", "since"),
+    ("/api/v1/outages?province=%E0%BC%A90", "province"),  # a Tibetan nine: a digit, not a code
+    ("/api/v1/probes?commune=0127%D9%A3", "commune"),  # an Arabic-Indic three
 ]
 
 
