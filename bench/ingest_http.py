@@ -43,8 +43,11 @@ class Server:
 
 
 @contextmanager
-def serve(db_path: Path, log_path: Path, **env: str) -> Iterator[Server]:
-    """Run ``lomsong serve`` on ``db_path`` until the block ends; ``env`` adds LOMSONG_ settings."""
+def serve(
+    db_path: Path, log_path: Path, command: list[str] | None = None, **env: str
+) -> Iterator[Server]:
+    """Run ``lomsong serve`` (or ``command``, which serves the same way) on ``db_path`` until the
+    block ends; ``env`` adds LOMSONG_ settings."""
     port = free_port()
     environ = {
         **os.environ,
@@ -57,7 +60,7 @@ def serve(db_path: Path, log_path: Path, **env: str) -> Iterator[Server]:
     lomsong = Path(sys.executable).with_name("lomsong")
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [str(lomsong), "serve"], env=environ, stdout=log, stderr=subprocess.STDOUT
+            command or [str(lomsong), "serve"], env=environ, stdout=log, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -38,6 +38,10 @@ SKEW_SMOOTHING = 0.2
 #: The writer records probes heard from without anything new (re-sends) at most this often.
 HEARD_FLUSH_SECONDS = 1.0
 _WALK_CHUNK = 1_000
+#: INSERT statements kept, one per shape of row (its non-NULL columns). Agents send a few dozen
+#: shapes; the cap keeps a probe that sends every combination of optional fields from growing
+#: the cache without end.
+MAX_INSERT_SHAPES = 512
 
 
 def smoothed_skew(
@@ -328,6 +332,8 @@ class _Sql:
     def insert_results(self, columns: tuple[str, ...]) -> str:
         sql = self._inserts.get(columns)
         if sql is None:
+            if len(self._inserts) >= MAX_INSERT_SHAPES:
+                self._inserts.clear()
             sql = self._inserts[columns] = (
                 f"INSERT INTO results ({', '.join(columns)}) "
                 f"VALUES ({', '.join([self.p] * len(columns))}) "

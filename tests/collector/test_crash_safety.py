@@ -1,5 +1,8 @@
 """Crash safety: the collector is killed with SIGKILL at random moments during ingest, many times.
 
+Twenty kills run with the other tests; the soak (marker ``soak``, run by ``make bench``) kills it
+``SOAK_KILLS`` times.
+
 Probes keep sending batches and re-send whatever was not acknowledged to the next collector
 process, as an agent's uploader does. At the end every acknowledged result is stored, no result is
 stored twice, every result sent is stored after the last retries, the derived state
@@ -33,6 +36,8 @@ from tests.factories import body, iso, result
 from tests.waiting import wait_until
 
 KILLS = 20
+#: about 5 minutes on a 2-core machine: too long for ``make test``
+SOAK_KILLS = 100
 SEED = 20_251_123
 #: Probes that have one batch in flight at a time, as the agent does: "same" re-sends the very
 #: same batch, "spool" folds what is pending and new results into one bigger batch and names the
@@ -342,6 +347,16 @@ def _prepare(db: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_acknowledged_results_survive_sigkill_during_ingest(tmp_path: Path) -> None:
+    _kill_during_ingest(tmp_path, KILLS)
+
+
+@pytest.mark.soak
+def test_soak_acknowledged_results_survive_a_hundred_sigkills(tmp_path: Path) -> None:
+    _kill_during_ingest(tmp_path, SOAK_KILLS)
+
+
+def _kill_during_ingest(tmp_path: Path, kills: int) -> None:
+    """Kill a collector ``kills`` times under the probes' load, then check every result."""
     db = tmp_path / "lomsong.db"
     tokens = _prepare(db)
     rng = random.Random(SEED)
@@ -362,7 +377,7 @@ def test_acknowledged_results_survive_sigkill_during_ingest(tmp_path: Path) -> N
     try:
         for t in threads:
             t.start()
-        for _ in range(KILLS):
+        for _ in range(kills):
             collector.start()
             with traffic.lock:
                 acks_before = traffic.acks
@@ -393,27 +408,31 @@ def test_acknowledged_results_survive_sigkill_during_ingest(tmp_path: Path) -> N
     elapsed = time.monotonic() - began
 
     assert not traffic.problems, traffic.problems
-    stored_total = _check_database(db, traffic)
+    stored_total, lost, stored_twice = _check_database(db, traffic)
     busy_kills = sum(1 for n in in_flight_at_kill if n > 0)
+    acked = sum(len(s) for s in traffic.acked.values())
     print(
         f"\ncrash-safety: {len(in_flight_at_kill)} kills ({busy_kills} with requests in flight) "
         f"+ 1 after the last ack, {collector.starts} starts "
         f"({collector.start_seconds / collector.starts:.1f} s each), {traffic.batches} batches sent, "
         f"{traffic.retries} retries ({traffic.timeouts} timeouts), {traffic.duplicates} results "
-        f"answered as duplicates, {stored_total} results stored, {elapsed:.1f} s"
+        f"answered as duplicates, {acked} results acknowledged, {stored_total} stored, "
+        f"{lost} acknowledged lost, {stored_twice} stored twice, {elapsed:.1f} s"
     )
-    assert len(in_flight_at_kill) >= 20
+    assert lost == 0 and stored_twice == 0
+    assert len(in_flight_at_kill) == kills
     # Several senders keep requests going nearly all the time, so most kills land mid-request.
     assert busy_kills >= len(in_flight_at_kill) // 2, in_flight_at_kill
 
 
-def _check_database(db: Path, traffic: Traffic) -> int:
-    """Check the file with plain sqlite3, apart from any code of the collector; return the rows."""
+def _check_database(db: Path, traffic: Traffic) -> tuple[int, int, int]:
+    """Check the file with plain sqlite3, apart from any code of the collector; return the rows
+    stored, the acknowledged results lost and the results stored twice (both asserted 0)."""
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-        total = 0
+        total = lost_total = twice_total = 0
         for probe_id, sent in traffic.sent.items():
             rows = con.execute(
                 "SELECT seq, measured_at, kind, uplink, ok FROM results WHERE probe_id = ?"
@@ -423,12 +442,14 @@ def _check_database(db: Path, traffic: Traffic) -> int:
             seqs = [r[0] for r in rows]
             stored = set(seqs)
             lost = traffic.acked[probe_id] - stored
-            assert not lost, (
-                f"{probe_id}: {len(lost)} acknowledged results lost: {sorted(lost)[:20]}"
-            )
             count, distinct = con.execute(
                 "SELECT COUNT(*), COUNT(DISTINCT seq) FROM results WHERE probe_id = ?", (probe_id,)
             ).fetchone()
+            lost_total += len(lost)
+            twice_total += count - distinct
+            assert not lost, (
+                f"{probe_id}: {len(lost)} acknowledged results lost: {sorted(lost)[:20]}"
+            )
             assert count == distinct == len(seqs), f"{probe_id}: duplicates stored"
             assert stored == sent, (
                 f"{probe_id}: {len(sent - stored)} sent results missing, "
@@ -468,6 +489,6 @@ def _check_database(db: Path, traffic: Traffic) -> int:
             )
         }
         assert latest == newest, "latest_results disagrees with the newest stored results"
-        return total
+        return total, lost_total, twice_total
     finally:
         con.close()

@@ -6,11 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lomsong.collector.detector import (
+    WINDOW_MAX_SAMPLES,
     Change,
     Detector,
     DetectorConfig,
     Observation,
     ProbeMeta,
+    _Window,
 )
 
 META = ProbeMeta("cb-1", "01273", "04", {"viettel-4g": "viettel", "fibre": "fibre"})
@@ -236,6 +238,23 @@ def test_degraded_on_loss_closes_when_clear() -> None:
     assert deg.condition == deg2.condition == "degraded"
     p.live(t, 12, loss=0.0)
     assert p.d.active() == []
+
+
+def test_the_quality_window_keeps_its_time_span_and_its_cap() -> None:
+    w = _Window()
+    for i in range(10):
+        w.append(T0 + i, 0.2 if i % 2 else 0.0, None if i == 3 else 0.01 * i)
+    w.drop_before(T0 + 4)
+    assert len(w) == 6 and w.first_measured() == T0 + 4
+    assert abs(w.mean_loss() - 0.1) < 1e-12
+    assert w.median_rtt() == 0.065
+    for i in range(3 * WINDOW_MAX_SAMPLES):  # a gap-free stream of 1-second pings
+        w.append(T0 + 10 + i, 0.0, None)
+    assert len(w) == WINDOW_MAX_SAMPLES
+    assert w.first_measured() == T0 + 10 + 2 * WINDOW_MAX_SAMPLES
+    assert w.median_rtt() is None
+    w.clear()
+    assert len(w) == 0
 
 
 def test_degraded_on_latency() -> None:

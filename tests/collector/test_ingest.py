@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from lomsong.collector.store import MAX_INSERT_SHAPES, _Sql
 from lomsong.storage.schema import results
 from tests.conftest import CollectorFactory, RunningCollector
 from tests.factories import batch, body, iso, result
@@ -566,3 +567,11 @@ def test_the_runs_of_stored_seqs_merge_and_keep_the_newest() -> None:
         runs = _extended(runs, [10 * k])
     assert runs == tuple((10 * k, 10 * k) for k in range(1, MAX_RUNS + 1))  # (1, 3) dropped
     assert _extended(runs, list(range(4, 10 * MAX_RUNS + 1))) == ((4, 10 * MAX_RUNS),)
+
+
+def test_the_insert_statements_kept_per_row_shape_are_capped() -> None:
+    sql = _Sql("sqlite")
+    for i in range(3 * MAX_INSERT_SHAPES):
+        text = sql.insert_results(("probe_id", "seq", f"column_{i}"))
+        assert f"column_{i}" in text
+        assert len(sql._inserts) <= MAX_INSERT_SHAPES
