@@ -182,6 +182,30 @@ def _dns_answer(wire: bytes) -> bytes:
     return reply.to_wire()
 
 
+def _udp_and_tcp_on_one_port(
+    udp_handler: type[socketserver.BaseRequestHandler],
+    tcp_handler: type[socketserver.BaseRequestHandler],
+) -> tuple[socketserver.ThreadingUDPServer, socketserver.ThreadingTCPServer]:
+    """A UDP and a TCP server on the same free port. The kernel picks the UDP port; another
+    process may hold that number for TCP, so a few ports are tried, each closed if it fails."""
+    for _ in range(20):
+        udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), udp_handler)
+        port = udp.server_address[1]
+        tcp = socketserver.ThreadingTCPServer(
+            ("127.0.0.1", port), tcp_handler, bind_and_activate=False
+        )
+        tcp.allow_reuse_address = True
+        try:
+            tcp.server_bind()
+            tcp.server_activate()
+        except OSError:
+            tcp.server_close()
+            udp.server_close()
+            continue
+        return udp, tcp
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1 in 20 tries")
+
+
 @pytest.fixture
 def dns_server() -> Iterator[Server]:
     """Answers A queries for DNS_RECORDS over UDP and TCP on one port; NXDOMAIN otherwise."""
@@ -199,13 +223,8 @@ def dns_server() -> Iterator[Server]:
             answer = _dns_answer(self.rfile.read(length))
             self.wfile.write(struct.pack("!H", len(answer)) + answer)
 
-    udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), UDP)
-    port = udp.server_address[1]
-    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", port), TCP, bind_and_activate=False)
-    tcp.allow_reuse_address = True
-    tcp.server_bind()
-    tcp.server_activate()
-    record = Server("127.0.0.1", port)
+    udp, tcp = _udp_and_tcp_on_one_port(UDP, TCP)
+    record = Server("127.0.0.1", udp.server_address[1])
     threads = [
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         for s in (udp, tcp)
