@@ -21,6 +21,7 @@ from lomsong.probes.spool import REFUSED_KEPT, AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader
 from lomsong.storage.schema import probe_state, results
 from tests.conftest import CollectorFactory, RunningCollector
+from tests.waiting import wait_until_async
 
 PROBE = "cb-thuc-phan"
 
@@ -104,11 +105,14 @@ def test_a_poison_result_in_the_spool_cannot_block_the_agent(
     async def scenario() -> None:
         stop = asyncio.Event()
         agent = asyncio.create_task(run_agent(settings, stop))
-        deadline = time.monotonic() + 30
-        while not refused_heard():
-            assert time.monotonic() < deadline, "the queue did not move past the poison result"
+
+        def moved() -> bool:
             assert not agent.done(), agent
-            await asyncio.sleep(0.1)
+            return refused_heard()
+
+        await wait_until_async(
+            moved, timeout=30, what="the queue moving past the poison result", interval=0.1
+        )
         stop.set()
         await asyncio.wait_for(agent, 30)
 
