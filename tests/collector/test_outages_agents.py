@@ -130,6 +130,9 @@ class Agent:
         commune: str,
         target: Target,
         collector_url: str,
+        *,
+        timeout_seconds: float = 2.0,
+        backoff_max_seconds: float = 1.0,
     ) -> None:
         self.token = c.register(probe_id, commune, ("viettel-4g:viettel",))
         self.boot = tmp / f"{probe_id}.boot_id"
@@ -144,9 +147,9 @@ boot_id_file = "{self.boot}"
 
 [upload]
 interval_seconds = 1.0
-timeout_seconds = 2.0
+timeout_seconds = {timeout_seconds}
 backoff_initial_seconds = 0.2
-backoff_max_seconds = 1.0
+backoff_max_seconds = {backoff_max_seconds}
 
 [[uplinks]]
 name = "viettel-4g"

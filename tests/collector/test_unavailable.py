@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -38,7 +39,7 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.places import load_places
 from lomsong.storage.schema import results
-from tests.collector.test_outages_agents import Target
+from tests.collector.test_outages_agents import Agent, Target
 from tests.conftest import (
     ADMIN_SECRET,
     PG_ADMIN_URL,
@@ -536,52 +537,13 @@ def test_a_real_agent_waits_retry_after_while_postgres_is_away_and_loses_nothing
     pg_url: str, gate: Gate, collector_factory: CollectorFactory, tmp_path: Path
 ) -> None:
     c = collector_factory(through(pg_url, gate))
-    token = c.register(PROBE, COMMUNE)
     target = Target()
-    boot = tmp_path / "boot_id"
-    boot.write_text("11111111-1111-1111-1111-111111111111\n")
-    config = tmp_path / "probe.toml"
     # backoff_max_seconds well above the collector's Retry-After, so the wait seen is its
-    config.write_text(f'''
-probe_id = "{PROBE}"
-collector_url = "{c.url}"
-spool_path = "{tmp_path / "spool.db"}"
-boot_id_file = "{boot}"
-
-[upload]
-interval_seconds = 1.0
-timeout_seconds = 5.0
-backoff_initial_seconds = 0.2
-backoff_max_seconds = 60.0
-
-[[uplinks]]
-name = "viettel-4g"
-source_address = "127.0.0.1"
-operator = "viettel"
-
-[[checks]]
-kind = "tcp"
-target = "127.0.0.1:{target.port}"
-interval_seconds = 1.0
-jitter_seconds = 0.0
-timeout_seconds = 1.0
-
-[[checks]]
-kind = "heartbeat"
-interval_seconds = 1.0
-jitter_seconds = 0.0
-timeout_seconds = 1.0
-''')
-    log = tmp_path / "agent.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
-    env["LOMSONG_PROBE_TOKEN"] = token
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [LOMSONG, "probe", "run", "--config", str(config)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    agent = Agent(
+        tmp_path, c, PROBE, COMMUNE, target, c.url, timeout_seconds=5.0, backoff_max_seconds=60.0
+    )
+    agent.start()
+    log = agent.log
 
     def through_seq() -> int:
         live = c.ctx.live.live.get(PROBE)
@@ -620,6 +582,5 @@ timeout_seconds = 1.0
         # the spool numbers from the clock: contiguous from the first seq up to the mark
         assert [s for s in seqs if s <= mark] == list(range(seqs[0], mark + 1))
     finally:
-        proc.kill()
-        proc.wait(10)
+        agent.stop(signal.SIGKILL)
         target.stop()
