@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from lomsong.config.probe import HttpCheck
+from lomsong.errors import LomsongError
 from lomsong.probes.checks.base import (
     CheckContext,
     Outcome,
@@ -31,7 +32,7 @@ MAX_HEADER_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class _BadResponse(Exception):
+class _BadResponse(LomsongError):
     """The server's answer is not HTTP/1.x as we can read it."""
 
 
@@ -84,7 +85,9 @@ async def run(spec: HttpCheck, ctx: CheckContext) -> Outcome:
     )
 
 
-class _Failed(Exception):
+class _Failed(LomsongError):
+    """The exchange failed; ``error`` is the text the result carries (failure is data)."""
+
     def __init__(self, error: str) -> None:
         super().__init__(error)
         self.error = error
