@@ -93,6 +93,8 @@ class NothingAccepted(GeodataError):
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
+    if not path.is_file():  # the digest is taken first: say what read_table would say
+        raise GeodataError(f"{path}: no such file")
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)

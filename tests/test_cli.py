@@ -113,6 +113,38 @@ def test_errors_are_one_line_on_stderr_with_nonzero_exit(
     assert "Traceback" not in out.stderr
 
 
+USAGE_MISTAKES = [
+    (("serve", "--prot", "9000"), "No such option: --prot", "'lomsong serve --help'"),
+    (("probe", "regster"), "No such command 'regster'", "'lomsong probe --help'"),
+    (
+        ("probe", "register", "--id", "cb-1", "--commune", "01273"),
+        "Missing option '--uplink'",
+        "'lomsong probe register --help'",
+    ),
+    (("token", "revoke", "abc"), "valid integer", "'lomsong token revoke --help'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "where"), USAGE_MISTAKES, ids=[m[0][1] for m in USAGE_MISTAKES]
+)
+def test_usage_mistakes_are_one_line_not_a_traceback(
+    tmp_path: Path, args: tuple[str, ...], message: str, where: str
+) -> None:
+    """A misspelt option or command, a missing option, a bad value: typer's own errors."""
+    out = run(*args, db=tmp_path / "l.db")
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert lines[0].startswith("lomsong: error: ") and message in lines[0] and where in lines[0]
+
+
+def test_a_missing_geodata_file_is_one_line(tmp_path: Path) -> None:
+    out = run("geodata", "import", "hamlets", str(tmp_path / "nope.csv"), db=tmp_path / "l.db")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == f"lomsong: error: {tmp_path / 'nope.csv'}: no such file"
+
+
 def test_a_duplicate_probe_needs_replace(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     args = ("probe", "register", "--id", "p1", "--commune", "01273", "--uplink", "a:viettel")

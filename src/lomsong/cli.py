@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from lomsong import __version__
@@ -64,16 +63,27 @@ demo_cli.add_commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a ``LomsongError`` is one line on stderr and exit status 1."""
+    """Run the CLI: a ``LomsongError`` or a usage mistake (an unknown option or command, a bad
+    value, a missing argument) is one line on stderr and a non-zero exit, never a traceback."""
     try:
         result = app(args=argv, standalone_mode=False)
     except LomsongError as exc:
         typer.echo(f"lomsong: error: {exc}", err=True)
         sys.exit(1)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("lomsong: aborted", err=True)
         sys.exit(130)
+    except typer.TyperException as exc:  # typer's own usage errors
+        typer.echo(f"lomsong: error: {usage_line(exc)}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def usage_line(exc: Exception) -> str:
+    """The mistake in one line, and where the command's help is."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "") if ctx is not None else ""
+    return f"{text} (see '{path} --help')" if path else text
