@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert
 
+from bench.bench_metrics import CHECKS as METRICS_CHECKS
+from bench.bench_metrics import UPLINKS
 from bench.ingest_http import POST_HEADERS, Http11
 from lomsong.collector.auth import TOKEN_PREFIX, hash_token
 from lomsong.storage.places import bundled_communes
@@ -37,21 +39,8 @@ from lomsong.storage.schema import probe_uplinks, probes, tokens
 
 NATIONAL_ROUND_SECONDS = 30.0
 NATIONAL_BATCH_SECONDS = 10.0
-#: (uplink name, operator)
-UPLINKS = (
-    ("fibre", "fibre"),
-    ("viettel-4g", "viettel"),
-    ("vinaphone-4g", "vinaphone"),
-    ("mobifone-4g", "mobifone"),
-)
-PORTAL = "dichvucong.gov.vn"
-CHECKS = (
-    ("icmp", PORTAL),
-    ("tcp", f"{PORTAL}:443"),
-    ("http", f"https://{PORTAL}/"),
-    ("dns", PORTAL),
-    ("icmp", "8.8.8.8"),
-)
+#: the metrics bench's national shape, and a second ping target as agents usually have
+CHECKS = (*METRICS_CHECKS, ("icmp", "8.8.8.8"))
 PER_ROUND = len(UPLINKS) * len(CHECKS) + 1
 #: A request unanswered for this long is given up and its batch kept, as the agent's timeout.
 REQUEST_TIMEOUT = 30.0
