@@ -22,6 +22,7 @@ from lomsong.errors import LomsongError
 from lomsong.wire import (
     ReportBatch,
     batch_dict_adapter,
+    checks_allowed,
     describe_validation_error,
     packets_consistent,
 )
@@ -68,6 +69,20 @@ class IngestRejected(LomsongError):
 
 #: Key of a check's newest result: (uplink, "" for none; kind; target).
 CheckKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Running:
+    """The checks an agent runs, as one heartbeat listed them (the heartbeat's own included)."""
+
+    measured_at: float
+    checks: frozenset[CheckKey]
+
+    def stale(self, key: CheckKey, measured_at: float) -> bool:
+        """A check's result the agent's config no longer has: not listed, and not newer than
+        the list (a newer one comes from a config whose heartbeat is still on its way)."""
+        return key not in self.checks and measured_at <= self.measured_at
+
 
 #: Result fields stored in a column of the same name, in the table's column order.
 PLAIN_FIELDS = (
@@ -120,6 +135,9 @@ class PreparedBatch:
     #: the newest row of each check in the batch
     latest: dict[CheckKey, dict[str, Any]] = field(default_factory=dict)
     max_measured_at: float = 0.0
+    #: the checks the agent runs, as its newest heartbeat in the batch listed them, and when
+    #: that heartbeat was measured; None when no heartbeat of the batch lists them
+    running: Running | None = None
 
 
 def decode_body(body: bytes, content_encoding: str | None, limits: IngestLimits) -> bytes:
@@ -184,7 +202,9 @@ def validate_batch(raw: bytes, limits: IngestLimits) -> BatchDict:
         return _validate_checked(raw, limits)
     results = batch["results"]
     for r in results:
-        if not packets_consistent(r.get("packets_sent"), r.get("packets_received")):
+        if not packets_consistent(
+            r.get("packets_sent"), r.get("packets_received")
+        ) or not checks_allowed(r["kind"], r.get("checks")):
             return _validate_checked(raw, limits)
     n = len(results)
     if n > limits.max_results_per_batch:
@@ -323,7 +343,17 @@ def prepare(checked: CheckedBatch) -> PreparedBatch:
                 if value is not None:
                     row[name] = value
         row["boot_id"] = boot_id
+        key = (get("uplink") or "", f["kind"], f["target"])
         if f["kind"] == "heartbeat":
+            running = get("checks")
+            if running is not None and (
+                prepared.running is None or measured_at > prepared.running.measured_at
+            ):
+                prepared.running = Running(
+                    measured_at,
+                    frozenset((c.get("uplink") or "", c["kind"], c["target"]) for c in running)
+                    | {key},
+                )
             details = {}
             for name in _HEARTBEAT_FIELDS:
                 value = get(name)
@@ -332,7 +362,6 @@ def prepare(checked: CheckedBatch) -> PreparedBatch:
             if details:
                 row["details"] = orjson.dumps(details).decode()
         rows.append(row)
-        key = (get("uplink") or "", f["kind"], f["target"])
         cur = latest.get(key)
         if cur is None or measured_at >= cur["measured_at"]:
             latest[key] = row

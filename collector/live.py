@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 
+from lomsong.collector.ingest import Running
 from lomsong.collector.registry import ProbeInfo, load_probes
 from lomsong.collector.store import HeardState, StoredBatch
 from lomsong.storage.schema import latest_results, probe_state
@@ -126,6 +127,8 @@ class LiveState:
                             r.get("error"),
                             r.get("rsrp_dbm"),
                         )
+                if s.running is not None:
+                    _forget(p.checks, s.running)
             self.version += 1
 
     def heard(self, done: Sequence[HeardState]) -> None:
@@ -152,6 +155,18 @@ class LiveState:
             if first <= lo and hi <= last:
                 return p.stored_through_seq
         return None
+
+
+def _forget(checks: dict[str, dict[tuple[str, str], Latest]], running: Running) -> None:
+    """Drop the newest results of checks the probe no longer runs (as the store did)."""
+    for uplink in list(checks):
+        of_uplink = checks[uplink]
+        for kind, target in [
+            k for k, c in of_uplink.items() if running.stale((uplink, *k), c.measured_at)
+        ]:
+            del of_uplink[(kind, target)]
+        if not of_uplink:
+            del checks[uplink]
 
 
 #: runs of stored seqs kept per probe: an agent back from a cut sends its newest heartbeat

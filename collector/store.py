@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine
 
-from lomsong.collector.ingest import CheckKey, PreparedBatch
+from lomsong.collector.ingest import CheckKey, PreparedBatch, Running
 from lomsong.errors import StorageError, StorageUnavailable
 from lomsong.storage.database import enable_immediate_transactions, unavailable
 from lomsong.wire import ReportAck
@@ -79,6 +80,9 @@ class StoredBatch:
     batch: PreparedBatch
     ack: ReportAck
     clock_skew_seconds: float
+    #: the checks the probe runs, when this batch listed them or holds results of checks it
+    #: no longer runs: the live state forgets what they leave out
+    running: Running | None = None
 
 
 class ReportStore:
@@ -303,8 +307,15 @@ class _Sql:
         self.update_state = (
             f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
             f"last_sent_at = {p}, last_measured_at = {p}, clock_skew_seconds = {p}, "
-            f"stored_through_seq = {p}, max_seq = {p}, results_total = results_total + {p} "
-            f"WHERE probe_id = {p}"
+            f"stored_through_seq = {p}, max_seq = {p}, results_total = results_total + {p}, "
+            f"running_checks = {p}, running_checks_at = {p} WHERE probe_id = {p}"
+        )
+        self.latest_of = (
+            f"SELECT uplink, kind, target, measured_at FROM latest_results WHERE probe_id = {p}"
+        )
+        self.delete_latest = (
+            f"DELETE FROM latest_results WHERE probe_id = {p} AND uplink = {p} AND kind = {p} "
+            f"AND target = {p}"
         )
         self.update_heard = (
             f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
@@ -315,7 +326,9 @@ class _Sql:
     def select_states(self, n: int) -> str:
         """The rows a group of batches reads and updates (``_State``), locked."""
         return self._select_state(
-            "boot_id, last_measured_at, clock_skew_seconds, stored_through_seq, max_seq", n
+            "boot_id, last_measured_at, clock_skew_seconds, stored_through_seq, max_seq, "
+            "running_checks, running_checks_at",
+            n,
         )
 
     def select_seen(self, n: int) -> str:
@@ -352,8 +365,30 @@ class _State:
     clock_skew_seconds: float | None
     stored_through_seq: int
     max_seq: int
+    running_checks: str | None = None
+    running_checks_at: float | None = None
     accepted: int = 0
     last: PreparedBatch | None = None
+    #: the stored list of running checks, parsed when first needed
+    _running: Running | None = None
+    #: a batch of the group brought a newer list: stale newest results are deleted
+    running_changed: bool = False
+
+    @property
+    def running(self) -> Running | None:
+        if self._running is None and self.running_checks and self.running_checks_at is not None:
+            keys = frozenset(tuple(k) for k in orjson.loads(self.running_checks))
+            self._running = Running(self.running_checks_at, keys)
+        return self._running
+
+    def take(self, running: Running) -> None:
+        """Keep ``running`` if it is newer than the list stored."""
+        if self.running_checks_at is not None and running.measured_at <= self.running_checks_at:
+            return
+        self._running = running
+        self.running_checks = orjson.dumps(sorted(running.checks)).decode()
+        self.running_checks_at = running.measured_at
+        self.running_changed = True
 
 
 class _Group:
@@ -371,6 +406,7 @@ class _Group:
         states = self._lock_states(sorted({b.probe_id for b in batches}))
         out = [self._one(states[b.probe_id], b) for b in batches]
         self._flush()
+        self._forget_stale(states)
         if self.latest:
             self.conn.exec_driver_sql(
                 self.sql.upsert_latest,
@@ -403,6 +439,8 @@ class _Group:
                     st.stored_through_seq,
                     st.max_seq,
                     st.accepted,
+                    st.running_checks,
+                    st.running_checks_at,
                     st.probe_id,
                 )
                 for st in sorted(states.values(), key=lambda st: st.probe_id)
@@ -410,6 +448,31 @@ class _Group:
             ],
         )
         return out
+
+    def _forget_stale(self, states: dict[str, _State]) -> None:
+        """Leave out of ``latest_results`` the checks a probe no longer runs: delete their rows
+        when a newer list came, and never upsert their results (a backfill after the list)."""
+        for key in [k for k, r in self.latest.items() if _stale(states[k[0]], k, r)]:
+            del self.latest[key]
+        for st in states.values():
+            running = st.running
+            if not st.running_changed or running is None:
+                continue
+            gone = [
+                (st.probe_id, uplink, kind, target)
+                for uplink, kind, target, measured_at in self.conn.exec_driver_sql(
+                    self.sql.latest_of, (st.probe_id,)
+                )
+                if running.stale((uplink, kind, target), measured_at)
+            ]
+            if gone:
+                self.conn.exec_driver_sql(self.sql.delete_latest, gone)
+                log.info(
+                    "probe %s no longer runs %d checks: their last results are forgotten",
+                    st.probe_id,
+                    len(gone),
+                    extra={"probe": st.probe_id},
+                )
 
     def _lock_states(self, probe_ids: list[str]) -> dict[str, _State]:
         select = self.sql.select_states(len(probe_ids))
@@ -465,10 +528,17 @@ class _Group:
         st.max_seq = max_seq
         st.accepted += accepted
         st.last = b
+        if b.running is not None:
+            st.take(b.running)
+        running = st.running
+        if running is not None and b.running is None:
+            stale = any(running.stale(k, r["measured_at"]) for k, r in b.latest.items())
+            if not stale:
+                running = None  # nothing for the live state to forget
         ack = ReportAck(
             accepted=accepted, duplicates=len(b.rows) - accepted, stored_through_seq=through
         )
-        return StoredBatch(batch=b, ack=ack, clock_skew_seconds=skew)
+        return StoredBatch(batch=b, ack=ack, clock_skew_seconds=skew, running=running)
 
     def _note_latest(self, b: PreparedBatch, rows: list[dict[str, Any]]) -> None:
         if len(rows) == len(b.rows):
@@ -515,3 +585,8 @@ class _Group:
             if len(chunk) < _WALK_CHUNK:
                 break
         return through
+
+
+def _stale(st: _State, key: tuple[str, str, str, str], row: dict[str, Any]) -> bool:
+    running = st.running
+    return running is not None and running.stale(key[1:], row["measured_at"])

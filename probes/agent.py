@@ -39,7 +39,7 @@ from lomsong.probes.checks.heartbeat import boot_id
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader
 from lomsong.timefmt import iso
-from lomsong.wire import Result, describe_validation_error
+from lomsong.wire import MAX_RUNNING_CHECKS, Result, describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,22 @@ def plan_jobs(settings: ProbeSettings) -> list[Job]:
     return jobs
 
 
+def running_checks(jobs: Sequence[Job]) -> tuple[tuple[str | None, str, str], ...]:
+    """(uplink, kind, target) of every job, once each, at most as many as the wire allows."""
+    keys = {(job.binding.uplink, job.kind, job.target) for job in jobs}
+    ordered = sorted(keys, key=lambda k: (k[0] or "", k[1], k[2]))
+    if len(ordered) > MAX_RUNNING_CHECKS:
+        # The list would be refused: without it the collector keeps every last result, as it
+        # does for agents that never send one.
+        log.warning(
+            "%d checks are more than a heartbeat can list (%d): not listed",
+            len(ordered),
+            MAX_RUNNING_CHECKS,
+        )
+        return ()
+    return tuple(ordered)
+
+
 class Runner:
     """Runs one job at a time per call, within the concurrency bound and the job's timeout."""
 
@@ -128,6 +144,7 @@ class Runner:
         self._clock = clock
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self.spool_errors = 0
+        self._running = running_checks(plan_jobs(settings))
 
     async def measure(self, job: Job) -> Measurement:
         """Run ``job`` once; whatever happens, a measurement comes back."""
@@ -139,6 +156,7 @@ class Runner:
                 agent_version=__version__,
                 spool_stats=self._spool_stats if self.spool is not None else None,
                 spool_dir=str(self.settings.spool_path.parent),
+                running_checks=self._running if job.kind == "heartbeat" else (),
             )
             measured_at = self._clock()
             started = time.perf_counter()

@@ -135,6 +135,11 @@ probe_state = Table(
     Column("stored_through_seq", BigInteger, nullable=False, default=0),
     Column("max_seq", BigInteger, nullable=False, default=0),
     Column("results_total", BigInteger, nullable=False, default=0),
+    # The checks the agent runs, as its newest heartbeat listed them: a JSON list of
+    # [uplink, kind, target]; null until an agent that lists them reports (older agents never).
+    Column("running_checks", Text, nullable=True),
+    # when that heartbeat was measured
+    Column("running_checks_at", Float, nullable=True),
 )
 
 latest_results = Table(

@@ -6,7 +6,14 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from lomsong.wire import ReportBatch, Result, Signal, batch_dict_adapter, packets_consistent
+from lomsong.wire import (
+    ReportBatch,
+    Result,
+    Signal,
+    batch_dict_adapter,
+    checks_allowed,
+    packets_consistent,
+)
 from tests.collector.test_ingest import INVALID
 from tests.factories import batch, result
 
@@ -52,6 +59,7 @@ def _full_batch() -> dict[str, object]:
             spool_depth=12,
             spool_dropped=0,
             spool_refused=1,
+            checks=[{"uplink": "viettel-4g", "kind": "icmp", "target": "dichvucong.gov.vn"}],
         ),
     ]
     return doc
@@ -84,9 +92,10 @@ def test_the_dict_validator_refuses_what_the_model_refuses(
         plain = batch_dict_adapter().validate_json(raw)
     except ValidationError:
         dict_refuses = True
-    else:  # the one rule across fields is the caller's to check
+    else:  # the rules across fields are the caller's to check
         dict_refuses = not all(
             packets_consistent(r.get("packets_sent"), r.get("packets_received"))
+            and checks_allowed(r["kind"], r.get("checks"))
             for r in plain["results"]
         )
     # the others (clock, repeated seqs) are the collector's checks after validation

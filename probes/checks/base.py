@@ -48,6 +48,8 @@ class Outcome:
     spool_depth: int | None = None
     spool_dropped: int | None = None
     spool_refused: int | None = None
+    #: The checks the agent runs (heartbeat): wire ``RunningCheck`` documents.
+    checks: list[dict[str, str]] | None = None
     #: Local detail for people (``probe once``, logs); never sent on the wire.
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +119,8 @@ class CheckContext:
     spool_stats: Callable[[], Awaitable[SpoolStats]] | None = None
     #: Where the spool lives, for the free disk space the heartbeat reports.
     spool_dir: str = "."
+    #: (uplink or None, kind, target) of every check the agent runs (the heartbeat lists them).
+    running_checks: tuple[tuple[str | None, str, str], ...] = ()
 
 
 CheckFunction = Callable[[Any, CheckContext], Awaitable[Outcome]]

@@ -1,4 +1,5 @@
-"""``heartbeat``: the probe itself: boot, uptime, load, free disk, memory, spool depth and drops.
+"""``heartbeat``: the probe itself: boot, uptime, load, free disk, memory, spool depth and drops,
+and the checks it runs.
 
 The collector learns from heartbeats that the box is alive; a new ``boot_id`` after a silence
 tells it the centre lost power rather than its network (DESIGN §7). Everything is read from
@@ -31,6 +32,12 @@ async def run(spec: HeartbeatCheck, ctx: CheckContext) -> Outcome:
     except OSError as exc:
         outcome.details["disk_error"] = str(exc)
     outcome.memory_rss_bytes = memory_rss_bytes()
+    if ctx.running_checks:
+        # The collector forgets the last result of a check left out of this list.
+        outcome.checks = [
+            {"kind": kind, "target": target} | ({"uplink": uplink} if uplink else {})
+            for uplink, kind, target in ctx.running_checks
+        ]
     if ctx.spool_stats is not None:
         stats = await ctx.spool_stats()
         outcome.spool_depth = stats.depth

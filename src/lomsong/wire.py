@@ -72,6 +72,19 @@ class Signal(_Strict):
     cid: Annotated[int, Field(ge=0, le=2**36)] | None = None
 
 
+#: A heartbeat lists at most this many checks: far more than a commune box runs (a few uplinks
+#: times a dozen checks), few enough that a hostile list costs the collector nothing.
+MAX_RUNNING_CHECKS = 256
+
+
+class RunningCheck(_Strict):
+    """One check the agent runs now: its kind and target over one uplink (none: heartbeat)."""
+
+    uplink: UplinkName | None = None
+    kind: CheckKind
+    target: Annotated[str, Field(min_length=1, max_length=512, pattern=NO_NUL)]
+
+
 class Result(_Strict):
     """One measurement: one check against one target over one uplink, at one time."""
 
@@ -102,6 +115,10 @@ class Result(_Strict):
     spool_dropped: Counter | None = None
     #: results the collector refused for good, set aside in the spool and never sent again
     spool_refused: Counter | None = None
+    #: Every check the agent runs now (heartbeat only; optional: older agents leave it out).
+    #: The collector forgets the newest result of a check no longer listed, so a check removed
+    #: from ``probe.toml`` stops showing its last failure.
+    checks: Annotated[list[RunningCheck], Field(max_length=MAX_RUNNING_CHECKS)] | None = None
 
     @model_validator(mode="after")
     def _packets_consistent(self) -> Result:
@@ -109,6 +126,10 @@ class Result(_Strict):
             raise ValueError(
                 f"packets_received ({self.packets_received}) exceeds "
                 f"packets_sent ({self.packets_sent})"
+            )
+        if not checks_allowed(self.kind, self.checks):
+            raise ValueError(
+                f"checks: only a heartbeat lists the checks the agent runs (kind is {self.kind!r})"
             )
         return self
 
@@ -126,6 +147,11 @@ class ReportBatch(_Strict):
     spool_floor_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
 
 
+def checks_allowed(kind: str, checks: object) -> bool:
+    """Only a heartbeat carries the list of running checks."""
+    return checks is None or kind == "heartbeat"
+
+
 def packets_consistent(sent: int | None, received: int | None) -> bool:
     """A result never receives more packets than it sent."""
     return sent is None or received is None or received <= sent
@@ -134,11 +160,13 @@ def packets_consistent(sent: int | None, received: int | None) -> bool:
 @cache
 def batch_dict_adapter() -> TypeAdapter[dict[str, Any]]:
     """Validates a batch's JSON into plain dicts, with every constraint of ``ReportBatch``
-    except ``packets_consistent`` (the caller checks it): 30 % less time than building the
-    models, for the collector's ingest. A field left out or sent as null is absent or ``None``.
+    except ``packets_consistent`` and ``checks_allowed`` (the caller checks them): 30 % less
+    time than building the models, for the collector's ingest. A field left out or sent as null
+    is absent or ``None``.
     """
     signal = _typed_dict(Signal, {})
-    result = _typed_dict(Result, {Signal: signal})
+    running = _typed_dict(RunningCheck, {})
+    result = _typed_dict(Result, {Signal: signal, RunningCheck: running})
     return TypeAdapter(_typed_dict(ReportBatch, {Result: result}))
 
 
