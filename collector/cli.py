@@ -27,14 +27,32 @@ def serve(
     ] = False,
     host: Annotated[str | None, typer.Option(help="Listen address (setting: host).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (setting: port).")] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="debug, info, warning or error (setting: log_level).", show_default=False
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="text, or json: one object per line for journald and Loki (setting: log_format).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the collector: migrate the database, load the places, serve the API and /metrics."""
     import uvicorn
 
     from lomsong.collector.app import create_app
     from lomsong.config.collector import load_collector_settings
+    from lomsong.logs import setup_logging
 
     overrides: dict[str, object] = {}
+    if log_level is not None:
+        overrides["log_level"] = log_level.upper()
+    if log_format is not None:
+        overrides["log_format"] = log_format.lower()
     if dev:
         overrides["dev"] = True
     if host is not None:
@@ -42,6 +60,7 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = load_collector_settings(config, check_secrets=True, **overrides)
+    setup_logging(settings.log_level, settings.log_format)
     open_database(config, upgrade=True).dispose()
     app = create_app(settings)
     # What is loaded by now (modules, models, the app: about 107,000 objects) lives as long as
@@ -53,7 +72,8 @@ def serve(
         app,
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through the handler set up above
         access_log=False,
         timeout_graceful_shutdown=5,
     )

@@ -45,13 +45,14 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from lomsong.collector.alert_facts import AlertFacts, Impact
-from lomsong.collector.alerts.dispatcher import Dispatcher
+from lomsong.collector.alerts.dispatcher import Attempt, Dispatcher
 from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.detector import DetectorConfig
 from lomsong.collector.leadership import Leadership
 from lomsong.collector.live import LiveState
 from lomsong.collector.outage_feed import OutageFeed
 from lomsong.collector.outage_history import OutageHistory
+from lomsong.collector.outage_log import log_attempt, log_changes, warn_if_nobody_notified
 from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
@@ -121,13 +122,13 @@ class ReportPipeline:
         if not result.leader:
             self.dispatcher = None
             return
+        if result.changes:
+            log_changes(result.changes, self.live.probes)
         if self.alerts is None:
             return
         now = self.clock()
         if self.dispatcher is None:
-            self.dispatcher = Dispatcher(
-                self.alerts, self.receivers, record=self.facts.record_attempt
-            )
+            self.dispatcher = Dispatcher(self.alerts, self.receivers, record=self._record_attempt)
             # A new leader: what was sent before stays sent; open outages go on firing.
             for key, fingerprints, at in await run_in_threadpool(self.facts.sent_groups):
                 self.dispatcher.restore(key, fingerprints, at)
@@ -136,12 +137,17 @@ class ReportPipeline:
         self.dispatcher.update(self.facts.alert_sources(result.changes), now)
         self.dispatcher.deliver(self.dispatcher.due(now), self.clock)
 
+    def _record_attempt(self, attempt: Attempt) -> None:
+        log_attempt(attempt)
+        self.facts.record_attempt(attempt)
+
     async def refresh_live(self) -> None:
         """Reload the live state from the database: other replicas store reports too."""
         await run_in_threadpool(self.live.reload, self.engine)
 
     async def start(self) -> None:
         """Check the database, load the live state, start the writer, then the scheduled jobs."""
+        warn_if_nobody_notified(self.settings.alerts_file, self.alerts)
         await run_in_threadpool(check_ready, self.engine)
         await self.refresh_live()
         await run_in_threadpool(self.feed.prepare)

@@ -124,6 +124,10 @@ class CollectorSettings(FileSettings):
     #: Alert routes and receivers (``config/alerts.toml``); without it outages are recorded
     #: and served but nobody is notified.
     alerts_file: Path | None = None
+    #: DEBUG, INFO, WARNING or ERROR.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text`` for people, ``json`` for journald and Loki: one object per line.
+    log_format: Literal["text", "json"] = "text"
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
     maps: MapSettings = MapSettings()

@@ -222,6 +222,8 @@ class ProbeSettings(FileSettings):
     #: At most this many checks run at once.
     max_concurrency: Annotated[int, Field(ge=1, le=1_024)] = 16
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text`` for people, ``json`` for journald and Loki: one object per line.
+    log_format: Literal["text", "json"] = "text"
     #: Where the id of this boot is read; a new id tells the collector the box restarted, which
     #: with no results in the gap classifies an outage as a power cut. The kernel's by default.
     boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")

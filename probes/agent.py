@@ -34,6 +34,7 @@ from lomsong.config.probe import (
     UplinkSettings,
 )
 from lomsong.errors import SpoolError
+from lomsong.probes.activity import SUMMARY_SECONDS, Activity
 from lomsong.probes.checks.base import Binding, CheckContext, Outcome, SpoolStats, check_function
 from lomsong.probes.checks.heartbeat import boot_id
 from lomsong.probes.spool import AsyncSpool, Spool
@@ -136,11 +137,13 @@ class Runner:
         spool: AsyncSpool | None = None,
         *,
         on_recorded: Callable[[], None] | None = None,
+        on_measured: Callable[[Measurement], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.spool = spool
         self._on_recorded = on_recorded
+        self._on_measured = on_measured
         self._clock = clock
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self.spool_errors = 0
@@ -186,6 +189,8 @@ class Runner:
     async def run_job(self, job: Job) -> None:
         """Measure and spool; the scheduler's entry point."""
         measurement = await self.measure(job)
+        if self._on_measured is not None:
+            self._on_measured(measurement)
         await self.record([measurement])
 
     async def record(self, measurements: Sequence[Measurement]) -> list[int]:
@@ -266,7 +271,8 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         boot_id=boot_id(settings.boot_id_file),
         agent_version=__version__,
     )
-    runner = Runner(settings, spool, on_recorded=uploader.wake.set)
+    activity = Activity()
+    runner = Runner(settings, spool, on_recorded=uploader.wake.set, on_measured=activity.note)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -304,17 +310,40 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
     )
     scheduler.start()
     upload = asyncio.create_task(uploader.run(stop), name="lomsong-uploader")
+    summaries = _Summaries(activity, uploader, spool)
     try:
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=SUMMARY_SECONDS)
+            if not stop.is_set():
+                await summaries.write()
     finally:
         scheduler.shutdown(wait=False)
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(upload, timeout=settings.upload.timeout_seconds)
+        with contextlib.suppress(SpoolError):
+            await summaries.write()  # what the last period did, before the agent goes
         await spool.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
+
+
+class _Summaries:
+    """The summary line's figures: uploads since the last one, the spool's depth now."""
+
+    def __init__(self, activity: Activity, uploader: Uploader, spool: AsyncSpool) -> None:
+        self.activity = activity
+        self.uploader = uploader
+        self.spool = spool
+        self._uploaded = 0
+
+    async def write(self) -> None:
+        total = self.uploader.counters.results
+        stats = await self.spool.stats()
+        self.activity.summary(uploaded=total - self._uploaded, spool_depth=stats.depth)
+        self._uploaded = total
 
 
 def once_table(measurements: Sequence[Measurement]) -> Any:

@@ -18,19 +18,42 @@ ProbeConfigOpt = Annotated[
 ]
 
 
-def probe_run(config: ProbeConfigOpt) -> None:
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning or error (setting: log_level).",
+        show_default=False,
+    ),
+]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json: one object per line for journald and Loki (setting: log_format).",
+        show_default=False,
+    ),
+]
+
+
+def probe_run(
+    config: ProbeConfigOpt, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None
+) -> None:
     """Run the agent: schedule every check over every uplink, spool, upload; stop on SIGTERM."""
     import asyncio
-    import logging
 
     from lomsong.config.probe import load_probe_settings
+    from lomsong.logs import setup_logging
     from lomsong.probes.agent import run_agent
 
-    settings = load_probe_settings(config)
+    overrides: dict[str, str] = {}
+    if log_level is not None:
+        overrides["log_level"] = log_level.upper()
+    if log_format is not None:
+        overrides["log_format"] = log_format.lower()
+    settings = load_probe_settings(config, **overrides)
     settings.bearer_token()  # refuse to start without a token, before opening anything
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level, settings.log_format)
     asyncio.run(run_agent(settings))
 
 
