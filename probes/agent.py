@@ -148,6 +148,8 @@ class Runner:
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self.spool_errors = 0
         self._running = running_checks(plan_jobs(settings))
+        #: runs under way: the agent lets them finish when it stops, rather than cancel them
+        self.in_flight: set[asyncio.Task[Any]] = set()
 
     async def measure(self, job: Job) -> Measurement:
         """Run ``job`` once; whatever happens, a measurement comes back."""
@@ -188,10 +190,17 @@ class Runner:
 
     async def run_job(self, job: Job) -> None:
         """Measure and spool; the scheduler's entry point."""
-        measurement = await self.measure(job)
-        if self._on_measured is not None:
-            self._on_measured(measurement)
-        await self.record([measurement])
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        try:
+            measurement = await self.measure(job)
+            if self._on_measured is not None:
+                self._on_measured(measurement)
+            await self.record([measurement])
+        finally:
+            if task is not None:
+                self.in_flight.discard(task)
 
     async def record(self, measurements: Sequence[Measurement]) -> list[int]:
         """Spool measurements durably; a spool failure is logged loudly, never raised."""
@@ -318,8 +327,14 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
             if not stop.is_set():
                 await summaries.write()
     finally:
-        scheduler.shutdown(wait=False)
         stop.set()
+        scheduler.pause()
+        if runner.in_flight:
+            # APScheduler's shutdown cancels the runs under way: each would be lost and logged
+            # as an error with its traceback. Each ends within its own timeout.
+            longest = max(job.spec.timeout_seconds for job in jobs)
+            await asyncio.wait(set(runner.in_flight), timeout=longest + 1.0)
+        scheduler.shutdown(wait=False)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(upload, timeout=settings.upload.timeout_seconds)
         with contextlib.suppress(SpoolError):
