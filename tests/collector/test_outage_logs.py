@@ -3,20 +3,27 @@ start when nobody would be notified."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 
 from lomsong.config.alerts import AlertsConfig
 from tests.collector.test_outages import FakeClock, alerts_to
-from tests.conftest import CollectorFactory, RunningCollector, WebhookSink
+from tests.conftest import CollectorFactory, RunningCollector, WebhookSink, free_port
 from tests.factories import iso, result
 from tests.waiting import wait_until
 
 PROBE = "cb-thuc-phan"
 OUTAGES = "lomsong.collector.outages"
+LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 
 
 def _report(c: RunningCollector, token: str, clock: FakeClock, seqs: tuple[int, int]) -> None:
@@ -100,3 +107,26 @@ def test_the_collector_warns_at_start_when_nobody_would_be_notified(
     ]
     assert len(warned) == 1, caplog.text
     assert ("no alerts_file" in warned[0]) == (routes is None), warned
+
+
+def test_serve_writes_json_lines_from_start_to_stop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
+    env["LOMSONG_DATABASE_URL"] = f"sqlite:///{tmp_path / 'l.db'}"
+    log = tmp_path / "serve.log"
+    cmd = [LOMSONG, "serve", "--dev", "--port", str(free_port()), "--log-format", "json"]
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, env=env, stderr=err, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(
+            lambda: "Application startup complete" in log.read_text(),
+            timeout=60,
+            what="the collector started",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), lines
+    warned = [line for line in lines if "nobody is notified" in line["message"]]
+    assert [w["level"] for w in warned] == ["WARNING"], lines
+    assert any(line["logger"].startswith("uvicorn") for line in lines), lines
