@@ -111,6 +111,7 @@ class StatusData:
         maintenance windows covering them now."""
         names = self._commune_names({r["commune_code"] for r in rows})
         mapped = self._with_hamlets({r["province_code"] for r in rows}) if impacts else set()
+        version = self._version() if mapped else None
         active = [w for w in self.windows if w.active(now)]
         return [
             OutageView(
@@ -128,20 +129,28 @@ class StatusData:
                 detected_at=r["detected_at"],
                 ended_at=r["ended_at"],
                 resolved_at=r["resolved_at"],
-                impact=self.impact(r, mapped) if impacts else None,
+                impact=self.impact(r, mapped, version) if impacts else None,
                 maintenance=tuple(w.name for w in active if w.match.matches(labels(r))),
             )
             for r in rows
         ]
 
-    def impact(self, row: Mapping[str, Any], mapped: Collection[str]) -> Impact:
-        """The hamlets an outage cuts off, as its alert counts them, or why that is unknown."""
+    def impact(
+        self,
+        row: Mapping[str, Any],
+        mapped: Collection[str],
+        version: tuple[Any, ...] | None = None,
+    ) -> Impact:
+        """The hamlets an outage cuts off, as its alert counts them, or why that is unknown.
+
+        ``mapped``: the provinces with hamlets; ``version``: the geodata's, read once a page.
+        """
         if row["condition"] == "probe_silent" and row["cause"] not in SILENT_CAUSES:
             return Impact("until_back")
         if self.coverage is None or row["province_code"] not in mapped:
             return Impact("no_geodata")
         try:
-            found = self.coverage.impact(_outage(row))
+            found = self.coverage.impact(_outage(row), version)
         except ImportError:  # a collector without the geo extra has no coverage
             return Impact("no_geodata")
         except Exception:
@@ -166,6 +175,15 @@ class StatusData:
             ]
         views = [MaintenanceView(w.name, _scope(w), window_end(w, now)) for w in active]
         return sorted(views, key=lambda v: (v.until, v.name))
+
+    def _version(self) -> tuple[Any, ...] | None:
+        """The geodata's version, once for every outage of a page (``None``: ask each time)."""
+        if self.coverage is None:
+            return None
+        try:
+            return self.coverage.version()
+        except ImportError:  # without the geo extra; ``impact`` says so for each outage
+            return None
 
     def _commune_names(self, codes: Collection[str]) -> dict[str, str]:
         with self.live.lock:
