@@ -35,7 +35,7 @@ def outage(oid: str, condition: str, **kw: object) -> OutageView:
         "id": oid,
         "probe_id": f"p-{oid}",
         "commune_code": "01321",
-        "commune_name": "Xã Hà Quảng",
+        "commune_name": "Xã Bảo Lạc",
         "province_code": "04",
         "province_name": "Cao Bằng",
         "condition": condition,
@@ -53,8 +53,8 @@ def provinces() -> list[ProvinceStatus]:
     cb = ProvinceStatus("04", "Cao Bằng", 56, open_outages=2)
     cb.probes = [
         marker("cb-a", "01273", "Phường Thục Phán", "up"),
-        marker("cb-b", "01321", "Xã Hà Quảng", "degraded"),
-        marker("cb-c", "01290", "Xã Bảo Lạc", "down"),
+        marker("cb-b", "01321", "Xã Bảo Lạc", "degraded"),
+        marker("cb-c", "01290", "Xã Bảo Lâm", "down"),
         marker("cb-d", "01279", "Xã Nguyên Bình", "partial"),
         marker("cb-e", "01280", "Xã Ba Bể", "unknown"),
     ]
@@ -80,7 +80,7 @@ def build(**kw: object) -> str:
             "sil",
             "probe_silent",
             cause=None,
-            commune_name="Xã Bảo Lạc",
+            commune_name="Xã Bảo Lâm",
             commune_code="01290",
             impact=Impact("until_back"),
         ),
@@ -107,7 +107,7 @@ def test_open_outages_come_first_worst_first_with_where_when_why_and_whom() -> N
     card = re.search(r'<li class="card outage" data-outage="up1".*?</li>', top)
     assert card is not None
     text = card.group(0)
-    assert 'href="/outages/up1"' in text and "Xã Hà Quảng (01321)" in text and "Cao Bằng" in text
+    assert 'href="/outages/up1"' in text and "Xã Bảo Lạc (01321)" in text and "Cao Bằng" in text
     assert "viettel-4g (Viettel)" in text and "sự cố mạng / network failure" in text
     assert "Từ lúc / Since 17:01 18/11/2026" in text
     assert "1 giờ 5 phút / 1 h 5 min" in text
