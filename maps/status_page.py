@@ -118,7 +118,10 @@ def status_page(
 
 
 def text_colour(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (``#rrggbb``)."""
+    """Black or white, whichever reads better on ``background`` (``#rrggbb``; white on any
+    other form)."""
+    if len(background) != 7 or not background.startswith("#"):
+        return "#fff"
     r, g, b = (int(background[i : i + 2], 16) for i in (1, 3, 5))
     return "#111" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
 
