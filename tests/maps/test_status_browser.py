@@ -65,6 +65,7 @@ def seven_outages(c: RunningCollector) -> None:
             "01279",
             "uplink_down",
             "network",
+            started_at=now - 9000,
             ended_at=now - 7200,
             resolved_at=now - 7150,
             **link,
@@ -128,6 +129,7 @@ def test_the_status_page_on_a_desk_and_a_phone_and_an_outage_page(
         assert "dưới 1 phút / under a minute" in page.inner_text("#outages")
         assert "not known until it is back" in page.inner_text("#outages")
         assert page.locator("#resolved-list > li").count() == 1
+        assert "30 phút / 30 min" in page.inner_text("#resolved-list")
         assert page.locator("#healthy").get_attribute("open") is None
         keep(page.screenshot(), name, tmp_path)
         light = page.evaluate("getComputedStyle(document.body).backgroundColor")
