@@ -26,7 +26,7 @@ from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import coverage as coverage_routes
-from lomsong.collector.routes import health, maps, outages, pages, probes, reports
+from lomsong.collector.routes import health, maps, outage_pages, outages, pages, probes, reports
 from lomsong.collector.unavailable import unavailable_response
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
@@ -129,7 +129,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    for routes in (reports, probes, outages, coverage_routes, health, pages, maps):
+    for routes in (reports, probes, outages, coverage_routes, health, pages, outage_pages, maps):
         app.include_router(routes.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)

@@ -109,11 +109,15 @@ class CoverageService:
                 self._zones[province] = (version, zones)
             return zones
 
-    def area(self, province: str | None) -> Area:
-        """The classified area, from the cache while the data version and age allow."""
+    def area(self, province: str | None, version: tuple[Any, ...] | None = None) -> Area:
+        """The classified area, from the cache while the data version and age allow.
+
+        ``version``: the data version the caller has just read, so that a page weighing many
+        outages reads it once rather than once per outage.
+        """
         from lomsong.coverage.compute import classify_area
 
-        version = self.version()
+        version = self.version() if version is None else version
         now = self.clock()
         with self._lock:
             cached = self._areas.get(province)
@@ -147,7 +151,7 @@ class CoverageService:
         links = down_links(open_outages(self.engine, province), self.settings.operator_keys())
         return area, with_outages(area, links)
 
-    def impact(self, outage: Outage) -> HamletImpact | None:
+    def impact(self, outage: Outage, version: tuple[Any, ...] | None = None) -> HamletImpact | None:
         """The hamlets an outage leaves without signal, for its alert (``None``: not known).
 
         - ``uplink_down`` or ``degraded`` of an operator's uplink: the commune's hamlets that
@@ -170,6 +174,7 @@ class CoverageService:
             outage.condition,
             outage.cause,
             outage.operator,
+            version,
         )
         if found is None:
             return None
@@ -191,6 +196,7 @@ class CoverageService:
         condition: str,
         cause: str | None,
         operator: str | None,
+        version: tuple[Any, ...] | None = None,
     ) -> tuple[Area, IntArray] | None:
         """The province's area and the indices of the hamlets an outage leaves without signal
         (see :meth:`impact`); ``None`` when that is not known."""
@@ -204,7 +210,7 @@ class CoverageService:
             operators = (str(operator),)
         else:
             operators = ()
-        area = self.area(province)
+        area = self.area(province, version)
         key = (area.version, area.built_at, commune, operators)
         with self._lock:
             if key in self._impacts:

@@ -1,4 +1,4 @@
-"""The collector's server-rendered pages: the status page, the map index, sign-in and errors.
+"""The collector's server-rendered pages: the frame, the map index, sign-in and errors.
 
 Plain HTML with a little CSS and no script: a duty officer opens the status page in the morning
 on whatever browser the office has, and it reloads itself every minute. Every text is in
@@ -7,14 +7,10 @@ Vietnamese and English. Imports nothing geospatial.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from html import escape
-from typing import Any
 
 from lomsong.maps import labels as lb
-from lomsong.maps.probes import ProbeMarker
-from lomsong.words import duration, local_time, operator_name
 
 #: no icon, said in the page, so that a browser does not ask the server for /favicon.ico
 NO_ICON = '<link rel="icon" href="data:,">'
@@ -49,27 +45,8 @@ form.signout button { font: inherit; padding: 0; border: 0; background: none; cu
 """
 
 
-@dataclass
-class ProvinceStatus:
-    code: str
-    name: str
-    communes: int
-    probes: list[ProbeMarker] = field(default_factory=list)
-
-    def count(self, state: str) -> int:
-        return sum(p.state == state for p in self.probes)
-
-
 def both(pair: tuple[str, str]) -> str:
     return escape(lb.both(pair))
-
-
-def _state(state: str) -> str:
-    return f'<span class="state state-{escape(state)}">{both(lb.PROBE_TEXT[state])}</span>'
-
-
-def _duration(seconds: float) -> str:
-    return escape(f"{duration(seconds, 'vi')} / {duration(seconds, 'en')}")
 
 
 #: A button, not a link: signing out changes the session, so it is a POST (which the collector
@@ -80,144 +57,20 @@ SIGN_OUT = (
 )
 
 
-def page(title: str, body: str, *, refresh: int | None = None, who: str = "") -> str:
-    """A whole page: header with the title and who is signed in, then ``body``."""
+def page(
+    title: str, body: str, *, refresh: int | None = None, who: str = "", style: str = ""
+) -> str:
+    """A whole page: header with the title and who is signed in, then ``body``; ``style`` is
+    added after the common one."""
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
     signed = f"<div>{escape(who)} · {SIGN_OUT}</div>" if who else ""
     return (
         '<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{NO_ICON}"
-        f"{meta}<title>{escape(title)} — lomsong</title><style>{STYLE}</style></head><body>"
+        f"{meta}<title>{escape(title)} — lomsong</title><style>{STYLE}{style}</style></head><body>"
         f"<header><h1>{escape(title)}</h1>{signed}</header><main>{body}</main></body></html>"
     )
-
-
-def status_page(
-    provinces: Sequence[ProvinceStatus],
-    open_outages: Sequence[Mapping[str, Any]],
-    *,
-    now: float,
-    who: str,
-    expanded: bool,
-    refresh: int = 60,
-) -> str:
-    """Provinces → communes with their probes' state; the open outages; links to maps and
-    exports."""
-    f = lb.FIELDS
-    parts = [
-        f'<p class="muted">Cập nhật / Updated: {escape(local_time(now))} '
-        f'(giờ Việt Nam / Vietnam time) · <a href="/maps/">{both(f["map"])}</a></p>',
-        f"<h2>{both(f['province'])}</h2>",
-        '<table id="provinces"><tr>'
-        f"<th>{both(f['province'])}</th><th>{both(f['probes'])}</th>"
-        + "".join(f"<th>{both(lb.PROBE_TEXT[s])}</th>" for s in ("up", "degraded", "down"))
-        + f"<th>{both(f['outages'])}</th><th>{both(f['links'])}</th></tr>",
-    ]
-    by_province: dict[str, int] = {}
-    for row in open_outages:
-        by_province[row["province_code"]] = by_province.get(row["province_code"], 0) + 1
-    parts.extend(
-        f'<tr data-province="{escape(p.code)}"><td><a href="#p-{escape(p.code)}">'
-        f"{escape(p.name)} ({escape(p.code)})</a></td>"
-        f'<td class="num">{len(p.probes)} / {p.communes}</td>'
-        + "".join(f'<td class="num">{p.count(s)}</td>' for s in ("up", "degraded", "down"))
-        + f'<td class="num">{by_province.get(p.code, 0)}</td><td>{_links(p.code)}</td></tr>'
-        for p in provinces
-    )
-    parts.append("</table>")
-    parts.append(_outage_table(open_outages, provinces, now))
-    parts.extend(_province_section(p, now, expanded) for p in provinces)
-    return page(
-        "Trạng thái kết nối các trung tâm xã / Commune centre connectivity",
-        "".join(parts),
-        refresh=refresh,
-        who=who,
-    )
-
-
-def _links(code: str) -> str:
-    c = escape(code)
-    return (
-        f'<a href="/maps/province/{c}">{both(lb.FIELDS["map"])}</a> · '
-        f"{both(lb.FIELDS['exports'])}: "
-        f'<a href="/api/v1/hamlets?province={c}">{both(("Thôn/bản", "Hamlets"))}</a>, '
-        f'<a href="/api/v1/coverage/summary?province={c}">{both(("Tổng hợp", "Summary"))}</a>'
-    )
-
-
-def _outage_table(
-    rows: Sequence[Mapping[str, Any]], provinces: Sequence[ProvinceStatus], now: float
-) -> str:
-    f = lb.FIELDS
-    head = f"<h2>{both(f['outages'])} ({len(rows)})</h2>"
-    if not rows:
-        return head + f'<p class="muted">{both(("Không có sự cố", "No open outage"))}</p>'
-    names = {p.code: p.name for p in provinces}
-    communes = {m.commune_code: m.commune_name for p in provinces for m in p.probes}
-    out = [
-        head,
-        '<table id="outages"><tr>'
-        f"<th>{both(f['commune'])}</th><th>{both(f['province'])}</th><th>{both(f['probes'])}</th>"
-        f"<th>{both(f['kind'])}</th><th>{both(f['uplink'])}</th><th>{both(f['cause'])}</th>"
-        f"<th>{both(f['since'])}</th><th>{both(f['duration'])}</th></tr>",
-    ]
-    for r in rows:
-        uplink = ""
-        if r["uplink"]:
-            op = r["operator"]
-            uplink = f"{r['uplink']} ({operator_name(op, 'vi')})" if op else str(r["uplink"])
-        commune = communes.get(r["commune_code"], "")
-        out.append(
-            f'<tr data-outage="{escape(str(r["id"]))}">'
-            f"<td>{escape(commune)} ({escape(r['commune_code'])})</td>"
-            f"<td>{escape(names.get(r['province_code'], r['province_code']))}</td>"
-            f"<td>{escape(r['probe_id'])}</td>"
-            f"<td>{both(lb.CONDITION_TEXT.get(r['condition'], (r['condition'],) * 2))}</td>"
-            f"<td>{escape(uplink)}</td><td>{both(lb.CAUSE_TEXT.get(r['cause'], ('?', '?')))}</td>"
-            f"<td>{escape(local_time(r['started_at']))}</td>"
-            f"<td>{_duration(now - r['started_at'])}</td></tr>"
-        )
-    out.append("</table>")
-    return "".join(out)
-
-
-def _province_section(p: ProvinceStatus, now: float, expanded: bool) -> str:
-    f = lb.FIELDS
-    opened = " open" if expanded else ""
-    communes_with = {m.commune_code for m in p.probes}
-    head = (
-        f'<details id="p-{escape(p.code)}"{opened}><summary>{escape(p.name)} ({escape(p.code)})'
-        f" — {len(p.probes)} {both(('trạm đo', 'probes'))}</summary><p>{_links(p.code)}</p>"
-    )
-    if not p.probes:
-        return head + f'<p class="muted">{both(("Chưa có trạm đo", "No probe yet"))}</p></details>'
-    rows = [
-        '<table class="communes"><tr>'
-        f"<th>{both(f['commune'])}</th><th>{both(f['probes'])}</th><th>{both(f['status'])}</th>"
-        f"<th>{both(f['uplink'])}</th><th>{both(f['last_seen'])}</th></tr>"
-    ]
-    for m in sorted(p.probes, key=lambda m: (m.commune_name, m.id)):
-        state = _state(m.state)
-        if m.since is not None and m.state != "up":
-            state += f" {both(lb.WORDS['from'])} {escape(local_time(m.since))}"
-            state += f" ({_duration(now - m.since)})"
-        uplinks = "<br>".join(
-            f"{escape(u.name)} ({escape(operator_name(u.operator, 'vi'))}): {_state(u.state)}"
-            for u in m.uplinks
-        )
-        seen = "—" if m.last_seen is None else escape(local_time(m.last_seen))
-        label = f"{m.id} — {m.label}" if m.label else m.id
-        rows.append(
-            f'<tr data-probe="{escape(m.id)}" data-state="{escape(m.state)}">'
-            f"<td>{escape(m.commune_name)} ({escape(m.commune_code)})</td>"
-            f"<td>{escape(label)}</td><td>{state}</td><td>{uplinks}</td><td>{seen}</td></tr>"
-        )
-    rows.append("</table>")
-    missing = p.communes - len(communes_with)
-    without = both(("xã/phường chưa có trạm đo", "communes without a probe"))
-    tail = f'<p class="muted">{missing} {without}</p>' if missing > 0 else ""
-    return head + "".join(rows) + tail + "</details>"
 
 
 def map_index(provinces: Sequence[tuple[str, str]], *, who: str, national: bool) -> str:

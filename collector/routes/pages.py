@@ -34,7 +34,10 @@ from lomsong.collector import sessions
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Context, Ctx, request_token
 from lomsong.collector.probe_markers import current_probes
+from lomsong.collector.status_data import RESOLVED_DAYS, StatusData, resolved_outages
 from lomsong.maps import pages
+from lomsong.maps.status_model import ProvinceStatus
+from lomsong.maps.status_page import status_page as status_html
 from lomsong.storage.outages import open_outages
 from lomsong.storage.schema import communes, provinces, tokens
 from lomsong.wire import PROVINCE_CODE
@@ -99,7 +102,8 @@ def status_page(
     ctx: Ctx,
     province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
 ) -> Response:
-    """Provinces → communes with their probes' state, open outages, links to maps and exports."""
+    """What is wrong now, worst first; provinces → centres with problems first; maintenance in
+    force; the outages of the last days. A viewer of one province sees that province's page."""
     gate = page_gate(request, ctx)
     if isinstance(gate, Response):
         return gate
@@ -119,18 +123,34 @@ def status_page(
     silent_after = ctx.settings.silent_after_seconds
     markers = current_probes(ctx.engine, ctx.live, scope, now=now, silent_after=silent_after)
     shown = sorted(names) if scope is None else sorted(c for c in scope if c in names)
-    statuses = {c: pages.ProvinceStatus(c, names[c], counts.get(c, 0)) for c in shown}
+    statuses = {c: ProvinceStatus(c, names[c], counts.get(c, 0)) for c in shown}
     for m in markers:
         if m.province_code in statuses:
             statuses[m.province_code].probes.append(m)
-    html = pages.status_page(
+    data = status_data(ctx)
+    open_rows = open_outages(ctx.engine, scope)
+    for row in open_rows:
+        if row["province_code"] in statuses:
+            statuses[row["province_code"]].open_outages += 1
+    since = now - RESOLVED_DAYS * 86_400
+    resolved = data.views(resolved_outages(ctx.engine, scope, since), names, now, impacts=False)
+    html = status_html(
         list(statuses.values()),
-        open_outages(ctx.engine, scope),
+        data.views(open_rows, names, now),
+        resolved,
+        data.maintenance(now, scope),
         now=now,
         who=who(caller),
         expanded=len(shown) <= 3,
+        title=names[shown[0]] if len(shown) == 1 else "",
+        resolved_days=RESOLVED_DAYS,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def status_data(ctx: Context) -> StatusData:
+    alerts = ctx.pipeline.alerts if ctx.pipeline is not None else None
+    return StatusData(ctx.engine, ctx.live, ctx.coverage, alerts)
 
 
 @router.get("/login", response_class=HTMLResponse, summary="Sign-in form")

@@ -16,6 +16,7 @@ var lomsong = (function () {
   function when(epoch) { return epoch === null || epoch === undefined ? "—" : esc(clock.format(new Date(epoch * 1000))); }
   function duration(seconds) {
     var m = Math.max(0, Math.floor(seconds / 60));
+    if (m === 0) return "dưới 1 phút / under a minute";
     var d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60), mm = m % 60;
     var vi = [], en = [];
     if (d) { vi.push(d + " ngày"); en.push(d + " d"); }

@@ -29,8 +29,14 @@ def local_time(ts: float) -> str:
 
 
 def duration(seconds: float, lang: Language) -> str:
-    """``1 giờ 5 phút`` / ``1 h 5 min``: whole minutes, with hours and days when there are any."""
-    minutes = max(0, int(seconds // 60))
+    """``1 giờ 5 phút`` / ``1 h 5 min``: whole minutes, with hours and days when there are any.
+
+    Less than a minute is ``dưới 1 phút`` / ``under a minute``: "0 phút" reads as if nothing
+    happened, when an outage has only just opened.
+    """
+    if seconds < 60:
+        return "dưới 1 phút" if lang == "vi" else "under a minute"
+    minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if lang == "vi":

@@ -25,6 +25,8 @@ import pytest
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token, revoke_token
 from lomsong.collector.deps import TOKEN_COOKIE
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import outages
 from lomsong.timefmt import iso
 from tests.app_routes import routes_of
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
@@ -70,6 +72,7 @@ class Case:
 
 
 A, B = f"/api/v1/probes/{PROBE_A}", f"/api/v1/probes/{PROBE_B}"
+OUTAGE_04 = "authz-outage-04"  # an outage in province 04, stored by the fixture
 PUBLIC = (200,) * 8
 
 # fmt: off
@@ -121,6 +124,9 @@ MATRIX: list[Case] = [
     Case("GET",  "/maps/national", "/maps/national",                  (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/maps/province/{code}", "/maps/province/04",        (401, 401, 401, 403, 403, 200, 403, 200)),
     Case("GET",  "/maps/province/{code}", "/maps/province/12",        (401, 401, 401, 403, 403, 403, 200, 200)),
+    # an outage's page: as the read API, a viewer of its province and the admin; 404 when none
+    Case("GET",  "/outages/{outage_id}", f"/outages/{OUTAGE_04}",     (401, 401, 401, 403, 403, 200, 403, 200)),
+    Case("GET",  "/outages/{outage_id}", "/outages/no-such-outage",   (401, 401, 401, 403, 403, 404, 404, 404)),
 ]
 # fmt: on
 
@@ -140,6 +146,24 @@ def callers(collector_factory: CollectorFactory, db_url: str) -> tuple[RunningCo
         "viewer12": c.viewer("12"),
         "admin": ADMIN_SECRET,
     }
+    with write_transaction(c.engine) as conn:
+        conn.execute(
+            outages.insert().values(
+                id=OUTAGE_04,
+                probe_id="authz-gone",
+                commune_code="01273",
+                province_code="04",
+                condition="uplink_down",
+                cause="network",
+                uplink="viettel-4g",
+                operator="viettel",
+                started_at=time.time() - 7200,
+                ended_at=time.time() - 3600,
+                detected_at=time.time() - 7100,
+                resolved_at=time.time() - 3600,
+                updated_at=time.time() - 3600,
+            )
+        )
     # The list answers from the live state, which learns of new probes within
     # live_state_refresh_seconds; load it now rather than wait.
     c.ctx.live.reload(c.engine)

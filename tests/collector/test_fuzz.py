@@ -697,6 +697,10 @@ HIDDEN_ROUTES: dict[tuple[str, str], list[Param]] = {
     ("GET", "/maps/"): [TOKEN_PARAM],
     ("GET", "/maps/province/{code}"): [Param("code", "path", PROVINCE_PATTERN, True), TOKEN_PARAM],
     ("GET", "/maps/national"): [TOKEN_PARAM],
+    ("GET", "/outages/{outage_id}"): [
+        Param("outage_id", "path", {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,32}$"}, True),
+        TOKEN_PARAM,
+    ],
 }
 
 

@@ -152,7 +152,15 @@ NO_DATABASE = {
 #: page itself says who is signed in, which needs the token looked up).
 NO_DATABASE_CALLS = {("GET", "/login"): 200, ("POST", "/logout"): 303}
 #: Routes whose answers are pages: 503 is a short HTML page there.
-PAGES = {"/", "/maps/", "/maps/province/{code}", "/maps/national", "/login", "/logout"}
+PAGES = {
+    "/",
+    "/maps/",
+    "/maps/province/{code}",
+    "/maps/national",
+    "/login",
+    "/logout",
+    "/outages/{outage_id}",
+}
 QUERIES = {
     "/api/v1/hamlets": {"province": "04"},
     "/api/v1/coverage/summary": {"province": "04"},
@@ -180,7 +188,7 @@ def app_routes(c: RunningCollector) -> list[tuple[str, str]]:
 def call(
     client: httpx.Client, method: str, path: str, token: str, probe_token: str, seqs: range
 ) -> httpx.Response:
-    url = path.format(probe_id=PROBE, code="04")
+    url = path.format(probe_id=PROBE, code="04", outage_id="any-outage")
     params = QUERIES.get(path, {})
     headers = {"Authorization": f"Bearer {token}"}
     if (method, path) == ("POST", "/api/v1/reports"):

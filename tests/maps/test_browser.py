@@ -205,13 +205,14 @@ def test_the_status_page_and_the_national_map_in_chromium(
     console = Console(page)
     page.goto(f"{c.url}/?token={ADMIN_SECRET}", wait_until="load")
     assert page.url == f"{c.url}/"
-    assert page.locator("#provinces tr[data-province]").count() == 34
+    assert page.locator("details[data-province]").count() == 34
     keep(page.screenshot(), "status-top.png", tmp_path)
-    row = page.locator('tr[data-probe="cb-thuc-phan"]')
-    assert not row.is_visible()  # 34 provinces: each folded until opened
-    page.click("#p-04 > summary")
-    assert "Hoạt động / Up" in row.inner_text()
-    assert page.locator('tr[data-probe="cb-bao-lac"][data-state="unknown"]').count() == 1
+    row = page.locator('li[data-probe="cb-thuc-phan"][data-state="up"]')
+    assert not row.is_visible()  # a centre that is up is folded until opened
+    page.click("#p-04 details.up > summary")
+    assert row.is_visible() and "Phường Thục Phán" in row.inner_text()
+    # a centre never heard from is a problem: shown open, as a card
+    assert page.locator('li[data-probe="cb-bao-lac"][data-state="unknown"]').is_visible()
     assert "Không có sự cố / No open outage" in page.inner_text("main")
     keep(page.screenshot(full_page=True), "status.png", tmp_path)
 

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from lomsong.config.alerts import AlertsConfig, MaintenanceConfig, Match
+from lomsong.timefmt import LOCAL_TZ
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import body, iso
 from tests.maps.conftest import StaticCoverage, layer_data, layers, page_data
@@ -210,7 +212,20 @@ def test_a_browser_signs_in_with_a_link_or_the_form_and_the_cookie_only_reads(
 def test_status_page_lists_provinces_communes_probes_and_open_outages(
     collector_factory: CollectorFactory, sqlite_url: str, static_coverage: StaticCoverage
 ) -> None:
-    c = start(collector_factory, sqlite_url, static_coverage)
+    local = datetime.now(LOCAL_TZ).replace(tzinfo=None, microsecond=0)
+    works = MaintenanceConfig(
+        name="Viettel works",
+        match=Match(commune=["01273"], operator=["viettel"]),
+        start=local - timedelta(hours=1),
+        end=local + timedelta(hours=2),
+    )
+    c = collector_factory(
+        sqlite_url,
+        coverage=static_coverage,
+        maps=DEAD_TILES,
+        report_interval_seconds=5.0,
+        alerts=AlertsConfig(maintenance=[works]),
+    )
     # the detector's first tick takes what is stored as history: report after it
     wait_until(
         lambda: c.ctx.outages is not None and c.ctx.outages.detector is not None,
@@ -233,13 +248,20 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
         page = http.get("/")
     assert page.status_code == 200
     html = page.text
-    assert len(re.findall(r'<tr data-province="\d\d">', html)) == 34
+    assert len(re.findall(r'data-province="\d\d"', html)) == 34
     assert '<meta http-equiv="refresh" content="60">' in html
-    outages = re.search(r'<table id="outages">(.*?)</table>', html, re.S)
+    outages = re.search(r'<ol class="cards wide" id="outages">(.*?)</ol>', html, re.S)
     assert outages is not None
     row = outages.group(1)
     assert "Phường Thục Phán (01273)" in row and "Cao Bằng" in row
     assert "Mất kết nối / Link down" in row and "viettel-4g (Viettel)" in row
+    # no hamlets on this collector (the maps' coverage is the test's own): said so, not guessed
+    assert "this collector has no hamlet data for this commune" in row
+    # the maintenance window covers it: named on the card and in force at the top
+    assert "Viettel works" in row and "notifications muted" in row
+    assert 'id="maintenance"' in html and "xã / commune 01273 · nhà mạng / operator viettel" in html
+    assert "Resolved outages — 7 ngày qua / days (0)" in html
+    [outage_id] = re.findall(r'href="/outages/([^"]+)"', row)
     assert 'data-probe="cb-thuc-phan" data-state="degraded"' in html
     assert 'data-probe="tq-minh-xuan" data-state="up"' in html
     assert 'data-probe="cb-bao-lac" data-state="unknown"' in html
@@ -247,9 +269,20 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
     assert 'href="/api/v1/coverage/summary?province=04"' in html
     assert "54 xã/phường chưa có trạm đo / communes without a probe" in html
 
+    with client(c, ADMIN_SECRET) as http:
+        one = http.get(f"/outages/{outage_id}")
+        assert one.status_code == 200, one.text
+        steps = re.findall(r'<li data-step="(\w+)">', one.text)
+        assert steps == ["started", "opened", "classified"], steps
+        assert http.get("/outages/nothing-here").status_code == 404
+    with client(c, c.viewer("12")) as http:
+        assert http.get(f"/outages/{outage_id}").status_code == 403
+
     with client(c, c.viewer("04")) as http:
         mine = http.get("/").text
-        assert len(re.findall(r'<tr data-province="\d\d">', mine)) == 1
+        assert len(re.findall(r'data-province="\d\d"', mine)) == 1
+        assert "<title>Cao Bằng — " in mine
+        assert http.get(f"/outages/{outage_id}").status_code == 200
         assert "tq-minh-xuan" not in mine and "cb-thuc-phan" in mine
         # the map shows the link down, and the coverage was asked with it
         data = page_data(http.get("/maps/province/04").text)
