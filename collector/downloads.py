@@ -150,8 +150,9 @@ def frame_table(
     from lomsong.coverage.export import SYNTHETIC_NOTE, prepared, rows_of, sheet_names
 
     frame, synthetic = prepared(frame)
-    if "best_operator" in frame.columns:
-        frame = frame.assign(best_operator=[operator_name(o, lang) for o in frame.best_operator])
+    for column in ("best_operator", "operator"):
+        if column in frame.columns:
+            frame = frame.assign(**{column: [_operator(o, lang) for o in frame[column]]})
     header, rows = rows_of(frame, vi=lang == "vi")
     sheet, notes_sheet = sheet_names(vi=lang == "vi", layer=layer)
     return Table(
@@ -163,3 +164,10 @@ def frame_table(
         notes=notes,
         warning=SYNTHETIC_NOTE if synthetic else None,
     )
+
+
+def _operator(key: str | None, lang: Language) -> str:
+    """An operator's name; a summary's ``overall`` row is every operator's."""
+    if key == "overall":
+        return "Chung" if lang == "vi" else "Overall"
+    return operator_name(key, lang)
