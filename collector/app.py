@@ -26,7 +26,16 @@ from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import coverage as coverage_routes
-from lomsong.collector.routes import health, maps, outage_pages, outages, pages, probes, reports
+from lomsong.collector.routes import (
+    docs,
+    health,
+    maps,
+    outage_pages,
+    outages,
+    pages,
+    probes,
+    reports,
+)
 from lomsong.collector.unavailable import unavailable_response
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
@@ -127,9 +136,22 @@ def create_app(
             "keeps their history and exposes it to Prometheus, maps and alerts."
         ),
         lifespan=lifespan,
+        # served by routes/docs.py from an installed package, not from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
-    for routes in (reports, probes, outages, coverage_routes, health, pages, outage_pages, maps):
+    for routes in (
+        reports,
+        probes,
+        outages,
+        coverage_routes,
+        health,
+        pages,
+        outage_pages,
+        maps,
+        docs,
+    ):
         app.include_router(routes.router)
     _install_error_handlers(app)
     app.add_middleware(RequestTiming, metrics=metrics)

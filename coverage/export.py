@@ -3,18 +3,20 @@
 The format is chosen by the output file's extension. With ``vi=True`` the column headers (and
 status values) are in Vietnamese, as provinces report them to the ministry. Every export of
 synthetic data says so: a ``synthetic`` column on every row and, in a workbook, a notes sheet.
-CSV is written as UTF-8 with a byte-order mark, so that Excel shows the diacritics.
+CSV and workbooks are written by ``sheets``, which the collector's downloads share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
 from lomsong.coverage.model import DEFAULT_OPERATORS, STATUS_LABELS_VI
+from lomsong.coverage.sheets import csv_chunks, write_xlsx
 from lomsong.errors import ValidationError
 
 FORMATS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".csv": "csv"}
@@ -115,6 +117,31 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def prepared(frame: pd.DataFrame, *, synthetic: bool | None = None) -> tuple[pd.DataFrame, bool]:
+    """``frame`` flat, and whether it is synthetic (by default, whether any row says so); a
+    synthetic table gets a ``synthetic`` column if it has none."""
+    frame = flat(frame)
+    if synthetic is None:
+        synthetic = "synthetic" in frame.columns and bool(frame["synthetic"].fillna(False).any())
+    if synthetic and "synthetic" not in frame.columns:
+        frame = frame.assign(synthetic=True)
+    return frame, synthetic
+
+
+def rows_of(frame: pd.DataFrame, *, vi: bool) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """The header and rows of a flat table for a spreadsheet: no geometry; with ``vi``,
+    Vietnamese headers and status values."""
+    if isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame.columns:
+        frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    out = _vietnamese(frame) if vi else frame
+    return [str(c) for c in out.columns], out.itertuples(index=False, name=None)
+
+
+def sheet_names(*, vi: bool, layer: str) -> tuple[str, str]:
+    """The workbook's data and notes sheets."""
+    return ("Dữ liệu" if vi else layer), ("Ghi chú" if vi else "Notes")
+
+
 def write_table(
     frame: pd.DataFrame,
     path: Path,
@@ -149,11 +176,7 @@ def write_table(
         raise ValidationError(
             "-o", str(path), f"expected a file ending in one of {sorted(FORMATS)}"
         )
-    frame = flat(frame)
-    if synthetic is None:
-        synthetic = "synthetic" in frame.columns and bool(frame["synthetic"].fillna(False).any())
-    if synthetic and "synthetic" not in frame.columns:
-        frame = frame.assign(synthetic=True)
+    frame, synthetic = prepared(frame, synthetic=synthetic)
     has_geometry = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame.columns
     if fmt in ("geojson", "gpkg"):
         if not has_geometry:
@@ -167,43 +190,19 @@ def write_table(
         else:
             out.to_file(path, driver="GPKG", layer=layer, engine="pyogrio")
         return path
-    plain = pd.DataFrame(frame.drop(columns=frame.geometry.name) if has_geometry else frame)
-    out = _vietnamese(plain) if vi else plain
+    header, rows = rows_of(frame, vi=vi)
     if fmt == "csv":
-        out.to_csv(path, index=False, encoding="utf-8-sig")
+        with path.open("wb") as f:
+            f.writelines(csv_chunks(header, rows))
         return path
-    _write_xlsx(out, path, vi=vi, synthetic=synthetic, layer=layer, notes=notes or {})
+    sheet, notes_sheet = sheet_names(vi=vi, layer=layer)
+    write_xlsx(
+        str(path),
+        header,
+        rows,
+        sheet=sheet,
+        notes_sheet=notes_sheet,
+        notes=notes or {},
+        warning=SYNTHETIC_NOTE if synthetic else None,
+    )
     return path
-
-
-def _write_xlsx(
-    frame: pd.DataFrame,
-    path: Path,
-    *,
-    vi: bool,
-    synthetic: bool,
-    layer: str,
-    notes: Mapping[str, str],
-) -> None:
-    from openpyxl.styles import Font
-
-    sheet = ("Dữ liệu" if vi else layer)[:31]
-    notes_sheet = "Ghi chú" if vi else "Notes"
-    lines = [(SYNTHETIC_NOTE, "")] if synthetic else []
-    lines += list(notes.items())
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        frame.to_excel(writer, sheet_name=sheet, index=False, freeze_panes=(1, 0))
-        pd.DataFrame(lines or [("", "")], columns=["", ""]).to_excel(
-            writer, sheet_name=notes_sheet, index=False, header=False
-        )
-        book = writer.book
-        data = book[sheet]
-        for cell in data[1]:
-            cell.font = Font(bold=True)
-        for column in data.columns:
-            width = max(len(str(c.value or "")) for c in column[:200])
-            data.column_dimensions[column[0].column_letter].width = min(max(width + 2, 8), 60)
-        if synthetic:
-            book[notes_sheet]["A1"].font = Font(bold=True, color="C00000")
-            book.move_sheet(notes_sheet, offset=-len(book.sheetnames) + 1)
-            book.active = 0

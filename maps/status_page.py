@@ -384,8 +384,22 @@ def links(code: str) -> str:
     return (
         f'<a href="/maps/province/{c}">{both(lb.FIELDS["map"])}</a> · '
         f"{both(lb.FIELDS['exports'])}: "
-        f'<a href="/api/v1/hamlets?province={c}">{both(("Thôn/bản", "Hamlets"))}</a>, '
-        f'<a href="/api/v1/coverage/summary?province={c}">{both(("Tổng hợp", "Summary"))}</a>'
+        f"{both(('Thôn/bản', 'Hamlets'))} {_files(f'/api/v1/hamlets?province={c}')}, "
+        f"{both(('Tổng hợp', 'Summary'))} {_files(f'/api/v1/coverage/summary?province={c}')}, "
+        f"{both(('Sự cố', 'Outages'))} {_files(f'/api/v1/outages?province={c}')}"
+    )
+
+
+def _files(url: str) -> str:
+    """Links that download ``url``'s table as CSV and as an Excel workbook."""
+    url = escape(url)
+    return (
+        "("
+        + ", ".join(
+            f'<a href="{url}&amp;format={fmt}" download>{fmt.upper()}</a>'
+            for fmt in ("csv", "xlsx")
+        )
+        + ")"
     )
 
 

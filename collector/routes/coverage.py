@@ -17,8 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Caller, Ctx, coverage_of
+from lomsong.collector.downloads import (
+    RESPONSES,
+    FormatQuery,
+    LangQuery,
+    Table,
+    download,
+    frame_table,
+    notes,
+    stem,
+)
 from lomsong.storage.database import write_transaction
 from lomsong.wire import COMMUNE_CODE, MAX_SEQ, NAME_PATTERN, PROVINCE_CODE
+from lomsong.words import Language
 
 router = APIRouter(tags=["coverage"])
 
@@ -51,7 +62,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
-@router.get("/api/v1/hamlets", summary="Hamlets with their coverage status, live")
+@router.get(
+    "/api/v1/hamlets",
+    summary="Hamlets with their coverage status, live (JSON, CSV or XLSX)",
+    response_model=None,
+    responses=RESPONSES,
+)
 async def list_hamlets(
     ctx: Ctx,
     caller: Caller,
@@ -63,8 +79,11 @@ async def list_hamlets(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-) -> dict[str, Any]:
-    """Hamlets the caller may read, with overall and per-operator status and RSRP."""
+    fmt: FormatQuery = "json",
+    lang: LangQuery = "vi",
+) -> dict[str, Any] | Response:
+    """Hamlets the caller may read, with overall and per-operator status and RSRP; with
+    ``format=csv`` or ``xlsx``, the same rows (``offset``, ``limit``) as a file."""
     from lomsong.coverage.results import filter_status, parse_status, status_frame
 
     provinces = _readable(caller, province)
@@ -76,17 +95,46 @@ async def list_hamlets(
             422, detail=f"operator: expected one of {list(keys)} (got {operator!r})"
         )
 
-    def fetch() -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def frames() -> list[Any]:
+        out = []
         for p in provinces:
             area, classification = service.current(p)
             frame = status_frame(area.details, classification)
-            frame = filter_status(frame, status=wanted, operator=operator, commune=commune)
-            out.extend(_hamlet_view(row, keys) for row in frame.to_dict("records"))
+            out.append(filter_status(frame, status=wanted, operator=operator, commune=commune))
         return out
+
+    if fmt != "json":
+
+        def table() -> Table:
+            frame = _joined(frames()).iloc[offset : offset + limit]
+            name = stem(("thôn-bản", "hamlets"), lang, province or _ALL[lang], commune, status)
+            return frame_table(
+                frame, lang, stem=name, layer="hamlets", notes=_notes(ctx, lang, province)
+            )
+
+        return await download(await run_in_threadpool(table), fmt)
+
+    def fetch() -> list[dict[str, Any]]:
+        return [_hamlet_view(row, keys) for frame in frames() for row in frame.to_dict("records")]
 
     rows = await run_in_threadpool(fetch)
     return {"hamlets": rows[offset : offset + limit], "count": len(rows)}
+
+
+_ALL = {"vi": "toàn-quốc", "en": "all"}
+
+
+def _joined(frames: list[Any]) -> Any:
+    import pandas as pd
+
+    if not frames:
+        raise HTTPException(404, detail="province: this token may read no province")
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def _notes(ctx: Ctx, lang: Language, province: str | None) -> dict[str, str]:
+    label = "Tỉnh" if lang == "vi" else "Province"
+    return notes(lang, ctx.clock(), **{label: province or _ALL[lang]})
 
 
 def _hamlet_view(row: dict[str, Any], operators: tuple[str, ...]) -> dict[str, Any]:
@@ -113,13 +161,20 @@ def _hamlet_view(row: dict[str, Any], operators: tuple[str, ...]) -> dict[str, A
     }
 
 
-@router.get("/api/v1/coverage/summary", summary="Hamlets and population by status")
+@router.get(
+    "/api/v1/coverage/summary",
+    summary="Hamlets and population by status (JSON, CSV or XLSX)",
+    response_model=None,
+    responses=RESPONSES,
+)
 async def coverage_summary(
     ctx: Ctx,
     caller: Caller,
     province: Annotated[str | None, Query(pattern=PROVINCE_CODE)] = None,
     by: Annotated[Literal["commune", "province"], Query()] = "commune",
-) -> dict[str, Any]:
+    fmt: FormatQuery = "json",
+    lang: LangQuery = "vi",
+) -> dict[str, Any] | Response:
     """Per commune (or province), per operator and overall: hamlets and population by status,
     and how many of them have no grid power — the figures provinces report."""
     from lomsong.coverage.compute import summarize
@@ -127,13 +182,36 @@ async def coverage_summary(
     provinces = _readable(caller, province)
     service = coverage_of(ctx)
 
-    def fetch() -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def frames() -> list[Any]:
+        out = []
         for p in provinces:
             area, classification = service.current(p)
-            frame = summarize(area, classification, by)
-            rows.extend({str(k): _clean(v) for k, v in r.items()} for r in frame.to_dict("records"))
-        return rows
+            out.append(summarize(area, classification, by))
+        return out
+
+    if fmt != "json":
+
+        def table() -> Table:
+            by_word = {"commune": ("xã", "commune"), "province": ("tỉnh", "province")}[by]
+            name = stem(
+                ("tổng-hợp", "summary"), lang, province or _ALL[lang], by_word[lang != "vi"]
+            )
+            return frame_table(
+                _joined(frames()),
+                lang,
+                stem=name,
+                layer="summary",
+                notes=_notes(ctx, lang, province),
+            )
+
+        return await download(await run_in_threadpool(table), fmt)
+
+    def fetch() -> list[dict[str, Any]]:
+        return [
+            {str(k): _clean(v) for k, v in r.items()}
+            for frame in frames()
+            for r in frame.to_dict("records")
+        ]
 
     rows = await run_in_threadpool(fetch)
     return {"by": by, "rows": rows, "count": len(rows)}

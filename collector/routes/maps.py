@@ -82,9 +82,14 @@ async def national(request: Request, ctx: Ctx) -> Response:
 
 
 def _exports(code: str) -> list[tuple[str, str]]:
+    """Downloads of the province's tables, as files for Excel (and JSON for programs)."""
+    hamlets = f"/api/v1/hamlets?province={code}"
+    summary = f"/api/v1/coverage/summary?province={code}"
     return [
-        ("Tải danh sách thôn/bản / Hamlets export", f"/api/v1/hamlets?province={code}"),
-        ("Tổng hợp / Summary", f"/api/v1/coverage/summary?province={code}"),
+        ("Thôn/bản / Hamlets: CSV", f"{hamlets}&format=csv"),
+        ("XLSX", f"{hamlets}&format=xlsx"),
+        ("Tổng hợp / Summary: CSV", f"{summary}&format=csv"),
+        ("XLSX", f"{summary}&format=xlsx"),
     ]
 
 

@@ -5,20 +5,36 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from lomsong.collector.deps import Admin, Caller, Ctx
+from lomsong.collector.downloads import (
+    RESPONSES,
+    FormatQuery,
+    LangQuery,
+    Table,
+    download,
+    notes,
+    stem,
+)
+from lomsong.collector.outage_sheet import header, outage_rows
 from lomsong.errors import ValidationError
 from lomsong.storage.schema import notification_attempts, outages
 from lomsong.timefmt import iso, parse_time
 from lomsong.wire import COMMUNE_CODE, NAME_PATTERN, PROVINCE_CODE
+from lomsong.words import Language
 
 router = APIRouter(tags=["outages"])
 
 
-@router.get("/api/v1/outages", summary="Outage history, newest first")
+@router.get(
+    "/api/v1/outages",
+    summary="Outage history, newest first (JSON, CSV or XLSX)",
+    response_model=None,
+    responses=RESPONSES,
+)
 async def list_outages(
     ctx: Ctx,
     caller: Caller,
@@ -30,8 +46,11 @@ async def list_outages(
     ] = None,
     since: Annotated[str | None, Query(description="started at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-) -> dict[str, Any]:
-    """Outages the caller may read: a viewer sees only its provinces."""
+    fmt: FormatQuery = "json",
+    lang: LangQuery = "vi",
+) -> dict[str, Any] | Response:
+    """Outages the caller may read: a viewer sees only its provinces. With ``format=csv`` or
+    ``xlsx``, a file with times in Vietnam's time and words for the codes."""
     if caller.role == "probe":
         raise HTTPException(403, detail="Authorization: a probe token cannot read outages")
     allowed = caller.readable_provinces()
@@ -62,6 +81,8 @@ async def list_outages(
 
     rows = await run_in_threadpool(fetch)
     now = ctx.clock()
+    if fmt != "json":
+        return await download(_table(ctx, rows, now, lang, province, active), fmt)
     out = []
     for r in rows:
         info = ctx.live.probes.get(r["probe_id"])
@@ -88,6 +109,32 @@ async def list_outages(
             }
         )
     return {"outages": out, "count": len(out)}
+
+
+def _table(
+    ctx: Ctx,
+    rows: list[dict[str, Any]],
+    now: float,
+    lang: Language,
+    province: str | None,
+    active: bool | None,
+) -> Table:
+    names = {}
+    for r in rows:
+        info = ctx.live.probes.get(r["probe_id"])
+        names[r["probe_id"]] = (info.commune_name, info.province_name) if info else (None, None)
+    vi = lang == "vi"
+    which = {None: None, True: ("đang-diễn-ra", "open"), False: ("đã-kết-thúc", "resolved")}
+    state = which[active]
+    everywhere = "toàn-quốc" if vi else "all"
+    return Table(
+        header(lang),
+        outage_rows(rows, names, now, lang),
+        stem=stem(("sự-cố", "outages"), lang, province or everywhere, state and state[not vi]),
+        sheet="Sự cố" if vi else "Outages",
+        notes_sheet="Ghi chú" if vi else "Notes",
+        notes=notes(lang, now, **{("Tỉnh" if vi else "Province"): province or everywhere}),
+    )
 
 
 @router.get("/api/v1/notifications", summary="Every attempt to deliver an alert (admin)")

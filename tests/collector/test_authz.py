@@ -85,6 +85,7 @@ MATRIX: list[Case] = [
     Case("GET",  "/docs", "/docs",                                    PUBLIC),
     Case("GET",  "/docs/oauth2-redirect", "/docs/oauth2-redirect",    PUBLIC),
     Case("GET",  "/redoc", "/redoc",                                  PUBLIC),
+    Case("GET",  "/static/docs/{asset}", "/static/docs/swagger-ui.css", PUBLIC),
     # ingest: only the probe the batch names
     Case("POST", "/api/v1/reports", "/api/v1/reports",               (401, 401, 401, 200, 403, 403, 403, 403), report),
     # probes: a probe reads itself, a viewer its provinces' probes, the admin all
@@ -97,9 +98,13 @@ MATRIX: list[Case] = [
     # outages and coverage: viewers (their provinces) and the admin, never a probe
     Case("GET",  "/api/v1/outages", "/api/v1/outages",                (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/api/v1/outages", "/api/v1/outages?province=12",    (401, 401, 401, 403, 403, 403, 200, 200)),
+    Case("GET",  "/api/v1/outages", "/api/v1/outages?province=12&format=xlsx",
+                                                                      (401, 401, 401, 403, 403, 403, 200, 200)),
     Case("GET",  "/api/v1/notifications", "/api/v1/notifications",    (401, 401, 401, 403, 403, 403, 403, 200)),
     Case("GET",  "/api/v1/hamlets", "/api/v1/hamlets",                (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/api/v1/hamlets", "/api/v1/hamlets?province=12",    (401, 401, 401, 403, 403, 403, 200, 200)),
+    Case("GET",  "/api/v1/hamlets", "/api/v1/hamlets?province=12&format=csv",
+                                                                      (401, 401, 401, 403, 403, 403, 200, 200)),
     Case("GET",  "/api/v1/coverage/summary", "/api/v1/coverage/summary",
                                                                       (401, 401, 401, 403, 403, 200, 200, 200)),
     Case("GET",  "/api/v1/coverage/summary", "/api/v1/coverage/summary?province=04",

@@ -689,6 +689,9 @@ HIDDEN_ROUTES: dict[tuple[str, str], list[Param]] = {
     ("GET", "/docs"): [],
     ("GET", "/docs/oauth2-redirect"): [],
     ("GET", "/redoc"): [],
+    ("GET", "/static/docs/{asset}"): [
+        Param("asset", "path", {"enum": ["swagger-ui.css", "favicon.png"]}, True)
+    ],
     ("GET", "/"): [Param("province", "query", PROVINCE_PATTERN, False), TOKEN_PARAM],
     ("GET", "/login"): [Param("next", "query", {"type": "string"}, False)],
     ("POST", "/login"): [],  # its form is the body, below

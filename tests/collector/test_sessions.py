@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import outages
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector, make_settings
 
 PUBLIC = "https://lomsong.caobang.gov.vn"
@@ -363,6 +366,20 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
 ) -> None:
     c.register("cb-thuc-phan", "01273")
     c.ctx.live.reload(c.engine)
+    start = time.time() - 600
+    with write_transaction(c.engine) as conn:
+        conn.execute(
+            outages.insert().values(
+                id="head-outage",
+                probe_id="cb-thuc-phan",
+                commune_code="01273",
+                province_code="04",
+                condition="probe_silent",
+                started_at=start,
+                detected_at=start,
+                updated_at=start,
+            )
+        )
     # the routes of an app like the running one (built, never started)
     app = create_app(make_settings(sqlite_url), engine=c.engine)
     gets = sorted({path for path, methods in routes_of(app.routes) if "GET" in methods})
@@ -376,6 +393,7 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
     statuses = set()
     for template in gets:
         path = template.replace("{code}", "04").replace("{probe_id}", "cb-thuc-phan")
+        path = path.replace("{asset}", "swagger-ui.css").replace("{outage_id}", "head-outage")
         target = path + ("?province=04" if path.startswith("/api/") else "")
         get = raw_request(c, "GET", target, headers)
         head = raw_request(c, "HEAD", target, headers)

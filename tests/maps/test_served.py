@@ -105,7 +105,8 @@ def test_province_map_is_cached_and_rebuilt_when_its_data_changes(
         assert data["P"]["id"] == ["cb-thuc-phan"] and data["P"]["state"] == ["unknown"]
         assert len(data["H"]["id"]) == 1500
         assert 'href=\\"/maps/national\\"' in html
-        assert 'href=\\"/api/v1/hamlets?province=04\\"' in html
+        assert 'href=\\"/api/v1/hamlets?province=04&amp;format=csv\\"' in html
+        assert 'href=\\"/api/v1/coverage/summary?province=04&amp;format=xlsx\\"' in html
 
         again = http.get("/maps/province/04", headers={"If-None-Match": etag})
         assert again.status_code == 304 and again.content == b""
@@ -265,8 +266,9 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
     assert 'data-probe="cb-thuc-phan" data-state="degraded"' in html
     assert 'data-probe="tq-minh-xuan" data-state="up"' in html
     assert 'data-probe="cb-bao-lac" data-state="unknown"' in html
-    assert 'href="/maps/province/04"' in html and 'href="/api/v1/hamlets?province=04"' in html
-    assert 'href="/api/v1/coverage/summary?province=04"' in html
+    assert 'href="/maps/province/04"' in html
+    assert 'href="/api/v1/hamlets?province=04&amp;format=csv" download' in html
+    assert 'href="/api/v1/coverage/summary?province=04&amp;format=xlsx" download' in html
     assert "54 xã/phường chưa có trạm đo / communes without a probe" in html
 
     with client(c, ADMIN_SECRET) as http:
