@@ -39,10 +39,10 @@ log = logging.getLogger(__name__)
 #: (one group commit); every second of margin is re-read on every tick, so it stays small.
 FEED_MARGIN_SECONDS = 5.0
 
+#: read every tick: the lists themselves only for the probes whose list is newer
 _STATE_COLUMNS = (
     probe_state.c.probe_id,
     probe_state.c.stored_through_seq,
-    probe_state.c.running_checks,
     probe_state.c.running_checks_at,
 )
 
@@ -149,9 +149,15 @@ class OutageFeed:
             # The marks are read before the results, so every result they cover is in the feed.
             marks = {}
             with self.engine.connect() as conn:
-                for row in conn.execute(select(*_STATE_COLUMNS)):
-                    marks[row.probe_id] = row.stored_through_seq
-                    changes += self._running(detector, row._mapping, now)
+                newer: list[str] = []
+                for pid, through, at in conn.execute(select(*_STATE_COLUMNS)):
+                    marks[pid] = through
+                    if at is not None and self._running_at.get(pid) != at:
+                        newer.append(pid)
+                if newer:
+                    query = select(probe_state).where(probe_state.c.probe_id.in_(newer))
+                    for state in conn.execute(query).mappings():
+                        changes += self._running(detector, state, now)
             observations = self._feed(detector)
         changes += detector.observe(observations, marks)
         changes += detector.tick(now)

@@ -7,6 +7,7 @@ uplink showed ``ok=false``, ``probe_success`` stayed 0 and the marker said degra
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from lomsong.collector.outage_log import log_changes
 from lomsong.collector.probe_markers import current_probes
 from lomsong.config.probe import load_probe_settings
 from lomsong.probes.agent import run_agent
@@ -150,7 +152,7 @@ def _success_of(c: RunningCollector, uplink: str) -> str | None:
 
 
 def test_an_uplink_down_held_by_a_removed_check_is_resolved(
-    collector_factory: CollectorFactory, db_url: str
+    collector_factory: CollectorFactory, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The detector forgets removed checks too: an uplink's outage that only they held ends,
     on the running detector and on one built afresh (a new leader, a restart)."""
@@ -196,6 +198,10 @@ def test_an_uplink_down_held_by_a_removed_check_is_resolved(
     tick = feed.tick()
     [close] = [ch for ch in tick.changes if ch.action == "close"]
     assert close.reason == "checks_removed" and close.outage.uplink == "fibre"
+    with caplog.at_level(logging.INFO, "lomsong.collector.outages"):
+        log_changes(tick.changes, c.ctx.live.probes)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outage ")]
+    assert line.startswith("outage ended:") and "no recovery was seen" in line
     assert _rows(c)[1:] == [("uplink_down", "fibre", _epoch(30))]
     assert _success_of(c, "fibre") is None  # no check left: nothing to say
     assert _success_of(c, "viettel-4g") == "1"
