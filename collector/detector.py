@@ -11,6 +11,9 @@ or closed (DESIGN §7):
 - **uplink down**: every check stream of an uplink failed its last N runs; closed when one of
   them succeeds M times in a row (hysteresis).
 - **degraded**: packet loss or latency over a threshold across a window of icmp results.
+
+``set_running`` takes the checks an agent runs, as its heartbeat listed them: a check left out
+of its config is forgotten, and the uplink is judged again by the checks that remain.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from lomsong.config.collector import DetectorSettings
 Condition = Literal["probe_silent", "uplink_down", "degraded"]
 Cause = Literal["power", "network", "unknown"]
 Action = Literal["open", "update", "close"]
+#: Why an outage was closed other than by what it watches recovering.
+CloseReason = Literal["checks_removed"]
+#: A check an agent runs: (uplink, "" for none; kind; target), as its heartbeat lists it.
+RunningKey = tuple[str, str, str]
 
 #: Check kinds that say whether an uplink reaches the outside; modem and heartbeat do not.
 REACHABILITY_KINDS = frozenset({"icmp", "tcp", "http", "dns"})
@@ -106,6 +113,9 @@ class Outage:
 class Change:
     action: Action
     outage: Outage
+    #: set on a close that no recovery caused: the checks that failed were removed from the
+    #: agent's config, so nobody saw the link come back (the journal says so)
+    reason: CloseReason | None = None
 
 
 @dataclass(slots=True)
@@ -210,6 +220,10 @@ class _Probe:
     back: _Return | None = None
     #: uplinks whose quality window changed in this arrival, with the newest result
     dirty: dict[str, Observation] = field(default_factory=dict)
+    #: the checks the agent runs, as its newest heartbeat that listed them said, and when that
+    #: heartbeat was measured; None while no heartbeat listed them (older agents never do)
+    running: frozenset[RunningKey] | None = None
+    running_at: float = float("-inf")
 
 
 class Detector:
@@ -250,6 +264,31 @@ class Detector:
                 up.down = outage
             else:
                 up.degraded = outage
+
+    def set_running(
+        self,
+        probe_id: str,
+        checks: Iterable[RunningKey],
+        measured_at: float,
+        received_at: float,
+    ) -> list[Change]:
+        """Take the checks an agent runs, as a heartbeat measured at ``measured_at`` listed
+        them: forget the others and judge their uplinks again by the checks that remain.
+
+        A check left out is forgotten only if its newest result is not newer than the list (a
+        newer one comes from a config whose heartbeat is still on its way), and its results
+        measured before the list are not judged any more (a backfill). An older list than the
+        one held changes nothing.
+        """
+        p = self._probes.get(probe_id)
+        if p is None or measured_at <= p.running_at:
+            return []
+        p.running = frozenset(checks)
+        p.running_at = measured_at
+        changes: list[Change] = []
+        for name, up in p.uplinks.items():
+            self._forget(p, name, up, received_at, changes)
+        return changes
 
     def has_seen(self, probe_id: str, seq: int) -> bool:
         """Whether this result was observed already (the feed re-reads a safety margin)."""
@@ -346,7 +385,15 @@ class Detector:
             self._advance_seq(p, o.seq)
             if p.back is not None and gap_start is not None:
                 self._note_gap(p.back, o, gap_start, p.last_measured)
-            if o.uplink is not None and o.kind in REACHABILITY_KINDS:
+            if (
+                o.uplink is not None
+                and o.kind in REACHABILITY_KINDS
+                and not (
+                    p.running is not None
+                    and o.measured_at <= p.running_at
+                    and (o.uplink, o.kind, o.target) not in p.running
+                )
+            ):
                 self._stream(p, o, changes)
             # While a return is being classified, the last measurement before the gap stays.
             if p.back is None and (p.last_measured is None or o.measured_at > p.last_measured):
@@ -494,6 +541,79 @@ class Detector:
             # Judged once per arrival, not per result: a backlog of thousands of results in
             # one window would otherwise cost its square.
             p.dirty[o.uplink] = o
+
+    def _forget(
+        self, p: _Probe, name: str, up: _Uplink, received_at: float, changes: list[Change]
+    ) -> None:
+        """Drop the streams of ``name`` that the running list leaves out; judge it again."""
+        running, at = p.running, p.running_at
+        assert running is not None
+        gone = [
+            (key, s)
+            for key, s in up.streams.items()
+            if (name, *key) not in running and s.last_measured <= at
+        ]
+        for key, _ in gone:
+            del up.streams[key]
+        listed = {k for u, k, _ in running if u == name and k in REACHABILITY_KINDS}
+        cfg = self.config
+        remaining = up.streams.values()
+        if up.down is not None:
+            # Ended when nothing that remains fails: no check left to watch the uplink, or
+            # every remaining one succeeds and the failures were the removed checks'.
+            if (not remaining and not listed) or (
+                remaining
+                and any(s.fail_streak > 0 for _, s in gone)
+                and all(s.ok_streak > 0 for s in remaining)
+            ):
+                changes.append(self._removed(up, "uplink_down", at, received_at))
+        elif (
+            gone and remaining and all(s.fail_streak >= cfg.down_after_failures for s in remaining)
+        ):
+            # A removed check that succeeded no longer keeps the others' failures from taking
+            # the uplink down: down since the last of those began, or the removed check's last
+            # success if that came later.
+            fails = [s.fail_since for s in remaining if s.fail_since is not None]
+            oks = [s.last_measured for _, s in gone if s.ok_streak > 0]
+            up.down = Outage(
+                id=_new_id(),
+                probe_id=p.meta.probe_id,
+                commune_code=p.meta.commune_code,
+                province_code=p.meta.province_code,
+                condition="uplink_down",
+                cause="network",
+                started_at=max(fails + oks),
+                detected_at=received_at,
+                uplink=name,
+                operator=p.meta.uplinks.get(name, ""),
+            )
+            changes.append(Change("open", up.down))
+            if up.degraded is not None:
+                closed = replace(up.degraded, ended_at=at, resolved_at=received_at)
+                up.degraded = None
+                changes.append(Change("close", closed))
+        if any(kind == "icmp" for (kind, _), _ in gone):
+            # The window does not say which target a round pinged: it starts again from the
+            # icmp checks that remain.
+            up.window.clear()
+            p.dirty.pop(name, None)
+        if (
+            up.degraded is not None
+            and "icmp" not in listed
+            and not any(kind == "icmp" for kind, _ in up.streams)
+        ):
+            changes.append(self._removed(up, "degraded", at, received_at))
+
+    def _removed(self, up: _Uplink, condition: Condition, at: float, received_at: float) -> Change:
+        """Close an outage of ``up`` because the checks it rested on were removed at ``at``."""
+        current = up.down if condition == "uplink_down" else up.degraded
+        assert current is not None
+        closed = replace(current, ended_at=max(at, current.started_at), resolved_at=received_at)
+        if condition == "uplink_down":
+            up.down = None
+        else:
+            up.degraded = None
+        return Change("close", closed, "checks_removed")
 
     def _degraded(self, p: _Probe, up: _Uplink, o: Observation, changes: list[Change]) -> None:
         cfg = self.config

@@ -4,6 +4,9 @@ Only the leader (``leadership``) runs the detector. When it takes the lead it bu
 detector afresh from ``probe_state`` and the open outages in the history; then every tick it
 syncs the registered probes from the live state, feeds the detector what was stored since the
 last tick, lets it judge silence at the current time and writes what changed to the history.
+The checks each agent runs (``probe_state.running_checks``, from its heartbeats) go to the
+detector too, at its start and whenever a heartbeat brings a newer list, so that a check
+removed from an agent's config does not keep an uplink's outage open, or keep one from opening.
 
 Where the stored results come from depends on the database. With SQLite this process is the
 only writer: the store hands each committed group to ``accept`` and the tick drains that inbox,
@@ -35,6 +38,13 @@ log = logging.getLogger(__name__)
 #: before the last read may have committed after it. Commits follow receipt by milliseconds
 #: (one group commit); every second of margin is re-read on every tick, so it stays small.
 FEED_MARGIN_SECONDS = 5.0
+
+#: read every tick: the lists themselves only for the probes whose list is newer
+_STATE_COLUMNS = (
+    probe_state.c.probe_id,
+    probe_state.c.stored_through_seq,
+    probe_state.c.running_checks_at,
+)
 
 _RESULT_COLUMNS = (
     results.c.probe_id,
@@ -85,6 +95,11 @@ class OutageFeed:
         self.detector: Detector | None = None
         self._cursor = 0.0
         self._inbox: deque[StoredBatch] | None = None if leadership.exclusive else deque()
+        #: changes made when the detector was built (checks removed while it was down), which
+        #: the next tick stores and hands on with its own
+        self._built: list[Change] = []
+        #: per probe, the time of the running list last given to the detector (PostgreSQL)
+        self._running_at: dict[str, float] = {}
 
     @property
     def leader(self) -> bool:
@@ -114,23 +129,37 @@ class OutageFeed:
             self.detector = self._build_detector()
             self._cursor = now
         detector = self.detector
+        changes, self._built = self._built, []
         if self._inbox is not None:
             # Probes are synced after the inbox is taken: a probe registered since the last
             # tick whose first batch is already in it is then known when it is observed.
             batches = self._take_inbox()
             self._sync_probes(detector)
+            # The running lists go first: a removed check's results in the same batches are
+            # then not judged.
+            for stored in batches:
+                if stored.running is not None:
+                    b, running = stored.batch, stored.running
+                    changes += detector.set_running(
+                        b.probe_id, running.checks, running.measured_at, b.received_at
+                    )
             observations, marks = self._drain(detector, batches)
         else:
             self._sync_probes(detector)
             # The marks are read before the results, so every result they cover is in the feed.
+            marks = {}
             with self.engine.connect() as conn:
-                marks = dict(
-                    conn.execute(
-                        select(probe_state.c.probe_id, probe_state.c.stored_through_seq)
-                    ).all()
-                )
+                newer: list[str] = []
+                for pid, through, at in conn.execute(select(*_STATE_COLUMNS)):
+                    marks[pid] = through
+                    if at is not None and self._running_at.get(pid) != at:
+                        newer.append(pid)
+                if newer:
+                    query = select(probe_state).where(probe_state.c.probe_id.in_(newer))
+                    for state in conn.execute(query).mappings():
+                        changes += self._running(detector, state, now)
             observations = self._feed(detector)
-        changes = detector.observe(observations, marks)
+        changes += detector.observe(observations, marks)
         changes += detector.tick(now)
         self.history.persist(changes, now)
         return TickResult(True, changes, len(observations))
@@ -140,6 +169,16 @@ class OutageFeed:
         self.leadership.release()
         self.detector = None
 
+    def _running(self, detector: Detector, state: Mapping[Any, Any], now: float) -> list[Change]:
+        """Give the detector a probe's running list (a ``probe_state`` row's) if it is newer
+        than the last one given; parsed only then, not on every tick."""
+        pid, listed, at = state["probe_id"], state["running_checks"], state["running_checks_at"]
+        if at is None or not listed or self._running_at.get(pid) == at:
+            return []
+        self._running_at[pid] = at
+        checks = [(u, k, t) for u, k, t in orjson.loads(listed)]
+        return detector.set_running(pid, checks, at, now)
+
     def _build_detector(self) -> Detector:
         detector = Detector(self.config)
         with self.engine.connect() as conn:
@@ -147,6 +186,12 @@ class OutageFeed:
         self._sync_probes(detector, states)
         for outage in self.history.open_outages():
             detector.restore(outage)
+        # Outages restored on uplinks whose checks were all removed meanwhile end now.
+        now = self.clock()
+        self._running_at = {}
+        self._built = []
+        for state in states.values():
+            self._built += self._running(detector, state, now)
         log.info("detector leadership taken: %d probes", len(states))
         return detector
 

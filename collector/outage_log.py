@@ -46,6 +46,17 @@ def log_changes(changes: Sequence[Change], probes: Mapping[str, ProbeInfo]) -> N
         else:
             lasted = (o.ended_at or o.started_at) - o.started_at
             fields["duration_seconds"] = round(lasted, 3)
+            if change.reason == "checks_removed":
+                fields["reason"] = change.reason
+                log.info(
+                    "outage ended: %s, %s, lasted %s: the checks that failed were removed "
+                    "from the probe's config, no recovery was seen",
+                    where,
+                    _condition(o),
+                    duration_text(lasted),
+                    extra=fields,
+                )
+                continue
             log.info(
                 "outage resolved: %s, %s, lasted %s",
                 where,

@@ -338,3 +338,141 @@ def test_power_cut_with_results_the_agent_could_not_send_before_it() -> None:
     assert close.outage.cause == "power"
     assert close.outage.started_at == T0 + 180  # its last measurement, sent after the return
     assert close.outage.ended_at == T0 + 1900
+
+
+# -- checks removed from the agent's config ---------------------------------------------------
+
+
+def _obs(p: Probe, at: float, uplink: str, kind: str, target: str, ok: bool) -> Observation:
+    p.seq += 1
+    sent = 10 if kind == "icmp" else None
+    return Observation(
+        "cb-1",
+        p.seq,
+        at,
+        at,
+        kind,
+        uplink,
+        ok,
+        p.boot,
+        target=target,
+        duration_seconds=0.04 if ok else None,
+        packets_sent=sent,
+        packets_received=(10 if ok else 0) if sent else None,
+    )
+
+
+FIBRE = [("fibre", "icmp", "icmp"), ("fibre", "dns", "dns"), ("", "heartbeat", "self")]
+
+
+def _closes(ch: list[Change]) -> list[Change]:
+    return [c for c in ch if c.action == "close"]
+
+
+def test_a_removed_check_that_took_its_uplink_down_ends_the_outage() -> None:
+    p = new()
+    t = T0
+    for _ in range(3):  # the 4G uplink has one check, and it fails
+        p.deliver([_obs(p, t, "viettel-4g", "tcp", "gone:443", False)], t)
+        t += 30
+    [down] = p.d.active()
+    assert (down.condition, down.uplink) == ("uplink_down", "viettel-4g")
+
+    # The agent restarted without it: the uplink has no check left to watch it.
+    [close] = p.d.set_running("cb-1", FIBRE, t, t + 1)
+    assert close.reason == "checks_removed" and close.outage.id == down.id
+    assert (close.outage.ended_at, close.outage.resolved_at) == (t, t + 1)
+    assert p.d.active() == []
+    # A backfill of the removed check measured before the list is not judged again, and an
+    # older list changes nothing.
+    back = [_obs(p, t - 5 + i, "viettel-4g", "tcp", "gone:443", False) for i in range(3)]
+    assert p.deliver(back, t + 2) == []
+    assert p.d.set_running("cb-1", [], t - 1, t + 3) == []
+    assert p.d.active() == []
+
+
+def test_a_removed_failing_check_leaves_the_uplink_to_the_checks_that_remain() -> None:
+    p = new()
+    t = T0
+    for _ in range(3):
+        p.deliver([_obs(p, t, "viettel-4g", "tcp", "gone:443", False)], t)
+        t += 30
+    # A check added with the new config already succeeds; the removed one held the outage.
+    p.deliver([_obs(p, t, "viettel-4g", "icmp", "8.8.8.8", True)], t)
+    [close] = p.d.set_running("cb-1", [("viettel-4g", "icmp", "8.8.8.8")], t, t)
+    assert close.reason == "checks_removed" and p.d.active() == []
+
+    # Listed checks that have not reported yet close it the usual way, after M successes.
+    q = new()
+    t = T0
+    for _ in range(3):
+        q.deliver([_obs(q, t, "viettel-4g", "tcp", "gone:443", False)], t)
+        t += 30
+    assert q.d.set_running("cb-1", [("viettel-4g", "icmp", "8.8.8.8")], t, t) == []
+    assert q.deliver([_obs(q, t + 1, "viettel-4g", "icmp", "8.8.8.8", True)], t + 1) == []
+    [close] = q.deliver([_obs(q, t + 31, "viettel-4g", "icmp", "8.8.8.8", True)], t + 31)
+    assert close.reason is None and close.outage.ended_at == t + 1
+    assert q.d.active() == []
+
+
+def test_a_removed_succeeding_check_no_longer_keeps_the_uplink_up() -> None:
+    p = new()
+    t = T0
+    for _ in range(5):  # dns fails, icmp answers: not every check fails, the uplink is up
+        p.deliver(
+            [
+                _obs(p, t, "viettel-4g", "icmp", "8.8.8.8", True),
+                _obs(p, t, "viettel-4g", "dns", "vnnic", False),
+            ],
+            t,
+        )
+        t += 30
+    assert p.d.active() == []
+    [opened_] = p.d.set_running("cb-1", [("viettel-4g", "dns", "vnnic")], t, t + 1)
+    down = opened_.outage
+    assert opened_.action == "open" and down.condition == "uplink_down"
+    # Down since the removed check's last success (the dns failures began before it).
+    assert (down.started_at, down.detected_at) == (t - 30, t + 1)
+    # It then closes as any other, when the remaining check succeeds M times.
+    p.deliver([_obs(p, t + 30, "viettel-4g", "dns", "vnnic", True)], t + 30)
+    [close] = p.deliver([_obs(p, t + 60, "viettel-4g", "dns", "vnnic", True)], t + 60)
+    assert close.reason is None and p.d.active() == []
+
+
+def test_degraded_ends_when_its_icmp_checks_are_removed() -> None:
+    p = new()
+    t = p.live(T0, 6, loss=0.4)
+    assert {(o.condition, o.uplink) for o in p.d.active()} == {
+        ("degraded", "viettel-4g"),
+        ("degraded", "fibre"),
+    }
+    # 4G keeps only its dns check: its window has nothing left to judge; fibre is unchanged.
+    running = [*FIBRE, ("viettel-4g", "dns", "dns")]
+    [close] = p.d.set_running("cb-1", running, t, t)
+    assert close.reason == "checks_removed" and close.outage.uplink == "viettel-4g"
+    assert [(o.condition, o.uplink) for o in p.d.active()] == [("degraded", "fibre")]
+
+
+def test_a_restarted_detector_ends_outages_whose_checks_were_removed_meanwhile() -> None:
+    p = new()
+    t = T0
+    for _ in range(3):
+        p.deliver(
+            [
+                _obs(p, t, "viettel-4g", "tcp", "gone:443", False),
+                _obs(p, t, "fibre", "tcp", "x:443", False),
+            ],
+            t,
+        )
+        t += 30
+    open_ = p.d.active()
+    assert len(open_) == 2
+    # A new leader: the outages come back from the history, the list from probe_state.
+    d = Detector(CFG)
+    d.set_probe(META)
+    for o in open_:
+        d.restore(o)
+    [close] = d.set_running("cb-1", [("fibre", "tcp", "x:443")], t, t + 5)
+    assert close.reason == "checks_removed" and close.outage.uplink == "viettel-4g"
+    # The fibre check is still run: its outage stays until it succeeds.
+    assert [o.uplink for o in d.active()] == ["fibre"]

@@ -7,6 +7,7 @@ uplink showed ``ok=false``, ``probe_success`` stayed 0 and the marker said degra
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import threading
@@ -19,11 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from lomsong.collector.outage_log import log_changes
 from lomsong.collector.probe_markers import current_probes
 from lomsong.config.probe import load_probe_settings
 from lomsong.probes.agent import run_agent
-from lomsong.storage.schema import latest_results
-from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
+from lomsong.storage.schema import latest_results, outages
+from tests.conftest import ADMIN_SECRET, CollectorFactory, FakeClock, RunningCollector
 from tests.factories import T0, batch, body, result
 from tests.waiting import wait_until
 
@@ -129,6 +131,84 @@ def test_a_check_left_out_of_the_heartbeat_is_forgotten(
     again = collector_factory(db_url)
     assert _uplink(again)["ok"] is True and _success(again) == "1"
     assert [ch["target"] for ch in _uplink(again)["checks"]] == [GOOD]
+
+
+def _rows(c: RunningCollector) -> list[tuple[str, str | None, float | None]]:
+    with c.engine.connect() as conn:
+        rows = conn.execute(
+            select(outages.c.condition, outages.c.uplink, outages.c.ended_at).order_by(
+                outages.c.started_at
+            )
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _success_of(c: RunningCollector, uplink: str) -> str | None:
+    with c.client() as http:
+        text = http.get("/metrics").text
+    labels = f'probe="{PROBE}",[^}}]*uplink="{uplink}"'
+    m = re.search(r"^probe_success\{" + labels + r"[^}]*\} (\S+)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def test_an_uplink_down_held_by_a_removed_check_is_resolved(
+    collector_factory: CollectorFactory, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The detector forgets removed checks too: an uplink's outage that only they held ends,
+    on the running detector and on one built afresh (a new leader, a restart)."""
+    c = collector_factory(
+        db_url, clock=FakeClock(), detector={"tick_seconds": 300, "down_after_failures": 3}
+    )
+    token = c.register(PROBE, uplinks=("viettel-4g:viettel", "fibre:vnpt"))
+    c.ctx.live.reload(c.engine)  # what the periodic refresh does
+    feed = c.ctx.outages
+    assert feed is not None
+    feed.tick()  # leads (PostgreSQL: from this tick on, what is stored is observed)
+    doc = batch(PROBE, [])
+    bad = {"uplink": "viettel-4g", "kind": "icmp", "target": BAD}
+    first = [bad, {"uplink": "fibre", "kind": "icmp", "target": GOOD}, RUNNING[1]]
+    doc["results"] = [_heartbeat(1, 1, first)] + [
+        _check(2 + i, 2 + i, BAD, False) for i in range(3)
+    ]
+    _post(c, token, doc)
+    feed.tick()
+    assert _rows(c) == [("uplink_down", "viettel-4g", None)]
+    assert _success_of(c, "viettel-4g") == "0"
+
+    # Restarted without the failing check, with one that answers: the uplink is back.
+    doc["results"] = [_heartbeat(5, 10, RUNNING), _check(6, 11, GOOD, True)]
+    doc["results"] += [_check(7, 12, GOOD, True)]
+    _post(c, token, doc)
+    feed.tick()
+    assert _rows(c) == [("uplink_down", "viettel-4g", _epoch(11))]
+    assert _success_of(c, "viettel-4g") == "1"
+
+    # The fibre's only check fails and takes it down; then the detector stops leading and
+    # the agent drops the fibre's checks. The new leader ends the outage from probe_state.
+    doc["results"] = [
+        result(8 + i, uplink="fibre", target=GOOD, ok=False, at=T0 + timedelta(seconds=20 + i))
+        for i in range(3)
+    ]
+    _post(c, token, doc)
+    feed.tick()
+    assert _rows(c)[1:] == [("uplink_down", "fibre", None)] and _success_of(c, "fibre") == "0"
+    feed.stand_down()
+    doc["results"] = [_heartbeat(11, 30, RUNNING)]
+    _post(c, token, doc)
+    tick = feed.tick()
+    [close] = [ch for ch in tick.changes if ch.action == "close"]
+    assert close.reason == "checks_removed" and close.outage.uplink == "fibre"
+    with caplog.at_level(logging.INFO, "lomsong.collector.outages"):
+        log_changes(tick.changes, c.ctx.live.probes)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("outage ")]
+    assert line.startswith("outage ended:") and "no recovery was seen" in line
+    assert _rows(c)[1:] == [("uplink_down", "fibre", _epoch(30))]
+    assert _success_of(c, "fibre") is None  # no check left: nothing to say
+    assert _success_of(c, "viettel-4g") == "1"
+
+
+def _epoch(at_s: float) -> float:
+    return (T0 + timedelta(seconds=at_s)).timestamp()
 
 
 # --- a real agent, in this process, against a real collector ----------------------------------
