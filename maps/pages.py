@@ -33,6 +33,7 @@ td.num { text-align: right; }
 .state { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff; }
 .state-up { background: #1a7f43; } .state-degraded { background: #b07d00; }
 .state-down { background: #c62828; } .state-unknown { background: #757575; }
+.state-partial { background: #b85300; } .state-failing { background: #f5c08a; color: #222; }
 details { background: #fff; border: 1px solid #d9dde3; margin: 8px 0; padding: 4px 10px; }
 summary { cursor: pointer; font-weight: 600; font-size: 15px; padding: 4px 0; }
 .muted { color: #666; }
@@ -65,7 +66,7 @@ def both(pair: tuple[str, str]) -> str:
 
 
 def _state(state: str) -> str:
-    return f'<span class="state state-{escape(state)}">{both(lb.PROBE_TEXT[state])}</span>'
+    return f'<span class="state state-{escape(state)}">{both(lb.STATE_TEXT[state])}</span>'
 
 
 def _duration(seconds: float) -> str:
@@ -111,7 +112,9 @@ def status_page(
         f"<h2>{both(f['province'])}</h2>",
         '<table id="provinces"><tr>'
         f"<th>{both(f['province'])}</th><th>{both(f['probes'])}</th>"
-        + "".join(f"<th>{both(lb.PROBE_TEXT[s])}</th>" for s in ("up", "degraded", "down"))
+        + "".join(
+            f"<th>{both(lb.PROBE_TEXT[s])}</th>" for s in ("up", "degraded", "partial", "down")
+        )
         + f"<th>{both(f['outages'])}</th><th>{both(f['links'])}</th></tr>",
     ]
     by_province: dict[str, int] = {}
@@ -121,7 +124,9 @@ def status_page(
         f'<tr data-province="{escape(p.code)}"><td><a href="#p-{escape(p.code)}">'
         f"{escape(p.name)} ({escape(p.code)})</a></td>"
         f'<td class="num">{len(p.probes)} / {p.communes}</td>'
-        + "".join(f'<td class="num">{p.count(s)}</td>' for s in ("up", "degraded", "down"))
+        + "".join(
+            f'<td class="num">{p.count(s)}</td>' for s in ("up", "degraded", "partial", "down")
+        )
         + f'<td class="num">{by_province.get(p.code, 0)}</td><td>{_links(p.code)}</td></tr>'
         for p in provinces
     )
