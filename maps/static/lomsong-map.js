@@ -228,14 +228,16 @@ var lomsong = (function () {
   function watch(map) {
     if (fitted.indexOf(map) >= 0) return;
     fitted.push(map);
-    map.on("popupopen", function (e) {
+    function clear() {
       if (narrow()) {
         folders.forEach(function (set) { set(false); });
         layerControls.forEach(function (lc) { if (lc._map === map) lc.collapse(); });
       }
       fitPopups(map);
-      e.popup.update();
-    });
+    }
+    // before a click opens a popup, and again once it is open (a popup opened by a script)
+    map.on("preclick", clear);
+    map.on("popupopen", function (e) { clear(); e.popup.update(); });
     map.on("resize", function () { fitPopups(map); });
     map.whenReady(function () { fitPopups(map); });
   }
