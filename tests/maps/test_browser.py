@@ -85,6 +85,7 @@ def click_at(page: Any, lat: float, lon: float, zoom: int = 13) -> None:
 
 
 def test_the_served_province_map_in_chromium(
+    browser: Any,
     page: Any,
     collector_factory: CollectorFactory,
     sqlite_url: str,
@@ -170,18 +171,14 @@ def test_the_served_province_map_in_chromium(
     assert re.search(r"viettel-4g\s+Viettel\s", text), text
     assert fits(page, "probe", WIDE["width"]) == []
     assert console.errors() == []
+    on_a_phone(browser, c, viewer, cao_bang, tmp_path)
 
 
-def test_the_province_map_on_a_phone(
-    browser: Any,
-    collector_factory: CollectorFactory,
-    sqlite_url: str,
-    static_coverage: StaticCoverage,
-    cao_bang: SampleProvince,
-    tile_server: TileServer,
-    tmp_path: Path,
+def on_a_phone(
+    browser: Any, c: RunningCollector, viewer: str, cao_bang: SampleProvince, tmp_path: Path
 ) -> None:
-    c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
+    """The province map at 390 px: controls folded, popups that fit and that nothing covers
+    (run by the test above, on its collector)."""
     context = browser.new_context(viewport=NARROW, locale="vi-VN", device_scale_factor=1)
     page = context.new_page()
     console = Console(page)
