@@ -156,16 +156,16 @@ var lomsong = (function () {
   }
 
   /* -- a phone's screen ------------------------------------------------------------------------
-   * Below NARROW px the layer list and the foldable boxes (legend, province index) start folded,
-   * and a popup that opens folds them again. A popup is kept out of the controls' way: its size
+   * Below NARROW px wide (or LOW px high: a phone held sideways) the layer list and the foldable
+   * boxes (legend, province index) start folded, and a popup that opens folds them again. A popup is kept out of the controls' way: its size
    * is capped to the map, and Leaflet's auto-pan gets a padding measured from the controls that
    * are on screen, on the sides where there is room for the popup beside them (a wide screen),
    * else above and below (a phone). The defaults are the class's (L.Popup.mergeOptions), read by
    * every popup whenever it opens. */
-  var NARROW = 700, GAP = 8, POPUP_WIDTH = 420;
+  var NARROW = 700, LOW = 560, GAP = 8, POPUP_WIDTH = 420;
   var layerControls = [], folders = [], fitted = [];
 
-  function narrow() { return window.innerWidth < NARROW; }
+  function narrow() { return window.innerWidth < NARROW || window.innerHeight < LOW; }
 
   L.Control.Layers.addInitHook(function () {
     if (narrow()) this.options.collapsed = true;
