@@ -60,8 +60,9 @@ def probe_markers(
     now: float,
     silent_after: float,
 ) -> list[ProbeMarker]:
-    """Each probe's state: down while silent or every uplink is down, degraded while some
-    uplink is down or degraded, up when reporting and well, unknown when never heard from.
+    """Each probe's state: down while silent or every uplink is down, partial (partly down)
+    while some uplink is down, degraded while an uplink's loss or latency is over the
+    thresholds, up when reporting and well, unknown when never heard from.
 
     Parameters
     ----------
@@ -117,6 +118,11 @@ def _uplink_state(
     live: ProbeLive | None,
     rows: Sequence[Mapping[str, Any]],
 ) -> UplinkState:
+    """What the detector concluded of the uplink, else what its checks say right now.
+
+    Checks that fail before the detector has judged them (it waits for N failed rounds) make
+    the uplink ``failing``: not ``down``, which is the detector's word, and not ``degraded``,
+    which means loss or latency over the thresholds and nothing else."""
     conditions = {r["condition"] for r in rows if r["uplink"] == name}
     if "uplink_down" in conditions:
         return UplinkState(name, operator, "down")
@@ -125,8 +131,7 @@ def _uplink_state(
     checks = live.checks.get(name, {}) if live else {}
     if not checks:
         return UplinkState(name, operator, "unknown")
-    # failing checks the detector has not judged yet (hysteresis): degraded, not down
-    return UplinkState(name, operator, "up" if all(c.ok for c in checks.values()) else "degraded")
+    return UplinkState(name, operator, "up" if all(c.ok for c in checks.values()) else "failing")
 
 
 def _probe_state(
@@ -136,6 +141,10 @@ def _probe_state(
     now: float,
     silent_after: float,
 ) -> tuple[str, float | None]:
+    """The centre's state and since when, worst first: ``down`` (silent, or every uplink
+    down), ``partial`` (some uplinks down), ``degraded`` (a degraded outage open), ``up``.
+    Uplinks merely ``failing`` leave the centre ``up`` until the detector judges them; the
+    popup and the status page show them per uplink."""
     silent = [r["started_at"] for r in rows if r["condition"] == "probe_silent"]
     if silent:
         return "down", min(silent)
@@ -144,10 +153,13 @@ def _probe_state(
         return "unknown", None
     if now - last_seen > silent_after:
         return "down", last_seen
-    starts = [r["started_at"] for r in rows]
+    down = [r["started_at"] for r in rows if r["condition"] == "uplink_down"]
     states = {u.state for u in uplinks}
     if uplinks and states == {"down"}:
-        return "down", min(starts) if starts else None
-    if states & {"down", "degraded"}:
-        return "degraded", min(starts) if starts else None
+        return "down", min(down, default=None)
+    if "down" in states:
+        return "partial", min(down, default=None)
+    degraded = [r["started_at"] for r in rows if r["condition"] == "degraded"]
+    if "degraded" in states:
+        return "degraded", min(degraded, default=None)
     return "up", None

@@ -25,7 +25,16 @@ POPULATION_FILE = "north_mountain_communes_2025_simplified.gpkg"
 PROVINCES_FILE = "vn_provinces_2025_simplified.geojson"
 POINTS_FILE = "vn_communes_2025_points.csv"
 
-COMMUNE_COLUMNS = ["code", "name", "type", "province_code", "area_km2", "population", "geometry"]
+COMMUNE_COLUMNS = [
+    "code",
+    "name",
+    "full_name",
+    "type",
+    "province_code",
+    "area_km2",
+    "population",
+    "geometry",
+]
 #: The polygon layer carries Xã Ba Chẽ (Quảng Ninh) as 06978; its 2025 code is 06970, as in the
 #: commune points and the official old → new mapping (the old Thị trấn Ba Chẽ was 06970).
 CODE_FIXES = {"06978": "06970"}
@@ -59,6 +68,10 @@ def _bundled_communes() -> gpd.GeoDataFrame:
         crs="EPSG:4326",
     )
     frame["type"] = frame["code"].map(points.set_index("code")["type"]).fillna("xã")
+    # "Xã Bảo Lâm", as the places table, the status page and alerts say it (the polygon
+    # layer's name lacks the kind, and some spell the tone mark elsewhere: Hoà / Hòa)
+    full = frame["code"].map(points.set_index("code")["name"])
+    frame["full_name"] = full.fillna(frame["type"].str.capitalize() + " " + frame["name"])
     frame["population"] = frame["code"].map(population).astype("Int64")
     return frame[COMMUNE_COLUMNS]
 
@@ -80,7 +93,8 @@ def _bundled_provinces() -> gpd.GeoDataFrame:
 
 
 def communes(engine: Engine | None = None, province: str | None = None) -> gpd.GeoDataFrame:
-    """Commune polygons (EPSG:4326) with code, name, type, province_code, area_km2, population.
+    """Commune polygons (EPSG:4326) with code, name, full_name ("Xã Bảo Lâm"), type,
+    province_code, area_km2, population.
 
     ``population`` is pandas' nullable Int64: missing where no source has it.
     """

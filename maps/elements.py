@@ -31,21 +31,24 @@ class PageData(MacroElement):
 
 
 class Box(MacroElement):
-    """A box of HTML on the map (legend, title, notice), as a Leaflet control."""
+    """A box of HTML on the map (legend, title, notice), as a Leaflet control. A ``fold`` box
+    (the legend, the province index) folds under its first heading, and starts folded on a
+    phone, where it would cover the map."""
 
     _template = Template(
         "{% macro script(this, kwargs) %}"
         "lomsong.control({{ this._parent.get_name() }}, {{ this.position_json }}, "
-        "{{ this.html_json }}, {{ this.class_json }});\n"
+        "{{ this.html_json }}, {{ this.class_json }}, {{ this.fold_json }});\n"
         "{% endmacro %}"
     )
 
-    def __init__(self, html: str, *, position: str, class_name: str) -> None:
+    def __init__(self, html: str, *, position: str, class_name: str, fold: bool = False) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._name = "lomsong_box"
         self.position_json = script_json(position)
         self.html_json = script_json(html)
         self.class_json = script_json(class_name)
+        self.fold_json = script_json(fold)
 
 
 class TileWatch(MacroElement):

@@ -125,3 +125,17 @@ def commune_shares(hamlets: Hamlets, classification: Classification) -> pd.DataF
     out = frame.groupby("commune_code").sum()
     out["share"] = out["none_population"] / out["population"].where(out["population"] > 0)
     return out
+
+
+def commune_names(communes: gpd.GeoDataFrame) -> list[str]:
+    """Each commune's full name ("Xã Bảo Lâm"), as the status page and alerts say it: the
+    ``full_name`` column of ``lomsong.coverage.boundaries.communes``, or, in a frame without
+    one, its kind before its name."""
+    if "full_name" in communes:
+        return [str(n) for n in communes["full_name"]]
+    if "type" in communes:
+        return [
+            f"{str(t).capitalize()} {n}"
+            for t, n in zip(communes["type"], communes["name"], strict=True)
+        ]
+    return [str(n) for n in communes["name"]]

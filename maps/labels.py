@@ -8,6 +8,8 @@ the purple differ in lightness from the red and the green).
 
 from __future__ import annotations
 
+from lomsong import words
+
 # The status codes of ``lomsong.coverage.model``, spelled out: this module is also used by the
 # status page, which must work on a collector installed without the geo extra (no numpy).
 COVERED, WEAK, NONE, OUTAGE = 0, 1, 2, 3
@@ -28,19 +30,24 @@ STATUS_COLOURS: dict[int, str] = {
 #: the ring of a hamlet without grid power
 NO_POWER_RING = "#111111"
 
-#: probe state → (Vietnamese, English) and colour
-PROBE_TEXT: dict[str, tuple[str, str]] = {
-    "up": ("Hoạt động", "Up"),
-    "degraded": ("Suy giảm", "Degraded"),
-    "down": ("Mất kết nối", "Down"),
-    "unknown": ("Chưa có dữ liệu", "No data yet"),
-}
-PROBE_COLOURS: dict[str, str] = {
+#: probe state → (Vietnamese, English): the words are the kernel's (``lomsong.words``), shared
+#: with alerts; only the colours are the maps'
+PROBE_TEXT: dict[str, tuple[str, str]] = words.PROBE_STATES
+UPLINK_TEXT: dict[str, tuple[str, str]] = words.UPLINK_STATES
+#: every state a probe or an uplink can be in, for code that shows either
+STATE_TEXT: dict[str, tuple[str, str]] = {**PROBE_TEXT, **UPLINK_TEXT}
+#: light to dark, so that the order survives colour blindness: yellow (degraded) is lighter than
+#: orange (partly down), which is lighter than red (down); a partly-down marker is also drawn
+#: half filled (``lomsong-map.css``)
+STATE_COLOURS: dict[str, str] = {
     "up": "#1a9850",
     "degraded": "#f2c12b",
+    "failing": "#fdd0a2",
+    "partial": "#f08a24",
     "down": "#d62728",
     "unknown": "#9e9e9e",
 }
+PROBE_COLOURS: dict[str, str] = {k: STATE_COLOURS[k] for k in PROBE_TEXT}
 
 #: operator key → colour of its sites; an operator configured later gets FALLBACK_COLOUR
 OPERATOR_COLOURS: dict[str, str] = {
@@ -55,18 +62,9 @@ SITE_DOWN_COLOUR = "#bdbdbd"
 DEAD_ZONE_COLOUR = "#d62728"
 COMMUNE_LINE_COLOUR = "#3d3d3d"
 
-#: condition of an outage → (Vietnamese, English)
-CONDITION_TEXT: dict[str, tuple[str, str]] = {
-    "probe_silent": ("Trung tâm mất liên lạc", "Centre unreachable"),
-    "uplink_down": ("Mất kết nối", "Link down"),
-    "degraded": ("Kết nối suy giảm", "Link degraded"),
-}
-CAUSE_TEXT: dict[str | None, tuple[str, str]] = {
-    "power": ("mất điện", "power cut"),
-    "network": ("sự cố mạng", "network failure"),
-    "unknown": ("chưa rõ nguyên nhân", "unknown cause"),
-    None: ("đang xác định", "being determined"),
-}
+#: condition and cause of an outage → (Vietnamese, English), the kernel's words
+CONDITION_TEXT: dict[str, tuple[str, str]] = words.CONDITIONS
+CAUSE_TEXT: dict[str | None, tuple[str, str]] = words.CAUSES
 
 #: share of a commune's population in dead zones: (upper bound, colour), the last one open
 SHARE_CLASSES: tuple[tuple[float, str], ...] = (
@@ -194,7 +192,7 @@ def page_text() -> dict[str, object]:
     assert not clash, clash
     return {
         "status": STATUS_TEXT,
-        "probe": PROBE_TEXT,
+        "probe": STATE_TEXT,
         "condition": CONDITION_TEXT,
         "cause": {("" if k is None else k): v for k, v in CAUSE_TEXT.items()},
         "fields": FIELDS,

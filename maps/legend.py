@@ -63,10 +63,9 @@ def province_legend(operators: Sequence[tuple[str, str]], *, with_coverage: bool
         )
     parts.append(f"<b>{_pair(lb.WORDS['probe_title'])}</b>")
     for state, pair in lb.PROBE_TEXT.items():
+        shape = "ls-square ls-partial" if state == "partial" else "ls-square"
         parts.append(
-            _row(
-                f"background:{lb.PROBE_COLOURS[state]}", "ls-square", _pair(pair), f"probe-{state}"
-            )
+            _row(f"background:{lb.PROBE_COLOURS[state]}", shape, _pair(pair), f"probe-{state}")
         )
     parts.append("</div>")
     return "".join(parts)

@@ -20,7 +20,7 @@ from lomsong.maps import labels as lb
 from lomsong.maps.assets import LeanMap, render_html
 from lomsong.maps.elements import Box, FastGeoJson, PageData, TileWatch, popup_js
 from lomsong.maps.geometry import feature_collection, light_polygons
-from lomsong.maps.inputs import TileSource
+from lomsong.maps.inputs import TileSource, commune_names
 from lomsong.maps.legend import notice, share_legend, title_box
 from lomsong.words import local_time
 
@@ -99,7 +99,7 @@ def national_map(
     page = PageData(
         {
             "text": lb.page_text(),
-            "colours": {"status": lb.STATUS_COLOURS, "probe": lb.PROBE_COLOURS},
+            "colours": {"status": lb.STATUS_COLOURS, "probe": lb.STATE_COLOURS},
             "communes": {},
             "provinces": province_names,
             "link": province_link,
@@ -112,7 +112,10 @@ def national_map(
     )
     fmap.add_child(page)
 
-    props = [_commune_props(row, shares) for row in communes.itertuples(index=False)]
+    props = [
+        _commune_props(row, name, shares)
+        for row, name in zip(communes.itertuples(index=False), commune_names(communes), strict=True)
+    ]
     geoms = light_polygons(
         communes.geometry.to_numpy(), tolerance=TOLERANCE_DEG, decimals=DECIMALS, coverage=True
     )
@@ -155,9 +158,12 @@ def national_map(
             _province_index(provinces, shares, communes, province_link),
             position="topright",
             class_name="ls-index",
+            fold=True,
         )
     )
-    fmap.add_child(Box(share_legend(), position="bottomright", class_name="ls-legend-box"))
+    fmap.add_child(
+        Box(share_legend(), position="bottomright", class_name="ls-legend-box", fold=True)
+    )
     if shares.empty:
         fmap.add_child(
             Box(notice("no_coverage_national"), position="topleft", class_name="ls-notice")
@@ -180,10 +186,10 @@ def render_national(fmap: folium.Map) -> str:
     return render_html(fmap, "Việt Nam — vùng trắng sóng / dead zones — lomsong")
 
 
-def _commune_props(row: Any, shares: pd.DataFrame) -> dict[str, Any]:
+def _commune_props(row: Any, name: str, shares: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {
         "c": row.code,
-        "n": row.name,
+        "n": name,
         "p": row.province_code,
         "pop": None if pd.isna(row.population) else int(row.population),
     }

@@ -29,6 +29,7 @@ td.num { text-align: right; }
 .state { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff; }
 .state-up { background: #1a7f43; } .state-degraded { background: #b07d00; }
 .state-down { background: #c62828; } .state-unknown { background: #757575; }
+.state-partial { background: #b85300; } .state-failing { background: #f5c08a; color: #222; }
 details { background: #fff; border: 1px solid #d9dde3; margin: 8px 0; padding: 4px 10px; }
 summary { cursor: pointer; font-weight: 600; font-size: 15px; padding: 4px 0; }
 .muted { color: #666; }

@@ -10,15 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STATES = ("up", "degraded", "down", "unknown")
+from lomsong.errors import ValidationError
+from lomsong.words import PROBE_STATES, UPLINK_STATES
+
+#: a centre's states and an uplink's, as ``lomsong.words`` names them (README, *Words*)
+STATES = tuple(PROBE_STATES)
+LINK_STATES = tuple(UPLINK_STATES)
 
 
 @dataclass(frozen=True)
 class UplinkState:
     name: str
     operator: str
-    #: up, degraded, down or unknown
+    #: up, degraded, failing (checks fail, not judged yet), down or unknown
     state: str
+
+    def __post_init__(self) -> None:
+        if self.state not in LINK_STATES:
+            raise ValidationError("uplink.state", self.state, f"expected one of {LINK_STATES}")
 
 
 @dataclass(frozen=True)
@@ -43,13 +52,17 @@ class ProbeMarker:
     province_code: str
     lon: float
     lat: float
-    #: up, degraded, down or unknown (never heard from)
+    #: up, degraded, partial (some uplinks down), down or unknown (never heard from)
     state: str
-    #: when the present down or degraded state began
+    #: when the present down, partial or degraded state began
     since: float | None
     last_seen: float | None
     uplinks: tuple[UplinkState, ...] = ()
     outages: tuple[OutageFact, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValidationError("probe.state", self.state, f"expected one of {STATES}")
 
     def digest(self) -> tuple[Any, ...]:
         """What the pages show of this probe, with the last-seen time to the minute: two

@@ -22,10 +22,10 @@ from lomsong.maps import labels as lb
 from lomsong.maps.assets import LeanMap, render_html
 from lomsong.maps.elements import Box, PageData, TileWatch, popup_js
 from lomsong.maps.geometry import feature_collection, light_polygons, point_collection
-from lomsong.maps.inputs import ProvinceCoverage, TileSource, commune_shares
+from lomsong.maps.inputs import ProvinceCoverage, TileSource, commune_names, commune_shares
 from lomsong.maps.legend import notice, province_legend, title_box
 from lomsong.maps.probes import ProbeMarker
-from lomsong.words import local_time
+from lomsong.words import local_time, operator_name
 
 #: simplification of commune and dead-zone outlines on a province map (about 50 m)
 TOLERANCE_DEG = 5e-4
@@ -80,7 +80,7 @@ def province_map(
     shown, extra = _operators(coverage)
     op_keys = shown + extra
     ops = [{"key": k, "name": names.get(k, k.title())} for k in op_keys]
-    commune_names = dict(zip(communes["code"], communes["name"], strict=True))
+    full_names = dict(zip(communes["code"], commune_names(communes), strict=True))
 
     west, south, east, north = (float(v) for v in communes.total_bounds)
     fmap = LeanMap(
@@ -102,8 +102,8 @@ def province_map(
 
     data: dict[str, Any] = {
         "text": lb.page_text(),
-        "colours": {"status": lb.STATUS_COLOURS, "probe": lb.PROBE_COLOURS},
-        "communes": commune_names,
+        "colours": {"status": lb.STATUS_COLOURS, "probe": lb.STATE_COLOURS},
+        "communes": full_names,
         "ops": ops,
         "synthetic": {
             "hamlets": bool(coverage and coverage.synthetic_hamlets),
@@ -151,7 +151,7 @@ def province_map(
     legend = province_legend(
         [(o["key"], o["name"]) for o in ops], with_coverage=coverage is not None
     )
-    fmap.add_child(Box(legend, position="bottomright", class_name="ls-legend-box"))
+    fmap.add_child(Box(legend, position="bottomright", class_name="ls-legend-box", fold=True))
     for text, class_name in _notices(coverage):
         fmap.add_child(Box(text, position="topleft", class_name=class_name))
     fmap.add_child(TileWatch(tile_layer, notice("tiles")))
@@ -177,7 +177,7 @@ def _commune_layer(
     )
     props = []
     for code, name, population in zip(
-        communes["code"], communes["name"], communes["population"], strict=True
+        communes["code"], commune_names(communes), communes["population"], strict=True
     ):
         row: dict[str, Any] = {"c": code, "n": name, "pop": _int_or_none(population)}
         if code in shares.index:
@@ -400,11 +400,17 @@ def _probe_columns(probes: Sequence[ProbeMarker]) -> dict[str, list[Any]]:
         "state": [p.state for p in probes],
         "since": [p.since for p in probes],
         "seen": [p.last_seen for p in probes],
-        "uplinks": [[[u.name, u.operator, u.state] for u in p.uplinks] for p in probes],
+        "uplinks": [[[u.name, _operator(u.operator), u.state] for u in p.uplinks] for p in probes],
         "outages": [
             [[o.condition, o.uplink, o.started_at, o.cause] for o in p.outages] for p in probes
         ],
     }
+
+
+def _operator(key: str) -> str:
+    """``Viettel``, or ``cáp quang / fibre``: the name alerts and the status page use."""
+    vi, en = operator_name(key, "vi"), operator_name(key, "en")
+    return vi if vi == en else lb.both((vi, en))
 
 
 def _notices(coverage: ProvinceCoverage | None) -> list[tuple[str, str]]:

@@ -127,13 +127,14 @@ def text_colour(background: str) -> str:
 
 
 def colour(state: str) -> str:
-    return lb.PROBE_COLOURS.get(state, lb.PROBE_COLOURS["unknown"])
+    return lb.STATE_COLOURS.get(state, lb.STATE_COLOURS["unknown"])
 
 
 def badge(state: str) -> str:
-    """A probe state, in its colour; a state the labels do not know is shown by its key."""
+    """A probe or uplink state, in its colour; a state the labels do not know is shown by its
+    key."""
     bg = colour(state)
-    text = lb.PROBE_TEXT.get(state, (state, state))
+    text = lb.STATE_TEXT.get(state, (state, state))
     return (
         f'<span class="badge" style="background:{bg};color:{text_colour(bg)}">{both(text)}</span>'
     )

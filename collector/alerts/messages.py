@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lomsong.collector.alerts.model import Status
-from lomsong.words import Language, duration, local_time, number, operator_name
+from lomsong.words import (
+    Language,
+    cause,
+    condition,
+    duration,
+    local_time,
+    number,
+    operator_name,
+)
 
 
 @dataclass(frozen=True)
@@ -40,34 +48,13 @@ class Facts:
     communes: tuple[tuple[str, str], ...] = ()
 
 
-_CONDITION = {
-    "vi": {
-        "probe_silent": "trung tâm mất liên lạc",
-        "uplink_down": "mất kết nối",
-        "degraded": "kết nối suy giảm",
-        "regional": "mất sóng diện rộng",
-    },
-    "en": {
-        "probe_silent": "centre unreachable",
-        "uplink_down": "link down",
-        "degraded": "link degraded",
-        "regional": "operator lost across the province",
-    },
-}
-_CAUSE = {
-    "vi": {
-        "power": "mất điện",
-        "network": "sự cố mạng",
-        "unknown": "chưa rõ nguyên nhân",
-        None: "đang xác định",
-    },
-    "en": {
-        "power": "power cut",
-        "network": "network failure",
-        "unknown": "unknown cause",
-        None: "being determined",
-    },
-}
+def what(f: Facts, lang: Language) -> str:
+    """The condition, in the words maps and pages use (``lomsong.words.CONDITIONS``), begun in
+    lower case because a message says it mid-sentence: ``…, Cao Bằng: mất kết nối Viettel``."""
+    text = condition(f.condition, lang)
+    return text[:1].lower() + text[1:]
+
+
 _STATUS = {
     "vi": {"firing": "CẢNH BÁO", "resolved": "ĐÃ KHẮC PHỤC"},
     "en": {"firing": "FIRING", "resolved": "RESOLVED"},
@@ -90,11 +77,10 @@ def link(f: Facts, lang: Language) -> str:
 
 def summary(f: Facts, status: Status, lang: Language) -> str:
     """One line: what, where, over which link, why, since when."""
-    what = _CONDITION[lang].get(f.condition, f.condition)
     via = link(f, lang)
     since = "từ" if lang == "vi" else "since"
-    head = f"{place(f)}: {what}" + (f" {via}" if via else "")
-    tail = f"{_CAUSE[lang][f.cause]}, {since} {local_time(f.started_at)}"
+    head = f"{place(f)}: {what(f, lang)}" + (f" {via}" if via else "")
+    tail = f"{cause(f.cause, lang)}, {since} {local_time(f.started_at)}"
     if status == "resolved" and f.ended_at is not None:
         until = "đến" if lang == "vi" else "until"
         tail += f" {until} {local_time(f.ended_at)}"
@@ -117,8 +103,8 @@ def details(f: Facts, status: Status, lang: Language, now: float) -> str:
     via = link(f, lang)
     if via:
         lines.append(f"{'Nhà mạng / đường truyền' if vi else 'Operator / uplink'}: {via}")
-    lines.append(f"{'Sự cố' if vi else 'Outage'}: {_CONDITION[lang].get(f.condition, f.condition)}")
-    lines.append(f"{'Nguyên nhân' if vi else 'Kind'}: {_CAUSE[lang][f.cause]}")
+    lines.append(f"{'Sự cố' if vi else 'Outage'}: {what(f, lang)}")
+    lines.append(f"{'Nguyên nhân' if vi else 'Kind'}: {cause(f.cause, lang)}")
     zone = "giờ Việt Nam" if vi else "Vietnam time"
     lines.append(f"{'Bắt đầu' if vi else 'Since'}: {local_time(f.started_at)} ({zone})")
     if status == "resolved" and f.ended_at is not None:

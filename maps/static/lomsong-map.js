@@ -156,20 +156,109 @@ var lomsong = (function () {
     };
   }
 
-  function popup(build) {
-    return function (feature, layer) { layer.bindPopup(function () { return build(feature); }, { maxWidth: 420 }); };
+  /* -- a phone's screen ------------------------------------------------------------------------
+   * Below NARROW px wide (or LOW px high: a phone held sideways) the layer list and the foldable
+   * boxes (legend, province index) start folded, and a popup that opens folds them again. A popup is kept out of the controls' way: its size
+   * is capped to the map, and Leaflet's auto-pan gets a padding measured from the controls that
+   * are on screen, on the sides where there is room for the popup beside them (a wide screen),
+   * else above and below (a phone). The defaults are the class's (L.Popup.mergeOptions), read by
+   * every popup whenever it opens. */
+  var NARROW = 700, LOW = 560, GAP = 8, POPUP_WIDTH = 420;
+  var layerControls = [], folders = [], fitted = [];
+
+  function narrow() { return window.innerWidth < NARROW || window.innerHeight < LOW; }
+
+  L.Control.Layers.addInitHook(function () {
+    if (narrow()) this.options.collapsed = true;
+    layerControls.push(this);
+  });
+
+  /* The box's first heading becomes a button that folds what follows it. */
+  function foldable(div) {
+    var head = div.querySelector("h4");
+    if (!head) return;
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "ls-fold";
+    button.innerHTML = head.innerHTML;
+    head.parentNode.replaceChild(button, head);
+    div.className += " ls-foldable";
+    function set(open) {
+      L.DomUtil[open ? "removeClass" : "addClass"](div, "ls-folded");
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+    set(!narrow());
+    L.DomEvent.on(button, "click", function () { set(L.DomUtil.hasClass(div, "ls-folded")); });
+    folders.push(set);
   }
 
-  function control(map, position, html, className) {
+  /* How far the controls reach in from each side of the map, in pixels. */
+  function reach(map) {
+    var box = map.getContainer().getBoundingClientRect();
+    var out = { top: 0, bottom: 0, left: 0, right: 0 };
+    var all = map.getContainer().querySelectorAll(".leaflet-control");
+    for (var i = 0; i < all.length; i++) {
+      var r = all[i].getBoundingClientRect();
+      if (!r.width || !r.height) continue;
+      var corner = all[i].parentNode.className;
+      if (/leaflet-top/.test(corner)) out.top = Math.max(out.top, r.bottom - box.top);
+      else out.bottom = Math.max(out.bottom, box.bottom - r.top);
+      if (/leaflet-left/.test(corner)) out.left = Math.max(out.left, r.right - box.left);
+      else out.right = Math.max(out.right, box.right - r.left);
+    }
+    return out;
+  }
+
+  function fitPopups(map) {
+    var size = map.getSize(), c = reach(map);
+    // the popup's frame: 20 + 24 px of margins around the content, 1 px of border each side
+    var width = Math.min(POPUP_WIDTH, size.x - 2 * GAP - 46);
+    var beside = size.x - c.left - c.right - 2 * GAP >= width + 46;
+    var tl = beside ? [c.left + GAP, GAP] : [GAP, c.top + GAP];
+    var br = beside ? [c.right + GAP, GAP] : [GAP, c.bottom + GAP];
+    // the content's height: less the frame (26 px), the tip (20 px) and the close button's row
+    var height = size.y - tl[1] - br[1] - 60;
+    L.Popup.mergeOptions({
+      maxWidth: width,
+      maxHeight: Math.max(120, height),
+      autoPanPaddingTopLeft: L.point(tl),
+      autoPanPaddingBottomRight: L.point(br)
+    });
+  }
+
+  function watch(map) {
+    if (fitted.indexOf(map) >= 0) return;
+    fitted.push(map);
+    function clear() {
+      if (narrow()) {
+        folders.forEach(function (set) { set(false); });
+        layerControls.forEach(function (lc) { if (lc._map === map) lc.collapse(); });
+      }
+      fitPopups(map);
+    }
+    // before a click opens a popup, and again once it is open (a popup opened by a script)
+    map.on("preclick", clear);
+    map.on("popupopen", function (e) { clear(); e.popup.update(); });
+    map.on("resize", function () { fitPopups(map); });
+    map.whenReady(function () { fitPopups(map); });
+  }
+
+  function popup(build) {
+    return function (feature, layer) { layer.bindPopup(function () { return build(feature); }); };
+  }
+
+  function control(map, position, html, className, fold) {
     var c = L.control({ position: position });
     c.onAdd = function () {
       var div = L.DomUtil.create("div", "ls-box " + className);
       div.innerHTML = html;
+      if (fold) foldable(div);
       L.DomEvent.disableClickPropagation(div);
       L.DomEvent.disableScrollPropagation(div);
       return div;
     };
     c.addTo(map);
+    watch(map);
     return c;
   }
 
@@ -185,6 +274,7 @@ var lomsong = (function () {
 
   return {
     esc: esc, duration: duration, hamlet: hamlet, site: site, probe: probe, deadZone: deadZone,
-    commune: commune, shareStyle: shareStyle, popup: popup, control: control, watchTiles: watchTiles
+    commune: commune, shareStyle: shareStyle, popup: popup, control: control, watchTiles: watchTiles,
+    narrow: narrow
   };
 })();

@@ -335,6 +335,24 @@ def test_messages_name_the_largest_hamlets_left_without_signal() -> None:
     ) in en.text
 
 
+@pytest.mark.parametrize("condition", ["probe_silent", "uplink_down", "degraded", "regional"])
+@pytest.mark.parametrize("cause", ["power", "network", "unknown", None])
+def test_alerts_say_a_condition_and_a_cause_in_the_words_maps_and_pages_use(
+    condition: str, cause: str | None
+) -> None:
+    from lomsong.collector.alerts.messages import details, summary
+    from lomsong.maps import labels
+
+    facts = replace(down("01321", "Xã Bảo Lạc").facts, condition=condition, cause=cause)
+    for lang, k in (("vi", 0), ("en", 1)):
+        word = labels.CONDITION_TEXT[condition][k]
+        told = summary(facts, "firing", lang)  # type: ignore[arg-type]
+        assert f"Cao Bằng: {word[:1].lower()}{word[1:]}" in told
+        assert labels.CAUSE_TEXT[cause][k] in told
+        text = details(facts, "firing", lang, T0)  # type: ignore[arg-type]
+        assert f": {word[:1].lower()}{word[1:]}\n" in text
+
+
 def test_a_regional_alert_sums_its_communes_hamlets() -> None:
     def with_hamlets(a: AlertSource, n: int, people: int, name: str) -> AlertSource:
         facts = replace(a.facts, hamlets=n, population=people, hamlet_names=((name, people // n),))

@@ -55,7 +55,9 @@ def test_the_status_pages_csv_link_downloads_a_file(
         content = Path(download.path()).read_bytes()
         assert content.startswith("\ufeffMã thôn,Tên thôn,Mã xã".encode())
         assert page.url == f"{c.url}/"  # a download: the page stays
-        keep(page.locator('details[data-province="04"]').screenshot(), "status-exports.png", tmp_path)
+        keep(
+            page.locator('details[data-province="04"]').screenshot(), "status-exports.png", tmp_path
+        )
     finally:
         context.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -47,13 +48,24 @@ CASES = [
     # (live state, open outages, probe state, since, uplink states)
     (None, [], "unknown", None, ("unknown", "unknown")),
     (live(NOW - 20, fibre=True, viettel_4g=True), [], "up", None, ("up", "up")),
-    (live(NOW - 20, fibre=True, viettel_4g=False), [], "degraded", None, ("up", "degraded")),
+    # checks failing, not judged yet: the uplink says so, the centre stays up
+    (live(NOW - 20, fibre=True, viettel_4g=False), [], "up", None, ("up", "failing")),
+    (live(NOW - 20, fibre=False, viettel_4g=False), [], "up", None, ("failing", "failing")),
+    # one link of two down: partly down, since that link went
     (
         live(NOW - 20, fibre=True, viettel_4g=False),
         [outage("uplink_down", NOW - 600, "viettel-4g")],
-        "degraded",
+        "partial",
         NOW - 600,
         ("up", "down"),
+    ),
+    # one down and the other failing: still partly down (the detector has judged only one)
+    (
+        live(NOW - 20, fibre=False, viettel_4g=False),
+        [outage("uplink_down", NOW - 600, "viettel-4g")],
+        "partial",
+        NOW - 600,
+        ("failing", "down"),
     ),
     (
         live(NOW - 20, fibre=False, viettel_4g=False),
@@ -62,12 +74,21 @@ CASES = [
         NOW - 600,
         ("down", "down"),
     ),
+    # loss or latency over the thresholds, and only that, is degraded
     (
         live(NOW - 20, fibre=True, viettel_4g=True),
         [outage("degraded", NOW - 120, "fibre")],
         "degraded",
         NOW - 120,
         ("degraded", "up"),
+    ),
+    # a link down outweighs another degraded; since is when the link went down
+    (
+        live(NOW - 20, fibre=True, viettel_4g=False),
+        [outage("degraded", NOW - 900, "fibre"), outage("uplink_down", NOW - 300, "viettel-4g")],
+        "partial",
+        NOW - 300,
+        ("degraded", "down"),
     ),
     (
         live(NOW - 4000, fibre=True, viettel_4g=True),
@@ -112,3 +133,27 @@ def test_the_digest_ignores_the_seconds_of_last_seen_but_not_the_minutes() -> No
     base = 1_795_000_020.0  # 20 s into a minute
     assert digest(base) == digest(base + 30)
     assert digest(base) != digest(base + 60)
+
+
+def test_every_state_has_its_words_and_a_colour_and_others_are_refused() -> None:
+    from lomsong.errors import ValidationError
+    from lomsong.maps import labels
+    from lomsong.maps.probes import LINK_STATES, STATES, UplinkState
+
+    seen = {c[2] for c in CASES}, {u for c in CASES for u in c[4]}
+    assert seen == (set(STATES), set(LINK_STATES))
+    for state in (*STATES, *LINK_STATES):
+        vi, en = labels.STATE_TEXT[state]
+        assert vi and en and labels.STATE_COLOURS[state].startswith("#")
+    assert labels.PROBE_TEXT["partial"] == ("Mất một phần kết nối", "Partly down")
+    assert labels.UPLINK_TEXT["failing"] == ("Kiểm tra lỗi", "Checks failing")
+    # one word per meaning: no two states share a word
+    words = [w for pair in labels.STATE_TEXT.values() for w in pair]
+    assert len(words) == len(set(words))
+    colours = [labels.STATE_COLOURS[s] for s in labels.STATE_TEXT]
+    assert len(colours) == len(set(colours))
+    with pytest.raises(ValidationError, match="uplink.state"):
+        UplinkState("fibre", "fibre", "partial")
+    [marker] = probe_markers({"cb-thuc-phan": INFO}, {}, [], POINTS, now=NOW, silent_after=1)
+    with pytest.raises(ValidationError, match="probe.state"):
+        dataclasses.replace(marker, state="failing")

@@ -65,13 +65,14 @@ def _success(c: RunningCollector) -> str | None:
 
 
 def _marker(c: RunningCollector) -> str:
+    """The probe's state and its uplinks', as the status page and the maps show them."""
     ctx = c.ctx
     (m,) = [
         p
         for p in current_probes(c.engine, ctx.live, None, now=time.time(), silent_after=600)
         if p.id == PROBE
     ]
-    return str(m.state)
+    return " ".join([m.state] + [u.state for u in m.uplinks])
 
 
 def _heartbeat(seq: int, at_s: float, checks: list[dict[str, str]] | None) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def test_a_check_left_out_of_the_heartbeat_is_forgotten(
     _post(c, token, doc)
     assert _stored(c) == {("viettel-4g", "icmp", GOOD), ("", "heartbeat", "self")}
     assert _uplink(c)["ok"] is True and _success(c) == "1"
-    assert _marker(c) == "up"
+    assert _marker(c) == "up up"
 
     # A backfill of the removed check measured before the list does not bring it back; an
     # older heartbeat (without the list, or with an older one) changes nothing.
@@ -311,20 +312,21 @@ def test_an_agent_restarted_without_its_failing_check_recovers(
     good, bad = _Listener(), _closed_port()
     agents.append(_Agent(_config(tmp_path, c.url, [good.port, bad]), token))
     wait_until(lambda: _success(c) == "0", timeout=15, what="the failing check reported")
-    assert _marker(c) == "degraded"
+    # failing, not yet judged by the detector: the centre is up, its link "checks failing"
+    assert _marker(c) == "up failing"
     agents[-1].stop()
 
     agents.append(_Agent(_config(tmp_path, c.url, [good.port]), token))
     # Within one report interval of the new heartbeat (a second here), not minutes later.
     wait_until(lambda: _success(c) == "1", timeout=10, what="probe_success back to 1")
-    assert _marker(c) == "up"
+    assert _marker(c) == "up up"
     assert [ch["target"] for ch in _uplink(c)["checks"]] == [f"127.0.0.1:{good.port}"]
     agents[-1].stop()
     good.sock.close()
 
     # Restarted, the collector loads the same from the database.
     again = collector_factory(sqlite_url)
-    assert _success(again) == "1" and _marker(again) == "up"
+    assert _success(again) == "1" and _marker(again) == "up up"
     with again.engine.connect() as conn:
         row = conn.execute(select(latest_results.c.target).where(latest_results.c.kind == "tcp"))
         assert [r.target for r in row] == [f"127.0.0.1:{good.port}"]

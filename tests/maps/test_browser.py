@@ -85,6 +85,7 @@ def click_at(page: Any, lat: float, lon: float, zoom: int = 13) -> None:
 
 
 def test_the_served_province_map_in_chromium(
+    browser: Any,
     page: Any,
     collector_factory: CollectorFactory,
     sqlite_url: str,
@@ -95,6 +96,7 @@ def test_the_served_province_map_in_chromium(
 ) -> None:
     c, viewer = serve(collector_factory, sqlite_url, static_coverage, tile_server.url)
     console = Console(page)
+    page.set_viewport_size(WIDE)
     # a link with the token signs the browser in, then drops the token from the address
     page.goto(f"{c.url}/maps/province/04?token={viewer}", wait_until="load")
     assert page.url == f"{c.url}/maps/province/04"
@@ -102,6 +104,9 @@ def test_the_served_province_map_in_chromium(
     page.evaluate(FIND_MAP)
     page.wait_for_timeout(400)
 
+    # a wide screen: the layer list and the legend are open
+    assert page.locator(".leaflet-control-layers-expanded").count() == 1
+    assert page.locator(".ls-legend-box.ls-folded").count() == 0
     overlays = page.inner_text(".leaflet-control-layers-overlays")
     for name in (
         "Ranh giới xã/phường / Commune boundaries",
@@ -133,8 +138,10 @@ def test_the_served_province_map_in_chromium(
     popup.wait_for(timeout=5000)
     assert popup.get_attribute("data-id") == h.ids[i]
     text = popup.inner_text()
-    commune = cao_bang.communes.set_index("code").loc[h.commune_code[i], "name"]
+    commune = cao_bang.communes.set_index("code").loc[h.commune_code[i], "full_name"]
+    assert commune.split()[0] in ("Xã", "Phường")
     assert h.names[i] in text and f"{commune} ({h.commune_code[i]})" in text
+    assert fits(page, "hamlet", WIDE["width"]) == [], "the popup is under a control"
     assert f"{int(h.population[i]):,}".replace(",", ".") in text
     status = ("Phủ sóng", "Lõm sóng", "Trắng sóng", "Mất sóng do sự cố")[int(cl.overall[i])]
     assert status in text
@@ -161,7 +168,122 @@ def test_the_served_province_map_in_chromium(
     text = probe.inner_text()
     assert "cb-thuc-phan" in text and "Phường Thục Phán (01273)" in text
     assert "Hoạt động / Up" in text and "viettel-4g" in text and "Lần cuối nhận tin" in text
+    assert re.search(r"viettel-4g\s+Viettel\s", text), text
+    assert fits(page, "probe", WIDE["width"]) == []
     assert console.errors() == []
+    on_a_phone(browser, c, viewer, cao_bang, tmp_path)
+
+
+def on_a_phone(
+    browser: Any, c: RunningCollector, viewer: str, cao_bang: SampleProvince, tmp_path: Path
+) -> None:
+    """The province map at 390 px: controls folded, popups that fit and that nothing covers
+    (run by the test above, on its collector)."""
+    context = browser.new_context(viewport=NARROW, locale="vi-VN", device_scale_factor=1)
+    page = context.new_page()
+    console = Console(page)
+    page.goto(f"{c.url}/maps/province/04?token={viewer}", wait_until="load")
+    page.wait_for_function(LAYERS_READY.format(n=10))
+    page.evaluate(FIND_MAP)
+
+    # the layer list and the legend are folded, and the legend opens with a tap
+    assert page.locator(".leaflet-control-layers-expanded").count() == 0
+    assert page.locator(".leaflet-control-layers-toggle").is_visible()
+    fold = page.locator(".ls-legend-box .ls-fold")
+    assert fold.inner_text().startswith("Chú giải / Legend")
+    assert fold.get_attribute("aria-expanded") == "false"
+    row = page.locator('.ls-legend [data-key="probe-partial"]')
+    assert not row.is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    page.wait_for_timeout(300)  # the tiles
+    keep(page.screenshot(), "map-390.png", tmp_path)
+    fold.click()
+    assert row.is_visible() and fold.get_attribute("aria-expanded") == "true"
+    assert "Mất một phần kết nối / Partly down" in row.inner_text()
+    box = page.locator(".ls-legend-box").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"]
+    toggle = page.locator(".leaflet-control-layers-toggle").bounding_box()
+    assert toggle is not None
+    page.mouse.move(toggle["x"] + toggle["width"] / 2, toggle["y"] + toggle["height"] / 2)
+    assert page.locator(".leaflet-control-layers-expanded").count() == 1
+
+    # a hamlet's popup folds them again, fits the screen and nothing covers it
+    i = lonely_hamlet(cao_bang)
+    h = cao_bang.coverage.hamlets
+    click_at(page, float(h.lat[i]), float(h.lon[i]))
+    popup = page.locator(".leaflet-popup-content .ls-popup[data-kind=hamlet]")
+    popup.wait_for(timeout=5000)
+    assert fits(page, "hamlet", NARROW["width"]) == []
+    assert not row.is_visible()
+    assert page.locator(".leaflet-control-layers-expanded").count() == 0
+    commune = cao_bang.communes.set_index("code").loc[h.commune_code[i], "full_name"]
+    assert f"{commune} ({h.commune_code[i]})" in popup.inner_text()
+
+    # a probe's popup: its table wraps inside the popup, operators named as everywhere else
+    page.evaluate("lsMap.closePopup(); true")
+    lon, lat = (
+        c.engine.connect()
+        .exec_driver_sql("SELECT lon, lat FROM communes WHERE code = '01273'")
+        .one()
+    )
+    page.evaluate(f"lsMap.setView([{lat}, {lon}], 12, {{animate: false}}); true")
+    page.wait_for_timeout(300)
+    page.locator(".ls-probe-up").click()
+    probe = page.locator(".leaflet-popup-content .ls-popup[data-kind=probe]")
+    probe.wait_for(timeout=5000)
+    assert fits(page, "probe", NARROW["width"]) == []
+    text = probe.inner_text()
+    assert "Phường Thục Phán (01273)" in text and re.search(r"viettel-4g\s+Viettel\s", text)
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    keep(page.screenshot(), "map-390-popup.png", tmp_path)
+    assert console.errors() == []
+    context.close()
+
+
+#: why a popup of a kind does not fit: off the screen, spilling out of itself, overlapping a
+#: control (controls are drawn over popups), or something else than the popup at its centre;
+#: or still moving (the map pans to show it)
+POPUP_FITS = """([kind, width]) => {
+  const el = document.querySelector(`.leaflet-popup-content .ls-popup[data-kind=${kind}]`);
+  if (!el) return ["no popup"];
+  const popup = el.closest(".leaflet-popup"), r = popup.getBoundingClientRect(), out = [];
+  const where = JSON.stringify([r.left, r.top, r.right, r.bottom]);
+  if (window.lsLastPopup !== where) out.push(`moving: ${where}`);
+  window.lsLastPopup = where;
+  if (r.left < 0 || r.right > width || r.top < 0 || r.bottom > window.innerHeight)
+    out.push(`off the screen: ${where}`);
+  for (const e of popup.querySelectorAll("*")) {
+    const b = e.getBoundingClientRect();
+    if (b.width && (b.left < r.left - 1 || b.right > r.right + 1))
+      out.push(`${e.tagName} spills: ${b.left}..${b.right} in ${r.left}..${r.right}`);
+  }
+  for (const c of document.querySelectorAll(".leaflet-control")) {
+    const b = c.getBoundingClientRect();
+    if (b.width && b.height && b.left < r.right && r.left < b.right && b.top < r.bottom
+        && r.top < b.bottom)
+      out.push(`under ${c.className}: ${JSON.stringify(b)}`);
+  }
+  const x = (r.left + r.right) / 2, y = (r.top + r.bottom) / 2;
+  const hit = document.elementFromPoint(x, y);
+  if (!popup.contains(hit)) out.push(`at its centre: ${hit && hit.className}`);
+  return out;
+}"""
+
+
+def fits(page: Any, kind: str, width: int) -> list[str]:
+    """What is wrong with the open popup of ``kind`` once the map has panned to show it: an
+    empty list when it fits on the screen and nothing covers it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    check = f"(a) => ({POPUP_FITS})(a)"
+    try:  # the map pans to the popup, animated (slowly on a busy machine)
+        page.wait_for_function(
+            f"(a) => ({check})(a).length === 0", arg=[kind, width], timeout=10_000
+        )
+    except PlaywrightTimeout:
+        pass
+    problems: list[str] = page.evaluate(check, [kind, width])
+    return problems
 
 
 def test_the_data_shows_when_tiles_cannot_load(

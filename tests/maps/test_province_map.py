@@ -104,9 +104,12 @@ def test_the_legend_shows_statuses_power_sites_dead_zones_and_probes(html: str) 
         "site-mobifone",
         "site-down",
         "probe-up",
+        "probe-degraded",
+        "probe-partial",
         "probe-down",
     ):
         assert f'data-key=\\"{key}\\"' in html, key
+    assert "Mất một phần kết nối / Partly down" in html
     assert "Trắng sóng / No signal" in html
     assert "Không có điện lưới / No grid power" in html
 
@@ -116,6 +119,9 @@ def test_hamlet_columns_and_layers_are_the_inputs(html: str, cao_bang: SamplePro
     data = page_data(html)
     assert [o["key"] for o in data["ops"]] == ["viettel", "vinaphone", "mobifone"]
     assert data["H"]["name"] == h.names.tolist()
+    # communes by their full names, as the status page and alerts name them
+    assert data["communes"]["01290"] == "Xã Bảo Lâm"
+    assert data["communes"]["01273"] == "Phường Thục Phán"
     assert data["H"]["pop"] == h.population.tolist()
     assert data["H"]["overall"] == c.overall.tolist()
     assert data["H"]["power"] == h.has_grid_power.astype(int).tolist()
@@ -159,7 +165,11 @@ def test_probes_carry_their_state_uplinks_and_outage(html: str) -> None:
     data = page_data(html)["P"]
     assert data["id"] == ["cb-thuc-phan", "cb-bao-lac"]
     assert data["state"] == ["down", "up"]
-    assert data["uplinks"][0] == [["fibre", "fibre", "up"], ["viettel-4g", "viettel", "down"]]
+    # operators are named as alerts and the status page name them
+    assert data["uplinks"][0] == [
+        ["fibre", "cáp quang / fibre", "up"],
+        ["viettel-4g", "Viettel", "down"],
+    ]
     assert data["outages"][0] == [["uplink_down", "viettel-4g", NOW - 3900, "network"]]
     overlay = layers(html)
     markers = layer_data(html, overlay["Trạm đo tại trung tâm xã / Probes at commune centres"])

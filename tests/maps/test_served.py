@@ -263,7 +263,7 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
     assert 'id="maintenance"' in html and "xã / commune 01273 · nhà mạng / operator viettel" in html
     assert "Resolved outages — 7 ngày qua / days (0)" in html
     [outage_id] = re.findall(r'href="/outages/([^"]+)"', row)
-    assert 'data-probe="cb-thuc-phan" data-state="degraded"' in html
+    assert 'data-probe="cb-thuc-phan" data-state="partial"' in html
     assert 'data-probe="tq-minh-xuan" data-state="up"' in html
     assert 'data-probe="cb-bao-lac" data-state="unknown"' in html
     assert 'href="/maps/province/04"' in html
@@ -288,7 +288,7 @@ def test_status_page_lists_provinces_communes_probes_and_open_outages(
         assert "tq-minh-xuan" not in mine and "cb-thuc-phan" in mine
         # the map shows the link down, and the coverage was asked with it
         data = page_data(http.get("/maps/province/04").text)
-    assert data["P"]["state"][data["P"]["id"].index("cb-thuc-phan")] == "degraded"
+    assert data["P"]["state"][data["P"]["id"].index("cb-thuc-phan")] == "partial"
     assert static_coverage.asked[-1] == ("04", [("01273", "viettel")])
 
 
