@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from lomsong.coverage.formats import FORMATS, PLAIN, suffix_problem
 from lomsong.errors import ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from lomsong.coverage.importing import ImportReport, Progress
+    from lomsong.words import Language
 
 geodata_app = typer.Typer(
     help="Boundaries, hamlets, sites and field readings: import, history, synthetic data.",
@@ -276,10 +278,12 @@ def geodata_synth(
         bool, typer.Option("--national", help="The whole country (benchmark shape).")
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 1,
+    vi: Annotated[bool, typer.Option("--vi", help="Say what was stored in Vietnamese.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Store synthetic hamlets and sites (labelled synthetic everywhere) where no data exists."""
     from lomsong.coverage.compute import generate_and_store
+    from lomsong.coverage.terminal import synth_sentence
 
     if national == (province is not None):
         raise ValidationError(
@@ -287,8 +291,8 @@ def geodata_synth(
         )
     engine = open_database(config, upgrade=True)
     with _progress() as progress:
-        summary = generate_and_store(engine, province=province, seed=seed, progress=progress)
-    typer.echo(summary)
+        stored = generate_and_store(engine, province=province, seed=seed, progress=progress)
+    typer.echo(synth_sentence(stored, "vi" if vi else "en"))
 
 
 def _area(engine: Engine, province: str | None) -> Any:
@@ -303,10 +307,44 @@ def _area(engine: Engine, province: str | None) -> Any:
     return area, with_outages(area, links)
 
 
+def _writable(value: Path | None, allowed: tuple[str, ...]) -> Path | None:
+    """Refuse an output file that cannot be written before any work is done."""
+    if value is None:
+        return None
+    problem = suffix_problem(str(value), allowed)
+    if problem is None and not value.parent.is_dir():
+        problem = f"folder {str(value.parent)!r} does not exist"
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _any_format(value: Path | None) -> Path | None:
+    return _writable(value, tuple(FORMATS))
+
+
+def _plain_format(value: Path | None) -> Path | None:
+    return _writable(value, PLAIN)
+
+
 OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help=".geojson, .gpkg, .csv or .xlsx")
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write every column to .geojson, .gpkg, .csv or .xlsx.",
+        callback=_any_format,
+    ),
 ]
-ViOpt = Annotated[bool, typer.Option("--vi", help="Vietnamese column headers.")]
+PlainOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write every row to .csv or .xlsx.", callback=_plain_format
+    ),
+]
+ViOpt = Annotated[
+    bool, typer.Option("--vi", help="In Vietnamese: headers, status words, numbers (1.507).")
+]
 
 
 @coverage_app.command("classify")
@@ -332,6 +370,7 @@ def coverage_classify(
     from lomsong.coverage.export import write_table
     from lomsong.coverage.model import CoverageSettings
     from lomsong.coverage.results import filter_status, parse_status, status_frame
+    from lomsong.coverage.terminal import classify_line
 
     wanted = parse_status(status) if status is not None else None
     keys = CoverageSettings().operator_keys()
@@ -343,37 +382,44 @@ def coverage_classify(
     area, classification = _area(engine, province)
     frame = status_frame(area.details, classification)
     frame = filter_status(frame, status=wanted, operator=operator, commune=commune)
-    counts = frame["status"].value_counts().to_dict()
-    typer.echo(
-        f"{len(frame)} hamlets: "
-        + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("covered", "weak", "none", "outage"))
-        + f"; {int(frame['population'].fillna(0).sum())} people"
-    )
+    typer.echo(classify_line(frame, "vi" if vi else "en"))
     if output is not None:
-        write_table(frame, output, vi=vi, notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(frame, output, vi=vi, notes=_notes(province, vi))
+        _written(output, vi)
 
 
-def _notes(province: str | None) -> dict[str, str]:
-    from lomsong.timefmt import iso
+def _notes(province: str | None, vi: bool) -> dict[str, str]:
+    """The workbook's notes: which province, and when it was computed (local time)."""
+    from lomsong.words import local_time
 
-    return {"province": province or "all", "computed_at": iso(time.time()) or ""}
+    if vi:
+        return {"Tỉnh": province or "cả nước", "Thời điểm tính": local_time(time.time())}
+    return {"Province": province or "all", "Computed at": local_time(time.time())}
+
+
+def _written(output: Path, vi: bool) -> None:
+    typer.echo(f"{'Đã ghi' if vi else 'Written to'} {output}")
 
 
 @coverage_app.command("summary")
 def coverage_summary(
     province: ProvinceOpt = None,
     by: Annotated[str, typer.Option(help="commune or province.")] = "commune",
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Every column, per operator too, however wide it makes it."),
+    ] = False,
     output: OutputOpt = None,
     vi: ViOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Hamlets and population by status, per operator and overall, and without grid power."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Hamlets and people covered, weak, without signal or cut off, per commune (or province)
+    with totals; --wide or -o for every operator and the hamlets without grid power."""
+    from lomsong.coverage import boundaries
     from lomsong.coverage.compute import summarize, with_shapes
     from lomsong.coverage.export import write_table
+    from lomsong.coverage.terminal import summary_table, wide_table
+    from lomsong.tables import console
 
     if by not in ("commune", "province"):
         raise ValidationError("--by", by, "expected one of {commune, province}")
@@ -384,13 +430,29 @@ def coverage_summary(
     if output is not None:
         if output.suffix.lower() in (".geojson", ".json", ".gpkg"):
             frame = with_shapes(frame, engine, level)
-        write_table(frame, output, vi=vi, layer="summary", notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(frame, output, vi=vi, layer="summary", notes=_notes(province, vi))
+        _written(output, vi)
         return
-    table = Table(*[str(c) for c in frame.columns])
-    for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else str(v) for v in row])
-    Console(width=240).print(table)
+    if wide:
+        table, width = wide_table(frame, "vi" if vi else "en")
+        console(width).print(table)
+        return
+    if province is None:
+        label = "Cả nước" if vi else "All provinces"
+    else:
+        names = dict(
+            zip(boundaries.provinces()["code"], boundaries.provinces()["name"], strict=True)
+        )
+        label = names.get(province, province)
+    lang: Language = "vi" if vi else "en"
+    out = console()
+    out.print(summary_table(frame, level, lang, total_label=label, width=out.width))
+    if bool(frame["synthetic"].any()):
+        out.print(
+            "Dữ liệu giả lập."
+            if vi
+            else "Synthetic data: the hamlets and sites are generated, not real."
+        )
 
 
 @coverage_app.command("whatif")
@@ -406,7 +468,7 @@ def coverage_whatif(
     power: Annotated[float | None, typer.Option(help="Transmit power, dBm.")] = None,
     radio: Annotated[str, typer.Option(help="gsm, umts, lte or nr.")] = "lte",
     province: ProvinceOpt = None,
-    output: OutputOpt = None,
+    output: PlainOutputOpt = None,
     vi: ViOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -426,6 +488,7 @@ def coverage_whatif(
         whatif_rows,
         whatif_totals,
     )
+    from lomsong.coverage.terminal import whatif_lines
 
     lat, lon = parse_site(site)
     settings = CoverageSettings()
@@ -452,12 +515,8 @@ def coverage_whatif(
     area = classify_area(engine, province, settings, now=now)
     rows = whatif_rows(whatif(area, sectors, settings, now=now).table())
     totals = whatif_totals(rows)
-    typer.echo(
-        f"{totals['hamlets_changed']} hamlets ({totals['population_changed']} people) change "
-        f"status; {totals['hamlets_improved']} ({totals['population_improved']} people) improve"
-    )
-    for key, t in totals["transitions"].items():
-        typer.echo(f"  {key}: {t['hamlets']} hamlets, {t['population']} people")
+    for line in whatif_lines(totals, operator, "vi" if vi else "en"):
+        typer.echo(line)
     if output is not None:
         write_table(
             pd.DataFrame(rows),
@@ -465,9 +524,9 @@ def coverage_whatif(
             vi=vi,
             synthetic=bool(area.hamlets.synthetic.any()),
             layer="whatif",
-            notes=_notes(province),
+            notes=_notes(province, vi),
         )
-        typer.echo(f"written to {output}")
+        _written(output, vi)
 
 
 @coverage_app.command("deadzones")
@@ -491,8 +550,8 @@ def coverage_deadzones(
         + (" (synthetic sites)" if bool(zones["synthetic"].any()) else "")
     )
     if output is not None:
-        write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province, vi))
+        _written(output, vi)
 
 
 def add_commands(root: typer.Typer) -> None:

@@ -14,11 +14,9 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from lomsong.coverage.formats import FORMATS
 from lomsong.coverage.model import DEFAULT_OPERATORS, STATUS_LABELS_VI
 from lomsong.errors import ValidationError
-
-FORMATS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".csv": "csv"}
-FORMATS[".xlsx"] = "xlsx"
 
 SYNTHETIC_NOTE = (
     "DỮ LIỆU GIẢ LẬP: thôn và trạm trong tệp này được sinh ngẫu nhiên, không phải số liệu thật. "

@@ -109,11 +109,14 @@ def test_synth_stores_hamlets_and_sites_labelled_synthetic_and_reruns_unchanged(
     assert {r[1] for r in h1} <= communes
     assert {r[1] for r in s1} >= {"viettel", "vinaphone", "mobifone"}
     assert any(r[4] is False for r in h1)  # some hamlets have no grid power
-    assert f"{len(h1)} hamlets" in first and f"{len(s1)} sectors" in first
+    assert first.strip() == (
+        f"Stored {len(h1):,} synthetic hamlets and {len(s1):,} synthetic BTS sectors for "
+        f"province 04, seed 3: import 1 ({len(h1):,} new), import 2 ({len(s1):,} new)"
+    )
 
     second = ok("geodata", "synth", "--province", "04", "--seed", "3", url=url)
     assert snapshot() == (h1, s1)
-    assert f"{{'unchanged': {len(h1)}}}" in second and f"{{'unchanged': {len(s1)}}}" in second
+    assert f"import 3 ({len(h1):,} unchanged), import 4 ({len(s1):,} unchanged)" in second
     with engine.connect() as conn:
         imports = conn.execute(
             select(
@@ -142,7 +145,7 @@ def test_classify_writes_every_format_with_and_without_vietnamese_headers(
     said = ok("coverage", "classify", "--province", "04", "-o", str(plain), url=synth_db)
     ok("coverage", "classify", "--province", "04", "-o", str(vi), "--vi", url=synth_db)
     a, b = read(plain), read(vi)
-    assert len(a) == len(b) and f"{len(a)} hamlets:" in said
+    assert len(a) == len(b) and said.startswith(f"{len(a):,} hamlets (")
     assert {"hamlet_id", "status", "status_viettel", "rsrp_viettel_dbm"} <= set(a.columns)
     assert {"Mã thôn", "Tên thôn", "Trạng thái", "Dân số", "Dữ liệu giả lập"} <= set(b.columns)
     assert set(a["status"]) <= set(STATUSES) and "none" in set(a["status"])
@@ -245,7 +248,8 @@ def test_whatif_reports_exactly_the_hamlets_a_built_site_changes(tmp_path: Path)
     changed = changed_ids(before, after)
     assert dark["hamlet_id"] in changed
     assert set(answer["hamlet_id"]) == changed
-    assert f"{len(changed)} hamlets" in said
+    noun = "hamlet" if len(changed) == 1 else "hamlets"
+    assert said.startswith(f"A new Viettel site: {len(changed):,} {noun} (")
     b = before.set_index("hamlet_id")
     a = after.set_index("hamlet_id")
     for row in answer.itertuples():
@@ -255,7 +259,9 @@ def test_whatif_reports_exactly_the_hamlets_a_built_site_changes(tmp_path: Path)
             a.loc[row.hamlet_id, column],
         )
     people = before[before["hamlet_id"].isin(changed)]["population"].astype(int).sum()
-    assert f"({people} people) change status" in said
+    assert f"({people:,} people) change" in said
+    # each change of status once: no line said twice
+    assert len(said.splitlines()) == len(set(said.splitlines()))
 
 
 def test_deadzones_command_writes_polygons_with_area(synth_db: str, tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_a_province_counts_its_dead_zone_hamlets_from_its_own_files(tmp_path: Pa
         str(dead_file),
         url=url,
     )
-    assert "3 hamlets: covered 0, weak 0, none 3, outage 0; 491 people" in said
+    assert "3 hamlets (491 people): covered 0, weak 0, no signal 3, outage 0" in said
     dead = read(dead_file)
     assert sorted(zip(dead["hamlet_id"], dead["name"], dead["commune_code"], strict=True)) == [
         ("BL-01", "Bản Nà Lũng", bao_lac),
