@@ -81,33 +81,43 @@ def _columns(specs: list[str] | None) -> dict[str, str]:
 
 def print_report(report: ImportReport, *, shown: int = 50) -> None:
     """The import's report as tables: totals, reasons, and the first rejected rows."""
-    from rich.console import Console
-    from rich.table import Table
+    from lomsong.tables import Column, table
+    from lomsong.tables import console as terminal
 
-    console = Console(width=160)
+    console = terminal()
     where = f" in province {report.province}" if report.province else ""
     stored = "checked only" if report.import_id is None else f"import {report.import_id}"
-    console.print(
+    typer.echo(
         f"{report.source} ({report.format}, {report.crs}) as {report.kind}{where}: {stored}: "
         f"{report.accepted} of {report.total} rows accepted, {len(report.rejected)} rejected"
         + "".join(f", {n} skipped ({why})" for why, n in report.skipped.items())
     )
     changes = report.changes.as_dict()
     if changes:
-        console.print("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+        typer.echo("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
     for note in report.notes:
-        console.print(f"note: {note}")
+        typer.echo(f"note: {note}")
     if report.reasons:
-        reasons = Table("reason", "rows", title="rejected rows by reason")
-        for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
-            reasons.add_row(reason, str(n))
-        console.print(reasons)
-        rows = Table("row", "id", "reason", title="rejected rows")
-        for r in report.rejected[:shown]:
-            rows.add_row(str(r.row), r.id or "", r.reason)
-        console.print(rows)
+        reasons = [
+            [reason, f"{n:,}"]
+            for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1])
+        ]
+        console.print(
+            table(
+                [Column("reason", wrap=True, min_width=30), Column("rows", numeric=True)],
+                reasons,
+                title="rejected rows by reason",
+            )
+        )
+        rows = [[str(r.row), r.id or "", r.reason] for r in report.rejected[:shown]]
+        columns = [
+            Column("row", numeric=True),
+            Column("id", wrap=True, min_width=10),
+            Column("reason", wrap=True, min_width=30),
+        ]
+        console.print(table(columns, rows, title="rejected rows"))
         if len(report.rejected) > shown:
-            console.print(f"… and {len(report.rejected) - shown} more (--report FILE lists all)")
+            typer.echo(f"… and {len(report.rejected) - shown} more (--report FILE lists all)")
 
 
 def _write_report(report: ImportReport, path: Path | None) -> None:
@@ -193,39 +203,39 @@ def geodata_imports(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     config: ConfigOpt = None,
 ) -> None:
-    """List past imports."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List past imports (times are local, Asia/Ho_Chi_Minh)."""
     from lomsong.coverage.store import list_imports
-    from lomsong.timefmt import iso
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
 
-    table = Table(
-        "id",
-        "when",
-        "kind",
-        "source",
-        "crs",
-        "province",
-        "synthetic",
-        "rows",
-        "accepted",
-        "rejected",
-    )
-    for r in list_imports(open_database(config, upgrade=False), limit):
-        table.add_row(
+    columns = [
+        Column("id", numeric=True),
+        Column("when", drop=2, wrap=True, min_width=10),
+        Column("kind"),
+        Column("source", wrap=True, min_width=24),
+        Column("crs", drop=3),
+        Column("province", drop=1),
+        Column("synthetic"),
+        Column("rows", numeric=True),
+        Column("accepted", numeric=True),
+        Column("rejected", numeric=True),
+    ]
+    rows = [
+        [
             str(r["id"]),
-            iso(r["created_at"]) or "",
+            local_time(r["created_at"]),
             r["kind"],
             r["source"],
             r["crs"] or "",
             r["province_code"] or "",
             "yes" if r["synthetic"] else "",
-            str(r["rows_total"]),
-            str(r["rows_accepted"]),
-            str(r["rows_rejected"]),
-        )
-    Console(width=200).print(table)
+            f"{r['rows_total']:,}",
+            f"{r['rows_accepted']:,}",
+            f"{r['rows_rejected']:,}",
+        ]
+        for r in list_imports(open_database(config, upgrade=False), limit)
+    ]
+    console().print(table(columns, rows))
 
 
 @geodata_app.command("versions")
@@ -234,41 +244,45 @@ def geodata_versions(
     config: ConfigOpt = None,
 ) -> None:
     """A hamlet's history: every version, when it was valid, and what it said."""
-    from rich.console import Console
-    from rich.table import Table
-
     from lomsong.coverage.store import hamlet_history
-    from lomsong.timefmt import iso
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
 
-    table = Table(
-        "version",
-        "valid from",
-        "valid to",
-        "import",
-        "name",
-        "commune",
-        "population",
-        "grid power",
-        "lat",
-        "lon",
-        "retired",
-    )
+    def when(ts: float | None, missing: str = "") -> str:
+        return missing if ts is None else local_time(ts)
+
+    columns = [
+        Column("version", numeric=True),
+        Column("valid from", wrap=True, min_width=10),
+        Column("valid to", wrap=True, min_width=10),
+        Column("import", numeric=True, drop=2),
+        Column("name", wrap=True, min_width=12),
+        Column("commune"),
+        Column("population", numeric=True),
+        Column("grid power", drop=1),
+        Column("lat", numeric=True, drop=3),
+        Column("lon", numeric=True, drop=3),
+        Column("retired", drop=4, wrap=True, min_width=10),
+    ]
+    rows = []
     for v in hamlet_history(open_database(config, upgrade=False), hamlet_id):
         power = v["has_grid_power"]
-        table.add_row(
-            str(v["version"]),
-            iso(v["valid_from"]) or "",
-            iso(v["valid_to"]) or "now",
-            str(v["import_id"] or ""),
-            v["name"],
-            v["commune_code"],
-            "" if v["population"] is None else str(v["population"]),
-            "?" if power is None else "yes" if power else "no",
-            f"{v['lat']:.6f}",
-            f"{v['lon']:.6f}",
-            iso(v["retired_at"]) or "",
+        rows.append(
+            [
+                str(v["version"]),
+                when(v["valid_from"]),
+                when(v["valid_to"], "now"),
+                str(v["import_id"] or ""),
+                v["name"],
+                v["commune_code"],
+                "" if v["population"] is None else f"{v['population']:,}",
+                "?" if power is None else "yes" if power else "no",
+                f"{v['lat']:.6f}",
+                f"{v['lon']:.6f}",
+                when(v["retired_at"]),
+            ]
         )
-    Console(width=200).print(table)
+    console().print(table(columns, rows))
 
 
 @geodata_app.command("synth")

@@ -59,7 +59,7 @@ def summary_table(
     vi = lang == "vi"
     place = {"commune": ("Commune", "Xã"), "province": ("Province", "Tỉnh")}[level][vi]
     columns = [
-        Column(place, wrap=True, min_width=18),
+        Column(place, wrap=True, min_width=20),
         Column("Mã" if vi else "Code", drop=1),
         Column(""),
         Column("Tổng" if vi else "Total", numeric=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,9 +19,14 @@ from lomsong.storage.database import current_revision, head_revision, migrate, o
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 
 
-def run(*args: str, db: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
+def run(
+    *args: str, db: Path, check: bool = False, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = {k: v for k, v in env.items() if not k.startswith("LOMSONG_")}
     env["LOMSONG_DATABASE_URL"] = f"sqlite:///{db}"
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([LOMSONG, *args], capture_output=True, text=True, env=env, check=check)
 
 
@@ -231,3 +237,33 @@ def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
     ]
     run("db", "upgrade", db=db, check=True)
     run("token", "list", db=db, check=True)
+
+
+def widest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def test_probe_once_fits_an_80_column_console(tmp_path: Path) -> None:
+    """A serial console at the commune centre: long targets and uplink names wrap (or the
+    uplink column goes); nothing is wider than COLUMNS."""
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))
+        open_port, closed_port = listening.getsockname()[1], closed.getsockname()[1]
+        config = tmp_path / "probe.toml"
+        config.write_text(
+            'probe_id = "cb-thuc-phan"\ncollector_url = "http://127.0.0.1:9"\n'
+            f'spool_path = "{tmp_path / "spool.db"}"\n'
+            '[[uplinks]]\nname = "vnpt-fibre-tang-2-tu-mang"\nsource_address = "127.0.0.1"\n'
+            '[[uplinks]]\nname = "viettel-4g-du-phong"\nsource_address = "127.0.0.1"\n'
+            f'[[checks]]\nkind = "tcp"\ntarget = "127.0.0.1:{open_port}"\n'
+            f'[[checks]]\nkind = "http"\ntimeout_seconds = 3.0\n'
+            f'target = "http://127.0.0.1:{closed_port}/cong-dich-vu-cong/trang-chu/kiem-tra"\n',
+            encoding="utf-8",
+        )
+        out = run("probe", "once", "--config", str(config), db=tmp_path / "l.db", columns=80)
+    assert out.returncode == 2, out.stderr  # a check failed
+    assert widest(out.stdout) <= 80, out.stdout
+    assert "FAIL" in out.stdout and " ok " in out.stdout and "Traceback" not in out.stderr
+    assert out.stdout.splitlines()[-1] == "3 of 5 checks ok"  # 2 × 2 checks and the heartbeat

@@ -71,7 +71,9 @@ def table(
     >>> console(80).print(t)  # doctest: +SKIP
     """
     width = width or terminal_width()
-    kept = _fitting(columns, [*rows, *([footer] if footer else [])], width)
+    every = [*rows, *([footer] if footer else [])]
+    kept = _fitting(columns, every, width)
+    widths = _widths([columns[i] for i in kept], [[row[i] for i in kept] for row in every], width)
     out = Table(
         box=box.SIMPLE,
         show_footer=footer is not None,
@@ -83,19 +85,37 @@ def table(
         header_style="bold",
         title_justify="left",
     )
-    for i in kept:
+    for i, w in zip(kept, widths, strict=True):
         column = columns[i]
         out.add_column(
             column.header,
             justify="right" if column.numeric else "left",
             no_wrap=not column.wrap,
             overflow="fold",
-            min_width=min(column.min_width, _natural(column, rows, i)) if column.wrap else None,
+            width=w,
             footer=footer[i] if footer is not None else "",
         )
     for row in rows:
         out.add_row(*(row[i] for i in kept))
     return out
+
+
+def _widths(
+    columns: Sequence[Column], rows: Sequence[Sequence[str | Text]], width: int
+) -> list[int]:
+    """Each column's width: its widest cell, the widest wrapping column narrowed first (never
+    below its ``min_width``) until the table fits."""
+    widths = [_natural(c, rows, i) for i, c in enumerate(columns)]
+    floors = [min(c.min_width, w) if c.wrap else w for c, w in zip(columns, widths, strict=True)]
+    excess = sum(widths) + _GAP * (len(widths) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i] - floors[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths
 
 
 def width_of(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]]) -> int:
