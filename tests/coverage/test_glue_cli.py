@@ -11,6 +11,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 import shapely
@@ -152,6 +153,14 @@ def test_classify_writes_every_format_with_and_without_vietnamese_headers(
     assert set(b["Trạng thái"]) <= {"phủ sóng", "lõm sóng", "trắng sóng", "mất sóng do sự cố"}
     assert (a["status"] == "none").sum() == (b["Trạng thái"] == "trắng sóng").sum()
     assert set(a["synthetic"].str.lower()) == {"true"}
+    if suffix == ".xlsx":  # the notes sheet speaks the workbook's language
+        book = openpyxl.load_workbook(vi)
+        keys = [row[0] for row in book["Ghi chú"].iter_rows(values_only=True)]
+        assert keys[1:] == ["Tỉnh", "Thời điểm tính"]  # after the synthetic-data warning
+        keys = [
+            row[0] for row in openpyxl.load_workbook(plain)["Notes"].iter_rows(values_only=True)
+        ]
+        assert keys[1:] == ["Province", "Computed at"]
 
 
 def test_summary_equals_the_engine_and_the_classified_hamlets(
