@@ -59,8 +59,20 @@ def serve(
     )
 
 
+def _html_file(value: Path) -> Path:
+    """Refuse an output that is not an .html file before any work (a missing folder is
+    ``write_map``'s to say)."""
+    if value.suffix.lower() not in (".html", ".htm"):
+        said = f"suffix {value.suffix!r}" if value.suffix else "no suffix"
+        raise typer.BadParameter(f"{str(value)!r} has {said}; expected .html")
+    return value
+
+
 def map_(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The HTML file to write.", callback=_html_file),
+    ],
     province: Annotated[
         str | None, typer.Option(help="Province code, e.g. 04: that province's map.")
     ] = None,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from lomsong.coverage.formats import FORMATS, PLAIN, suffix_problem
-from lomsong.errors import ValidationError
+from lomsong.errors import MissingFileError, ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 
 if TYPE_CHECKING:
@@ -165,6 +165,8 @@ def geodata_import(
     from lomsong.coverage.importing import NothingAccepted, import_file
     from lomsong.coverage.validate import Options
 
+    if not file.is_file():  # before the database is opened (and made)
+        raise MissingFileError(f"{file}: no such file")
     columns = _columns(column)
     if id_column is not None:
         columns["id"] = id_column

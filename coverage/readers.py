@@ -24,7 +24,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from lomsong.errors import GeodataError, ValidationError
+from lomsong.errors import GeodataError, MissingFileError, ValidationError
 
 #: OpenCelliD's export columns, in order (DESIGN §9): longitude comes before latitude.
 OPENCELLID_COLUMNS = (
@@ -93,7 +93,7 @@ def read_table(
 ) -> Table:
     """Read a geodata file; the format is chosen by its name and, for CSV, its columns."""
     if not path.is_file():
-        raise GeodataError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     name = path.name.lower()
     suffix = Path(name[:-3]).suffix if name.endswith(".gz") else path.suffix.lower()
     if suffix in VECTOR_SUFFIXES and not name.endswith(".gz"):

@@ -22,7 +22,7 @@ from lomsong import __version__
 from lomsong.collector import cli as collector_cli
 from lomsong.coverage import cli as coverage_cli
 from lomsong.demo import cli as demo_cli
-from lomsong.errors import LomsongError
+from lomsong.errors import LomsongError, MissingFileError, NotFoundError, ValidationError
 from lomsong.probes import cli as probes_cli
 from lomsong.storage import cli as storage_cli
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = command().main(args=argv, prog_name="lomsong", standalone_mode=False)
     except LomsongError as exc:
-        typer.echo(f"lomsong: error: {exc}", err=True)
+        typer.echo(f"lomsong: error: {exc}{help_hint(exc)}", err=True)
         sys.exit(1)
     except typer.Abort:
         typer.echo("lomsong: aborted", err=True)
@@ -110,8 +110,30 @@ def _untyped(cmd: Any) -> None:
         return option
 
     cmd.get_help_option = help_option
+    invoke = cmd.invoke
+
+    def invoke_noting_where(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except LomsongError as exc:
+            if not hasattr(exc, "command_path"):
+                exc.command_path = ctx.command_path  # type: ignore[attr-defined]
+            raise
+
+    cmd.invoke = invoke_noting_where
     for sub in getattr(cmd, "commands", {}).values():
         _untyped(sub)
+
+
+#: the mistakes the user can put right by reading the command's help
+_HINTED = (ValidationError, NotFoundError, MissingFileError)
+
+
+def help_hint(exc: LomsongError) -> str:
+    """`` (see 'lomsong coverage summary --help')`` after a bad value, an unknown code or a
+    missing file; nothing after a failure the help cannot put right."""
+    path = getattr(exc, "command_path", "")
+    return f" (see '{path} --help')" if path and isinstance(exc, _HINTED) else ""
 
 
 def _no_type(ctx: Any) -> None:

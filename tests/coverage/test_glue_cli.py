@@ -28,18 +28,18 @@ STATUSES = [s.value for s in STATUS_CODES]
 OPERATORS = CoverageSettings().operator_keys()
 
 
-def run(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, url: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
     env["LOMSONG_DATABASE_URL"] = url
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     out = subprocess.run(
         [LOMSONG, *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
     return out
 
 
-def ok(*args: str, url: str) -> str:
-    out = run(*args, url=url)
+def ok(*args: str, url: str, columns: int = 200) -> str:
+    out = run(*args, url=url, columns=columns)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -210,6 +210,43 @@ def test_summary_equals_the_engine_and_the_classified_hamlets(
     pd.testing.assert_frame_equal(
         mine.reset_index(drop=True), theirs.reset_index(drop=True), check_dtype=False
     )
+
+
+def test_summary_on_the_terminal_is_totals_per_status_that_fit(
+    synth_db: str, tmp_path: Path
+) -> None:
+    """Per commune and for the province: hamlets and people of each status, overall; at most
+    100 columns wide, 80 on an 80-column terminal; numbers the English or Vietnamese way."""
+    ok("coverage", "classify", "--province", "04", "-o", str(tmp_path / "c.csv"), url=synth_db)
+    classified = read(tmp_path / "c.csv")
+    people = classified["population"].astype(int)
+    wide = ok("coverage", "summary", "--province", "04", url=synth_db)
+    narrow = ok("coverage", "summary", "--province", "04", "--vi", url=synth_db, columns=80)
+    assert max(len(line) for line in wide.splitlines()) <= 100
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    header = ["Commune", "Code", "Total", "Covered", "Weak", "No", "signal", "Outage"]
+    assert wide.split()[:8] == header
+    assert narrow.split()[:1] == ["Mất"]  # the code went, the outage header took two lines
+    communes = classified["commune_code"].nunique()
+    # a row of two lines per commune, the totals (two lines), the synthetic-data line, rules
+    assert len(wide.splitlines()) == 2 * communes + 2 + 1 + 3
+
+    def figures(text: str, label: str, lang_sep: str) -> list[int]:
+        lines = text.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(label))
+        hamlets_line, people_line = lines[at].split(), lines[at + 1].split()
+        return [int(v.replace(lang_sep, "")) for v in hamlets_line[-5:] + people_line[-5:]]
+
+    counts = classified["status"].value_counts()
+    expected = [len(classified), *(int(counts.get(s, 0)) for s in STATUSES)]
+    expected += [int(people.sum())]
+    expected += [int(people[classified["status"] == s].sum()) for s in STATUSES]
+    assert figures(wide, "Cao Bằng", ",") == expected
+    assert figures(narrow, "Cao Bằng", ".") == expected
+    assert f"{len(classified):,} " in wide and f"{len(classified):,}".replace(",", ".") in narrow
+    assert "trắng sóng" in narrow.lower() and "Synthetic data" in wide
+    everything = ok("coverage", "summary", "--province", "04", "--wide", url=synth_db)
+    assert "population_none_no_power" in everything and "gmobile" in everything
 
 
 def test_summary_geojson_carries_the_commune_polygons(synth_db: str, tmp_path: Path) -> None:
