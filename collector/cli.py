@@ -189,16 +189,16 @@ def token_list(config: ConfigOpt = None) -> None:
     from lomsong.tables import Column, console, table
     from lomsong.words import local_time
 
-    # on a narrow terminal the label goes first, then the creation time: the id, prefix, role
-    # and whether it is revoked are what a revocation needs
+    # on a narrow terminal the creation time goes first, then the label: the id, prefix, role,
+    # probe and whether it is revoked are what a revocation needs
     columns = [
         Column("id", numeric=True),
         Column("prefix"),
         Column("role"),
-        Column("probe", wrap=True, min_width=10),
+        Column("probe", wrap=True, min_width=16),
         Column("provinces", wrap=True, min_width=9),
-        Column("label", drop=2, wrap=True, min_width=10),
-        Column("created", drop=1, wrap=True, min_width=10),
+        Column("label", drop=1, wrap=True, min_width=10),
+        Column("created", drop=2, wrap=True, min_width=10),
         Column("revoked", wrap=True, min_width=10),
     ]
     rows = [

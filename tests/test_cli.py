@@ -71,6 +71,9 @@ def test_register_and_tokens_end_to_end(tmp_path: Path) -> None:
     assert vp is not None and vp.provinces == frozenset({"04", "08"})
     listed = run("token", "list", db=db, check=True).stdout
     assert "Hà Quảng box" in listed and token not in listed
+    narrow = run("token", "list", db=db, check=True, columns=80).stdout
+    assert widest(narrow) <= 80 and "cb-ha-quang" in narrow and "viewer" in narrow
+    assert widest(run("probe", "list", db=db, check=True, columns=80).stdout) <= 80
     run("token", "revoke", "1", db=db, check=True)
     assert auth.authenticate(token) is None
     engine.dispose()
