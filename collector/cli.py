@@ -79,8 +79,20 @@ def serve(
     )
 
 
+def _html_file(value: Path) -> Path:
+    """Refuse an output that is not an .html file before any work (a missing folder is
+    ``write_map``'s to say)."""
+    if value.suffix.lower() not in (".html", ".htm"):
+        said = f"suffix {value.suffix!r}" if value.suffix else "no suffix"
+        raise typer.BadParameter(f"{str(value)!r} has {said}; expected .html")
+    return value
+
+
 def map_(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The HTML file to write.", callback=_html_file),
+    ],
     province: Annotated[
         str | None, typer.Option(help="Province code, e.g. 04: that province's map.")
     ] = None,
@@ -126,23 +138,28 @@ def probe_register(
 
 def probe_list(config: ConfigOpt = None) -> None:
     """List registered probes."""
-    from rich.console import Console
-    from rich.table import Table
-
     from lomsong.collector.registry import load_probes
+    from lomsong.tables import Column, console, table
 
     engine = open_database(config, upgrade=False)
     with engine.connect() as conn:
         probes = load_probes(conn)
-    table = Table("id", "commune", "province", "uplinks")
-    for p in probes.values():
-        table.add_row(
+    columns = [
+        Column("id", wrap=True, min_width=12),
+        Column("commune", wrap=True, min_width=14),
+        Column("province", drop=1, wrap=True, min_width=10),
+        Column("uplinks", wrap=True, min_width=14),
+    ]
+    rows = [
+        [
             p.id,
             f"{p.commune_name} ({p.commune_code})",
             f"{p.province_name} ({p.province_code})",
             ", ".join(f"{u.name}:{u.operator}" for u in p.uplinks),
-        )
-    Console().print(table)
+        ]
+        for p in probes.values()
+    ]
+    console().print(table(columns, rows))
 
 
 @token_app.command("create")
@@ -187,26 +204,37 @@ def token_create(
 
 @token_app.command("list")
 def token_list(config: ConfigOpt = None) -> None:
-    """List tokens (never their secrets)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List tokens (never their secrets), newest last; times are local (Asia/Ho_Chi_Minh)."""
     from lomsong.collector.auth import list_tokens
-    from lomsong.timefmt import iso
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
 
-    table = Table("id", "prefix", "role", "probe", "provinces", "label", "created", "revoked")
-    for t in list_tokens(open_database(config, upgrade=False)):
-        table.add_row(
+    # on a narrow terminal the creation time goes first, then the label: the id, prefix, role,
+    # probe and whether it is revoked are what a revocation needs
+    columns = [
+        Column("id", numeric=True),
+        Column("prefix"),
+        Column("role"),
+        Column("probe", wrap=True, min_width=16),
+        Column("provinces", wrap=True, min_width=9),
+        Column("label", drop=1, wrap=True, min_width=10),
+        Column("created", drop=2, wrap=True, min_width=10),
+        Column("revoked", wrap=True, min_width=10),
+    ]
+    rows = [
+        [
             str(t["id"]),
             t["prefix"] + "…",
             t["role"],
             t["probe_id"] or "",
             t["provinces"] or "",
             t["label"] or "",
-            iso(t["created_at"]) or "",
-            iso(t["revoked_at"]) or "",
-        )
-    Console(width=200).print(table)
+            local_time(t["created_at"]),
+            local_time(t["revoked_at"]) if t["revoked_at"] is not None else "",
+        ]
+        for t in list_tokens(open_database(config, upgrade=False))
+    ]
+    console().print(table(columns, rows))
 
 
 @token_app.command("revoke")

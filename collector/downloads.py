@@ -152,7 +152,7 @@ def frame_table(
     frame, synthetic = prepared(frame)
     for column in ("best_operator", "operator"):
         if column in frame.columns:
-            frame = frame.assign(**{column: [_operator(o, lang) for o in frame[column]]})
+            frame = frame.assign(**{column: [operator_name(o, lang) for o in frame[column]]})
     header, rows = rows_of(frame, vi=lang == "vi")
     sheet, notes_sheet = sheet_names(vi=lang == "vi", layer=layer)
     return Table(
@@ -164,10 +164,3 @@ def frame_table(
         notes=notes,
         warning=SYNTHETIC_NOTE if synthetic else None,
     )
-
-
-def _operator(key: str | None, lang: Language) -> str:
-    """An operator's name; a summary's ``overall`` row is every operator's."""
-    if key == "overall":
-        return "Chung" if lang == "vi" else "Overall"
-    return operator_name(key, lang)

@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from lomsong.errors import ValidationError
+from lomsong.coverage.formats import FORMATS, PLAIN, suffix_problem
+from lomsong.errors import MissingFileError, ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from lomsong.coverage.importing import ImportReport, Progress
+    from lomsong.words import Language
 
 geodata_app = typer.Typer(
     help="Boundaries, hamlets, sites and field readings: import, history, synthetic data.",
@@ -79,33 +81,43 @@ def _columns(specs: list[str] | None) -> dict[str, str]:
 
 def print_report(report: ImportReport, *, shown: int = 50) -> None:
     """The import's report as tables: totals, reasons, and the first rejected rows."""
-    from rich.console import Console
-    from rich.table import Table
+    from lomsong.tables import Column, table
+    from lomsong.tables import console as terminal
 
-    console = Console(width=160)
+    console = terminal()
     where = f" in province {report.province}" if report.province else ""
     stored = "checked only" if report.import_id is None else f"import {report.import_id}"
-    console.print(
+    typer.echo(
         f"{report.source} ({report.format}, {report.crs}) as {report.kind}{where}: {stored}: "
         f"{report.accepted} of {report.total} rows accepted, {len(report.rejected)} rejected"
         + "".join(f", {n} skipped ({why})" for why, n in report.skipped.items())
     )
     changes = report.changes.as_dict()
     if changes:
-        console.print("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+        typer.echo("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items()))
     for note in report.notes:
-        console.print(f"note: {note}")
+        typer.echo(f"note: {note}")
     if report.reasons:
-        reasons = Table("reason", "rows", title="rejected rows by reason")
-        for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1]):
-            reasons.add_row(reason, str(n))
-        console.print(reasons)
-        rows = Table("row", "id", "reason", title="rejected rows")
-        for r in report.rejected[:shown]:
-            rows.add_row(str(r.row), r.id or "", r.reason)
-        console.print(rows)
+        reasons = [
+            [reason, f"{n:,}"]
+            for reason, n in sorted(report.reasons.items(), key=lambda kv: -kv[1])
+        ]
+        console.print(
+            table(
+                [Column("reason", wrap=True, min_width=30), Column("rows", numeric=True)],
+                reasons,
+                title="rejected rows by reason",
+            )
+        )
+        rows = [[str(r.row), r.id or "", r.reason] for r in report.rejected[:shown]]
+        columns = [
+            Column("row", numeric=True),
+            Column("id", wrap=True, min_width=10),
+            Column("reason", wrap=True, min_width=30),
+        ]
+        console.print(table(columns, rows, title="rejected rows"))
         if len(report.rejected) > shown:
-            console.print(f"… and {len(report.rejected) - shown} more (--report FILE lists all)")
+            typer.echo(f"… and {len(report.rejected) - shown} more (--report FILE lists all)")
 
 
 def _write_report(report: ImportReport, path: Path | None) -> None:
@@ -153,6 +165,8 @@ def geodata_import(
     from lomsong.coverage.importing import NothingAccepted, import_file
     from lomsong.coverage.validate import Options
 
+    if not file.is_file():  # before the database is opened (and made)
+        raise MissingFileError(f"{file}: no such file")
     columns = _columns(column)
     if id_column is not None:
         columns["id"] = id_column
@@ -191,39 +205,39 @@ def geodata_imports(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
     config: ConfigOpt = None,
 ) -> None:
-    """List past imports."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List past imports (times are local, Asia/Ho_Chi_Minh)."""
     from lomsong.coverage.store import list_imports
-    from lomsong.timefmt import iso
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
 
-    table = Table(
-        "id",
-        "when",
-        "kind",
-        "source",
-        "crs",
-        "province",
-        "synthetic",
-        "rows",
-        "accepted",
-        "rejected",
-    )
-    for r in list_imports(open_database(config, upgrade=False), limit):
-        table.add_row(
+    columns = [
+        Column("id", numeric=True),
+        Column("when", drop=2, wrap=True, min_width=10),
+        Column("kind"),
+        Column("source", wrap=True, min_width=24),
+        Column("crs", drop=3),
+        Column("province", drop=1),
+        Column("synthetic"),
+        Column("rows", numeric=True),
+        Column("accepted", numeric=True),
+        Column("rejected", numeric=True),
+    ]
+    rows = [
+        [
             str(r["id"]),
-            iso(r["created_at"]) or "",
+            local_time(r["created_at"]),
             r["kind"],
             r["source"],
             r["crs"] or "",
             r["province_code"] or "",
             "yes" if r["synthetic"] else "",
-            str(r["rows_total"]),
-            str(r["rows_accepted"]),
-            str(r["rows_rejected"]),
-        )
-    Console(width=200).print(table)
+            f"{r['rows_total']:,}",
+            f"{r['rows_accepted']:,}",
+            f"{r['rows_rejected']:,}",
+        ]
+        for r in list_imports(open_database(config, upgrade=False), limit)
+    ]
+    console().print(table(columns, rows))
 
 
 @geodata_app.command("versions")
@@ -232,41 +246,45 @@ def geodata_versions(
     config: ConfigOpt = None,
 ) -> None:
     """A hamlet's history: every version, when it was valid, and what it said."""
-    from rich.console import Console
-    from rich.table import Table
-
     from lomsong.coverage.store import hamlet_history
-    from lomsong.timefmt import iso
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
 
-    table = Table(
-        "version",
-        "valid from",
-        "valid to",
-        "import",
-        "name",
-        "commune",
-        "population",
-        "grid power",
-        "lat",
-        "lon",
-        "retired",
-    )
+    def when(ts: float | None, missing: str = "") -> str:
+        return missing if ts is None else local_time(ts)
+
+    columns = [
+        Column("version", numeric=True),
+        Column("valid from", wrap=True, min_width=10),
+        Column("valid to", wrap=True, min_width=10),
+        Column("import", numeric=True, drop=2),
+        Column("name", wrap=True, min_width=12),
+        Column("commune"),
+        Column("population", numeric=True),
+        Column("grid power", drop=1),
+        Column("lat", numeric=True, drop=3),
+        Column("lon", numeric=True, drop=3),
+        Column("retired", drop=4, wrap=True, min_width=10),
+    ]
+    rows = []
     for v in hamlet_history(open_database(config, upgrade=False), hamlet_id):
         power = v["has_grid_power"]
-        table.add_row(
-            str(v["version"]),
-            iso(v["valid_from"]) or "",
-            iso(v["valid_to"]) or "now",
-            str(v["import_id"] or ""),
-            v["name"],
-            v["commune_code"],
-            "" if v["population"] is None else str(v["population"]),
-            "?" if power is None else "yes" if power else "no",
-            f"{v['lat']:.6f}",
-            f"{v['lon']:.6f}",
-            iso(v["retired_at"]) or "",
+        rows.append(
+            [
+                str(v["version"]),
+                when(v["valid_from"]),
+                when(v["valid_to"], "now"),
+                str(v["import_id"] or ""),
+                v["name"],
+                v["commune_code"],
+                "" if v["population"] is None else f"{v['population']:,}",
+                "?" if power is None else "yes" if power else "no",
+                f"{v['lat']:.6f}",
+                f"{v['lon']:.6f}",
+                when(v["retired_at"]),
+            ]
         )
-    Console(width=200).print(table)
+    console().print(table(columns, rows))
 
 
 @geodata_app.command("synth")
@@ -276,10 +294,12 @@ def geodata_synth(
         bool, typer.Option("--national", help="The whole country (benchmark shape).")
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 1,
+    vi: Annotated[bool, typer.Option("--vi", help="Say what was stored in Vietnamese.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Store synthetic hamlets and sites (labelled synthetic everywhere) where no data exists."""
     from lomsong.coverage.compute import generate_and_store
+    from lomsong.coverage.terminal import synth_sentence
 
     if national == (province is not None):
         raise ValidationError(
@@ -287,8 +307,8 @@ def geodata_synth(
         )
     engine = open_database(config, upgrade=True)
     with _progress() as progress:
-        summary = generate_and_store(engine, province=province, seed=seed, progress=progress)
-    typer.echo(summary)
+        stored = generate_and_store(engine, province=province, seed=seed, progress=progress)
+    typer.echo(synth_sentence(stored, "vi" if vi else "en"))
 
 
 def _area(engine: Engine, province: str | None) -> Any:
@@ -303,10 +323,44 @@ def _area(engine: Engine, province: str | None) -> Any:
     return area, with_outages(area, links)
 
 
+def _writable(value: Path | None, allowed: tuple[str, ...]) -> Path | None:
+    """Refuse an output file that cannot be written before any work is done."""
+    if value is None:
+        return None
+    problem = suffix_problem(str(value), allowed)
+    if problem is None and not value.parent.is_dir():
+        problem = f"folder {str(value.parent)!r} does not exist"
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _any_format(value: Path | None) -> Path | None:
+    return _writable(value, tuple(FORMATS))
+
+
+def _plain_format(value: Path | None) -> Path | None:
+    return _writable(value, PLAIN)
+
+
 OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help=".geojson, .gpkg, .csv or .xlsx")
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write every column to .geojson, .gpkg, .csv or .xlsx.",
+        callback=_any_format,
+    ),
 ]
-ViOpt = Annotated[bool, typer.Option("--vi", help="Vietnamese column headers.")]
+PlainOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Write every row to .csv or .xlsx.", callback=_plain_format
+    ),
+]
+ViOpt = Annotated[
+    bool, typer.Option("--vi", help="In Vietnamese: headers, status words, numbers (1.507).")
+]
 
 
 @coverage_app.command("classify")
@@ -332,6 +386,7 @@ def coverage_classify(
     from lomsong.coverage.export import write_table
     from lomsong.coverage.model import CoverageSettings
     from lomsong.coverage.results import filter_status, parse_status, status_frame
+    from lomsong.coverage.terminal import classify_line
 
     wanted = parse_status(status) if status is not None else None
     keys = CoverageSettings().operator_keys()
@@ -343,37 +398,44 @@ def coverage_classify(
     area, classification = _area(engine, province)
     frame = status_frame(area.details, classification)
     frame = filter_status(frame, status=wanted, operator=operator, commune=commune)
-    counts = frame["status"].value_counts().to_dict()
-    typer.echo(
-        f"{len(frame)} hamlets: "
-        + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("covered", "weak", "none", "outage"))
-        + f"; {int(frame['population'].fillna(0).sum())} people"
-    )
+    typer.echo(classify_line(frame, "vi" if vi else "en"))
     if output is not None:
-        write_table(frame, output, vi=vi, notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(frame, output, vi=vi, notes=_notes(province, vi))
+        _written(output, vi)
 
 
-def _notes(province: str | None) -> dict[str, str]:
-    from lomsong.timefmt import iso
+def _notes(province: str | None, vi: bool) -> dict[str, str]:
+    """The workbook's notes: which province, and when it was computed (local time)."""
+    from lomsong.words import local_time
 
-    return {"province": province or "all", "computed_at": iso(time.time()) or ""}
+    if vi:
+        return {"Tỉnh": province or "cả nước", "Thời điểm tính": local_time(time.time())}
+    return {"Province": province or "all", "Computed at": local_time(time.time())}
+
+
+def _written(output: Path, vi: bool) -> None:
+    typer.echo(f"{'Đã ghi' if vi else 'Written to'} {output}")
 
 
 @coverage_app.command("summary")
 def coverage_summary(
     province: ProvinceOpt = None,
     by: Annotated[str, typer.Option(help="commune or province.")] = "commune",
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Every column, per operator too, however wide it makes it."),
+    ] = False,
     output: OutputOpt = None,
     vi: ViOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Hamlets and population by status, per operator and overall, and without grid power."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Hamlets and people covered, weak, without signal or cut off, per commune (or province)
+    with totals; --wide or -o for every operator and the hamlets without grid power."""
+    from lomsong.coverage import boundaries
     from lomsong.coverage.compute import summarize, with_shapes
     from lomsong.coverage.export import write_table
+    from lomsong.coverage.terminal import summary_table, wide_table
+    from lomsong.tables import console
 
     if by not in ("commune", "province"):
         raise ValidationError("--by", by, "expected one of {commune, province}")
@@ -384,13 +446,29 @@ def coverage_summary(
     if output is not None:
         if output.suffix.lower() in (".geojson", ".json", ".gpkg"):
             frame = with_shapes(frame, engine, level)
-        write_table(frame, output, vi=vi, layer="summary", notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(frame, output, vi=vi, layer="summary", notes=_notes(province, vi))
+        _written(output, vi)
         return
-    table = Table(*[str(c) for c in frame.columns])
-    for row in frame.itertuples(index=False):
-        table.add_row(*["" if v is None else str(v) for v in row])
-    Console(width=240).print(table)
+    if wide:
+        table, width = wide_table(frame, "vi" if vi else "en")
+        console(width).print(table)
+        return
+    if province is None:
+        label = "Cả nước" if vi else "All provinces"
+    else:
+        names = dict(
+            zip(boundaries.provinces()["code"], boundaries.provinces()["name"], strict=True)
+        )
+        label = names.get(province, province)
+    lang: Language = "vi" if vi else "en"
+    out = console()
+    out.print(summary_table(frame, level, lang, total_label=label, width=out.width))
+    if bool(frame["synthetic"].any()):
+        out.print(
+            "Dữ liệu giả lập."
+            if vi
+            else "Synthetic data: the hamlets and sites are generated, not real."
+        )
 
 
 @coverage_app.command("whatif")
@@ -406,7 +484,7 @@ def coverage_whatif(
     power: Annotated[float | None, typer.Option(help="Transmit power, dBm.")] = None,
     radio: Annotated[str, typer.Option(help="gsm, umts, lte or nr.")] = "lte",
     province: ProvinceOpt = None,
-    output: OutputOpt = None,
+    output: PlainOutputOpt = None,
     vi: ViOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -426,6 +504,7 @@ def coverage_whatif(
         whatif_rows,
         whatif_totals,
     )
+    from lomsong.coverage.terminal import whatif_lines
 
     lat, lon = parse_site(site)
     settings = CoverageSettings()
@@ -452,12 +531,8 @@ def coverage_whatif(
     area = classify_area(engine, province, settings, now=now)
     rows = whatif_rows(whatif(area, sectors, settings, now=now).table())
     totals = whatif_totals(rows)
-    typer.echo(
-        f"{totals['hamlets_changed']} hamlets ({totals['population_changed']} people) change "
-        f"status; {totals['hamlets_improved']} ({totals['population_improved']} people) improve"
-    )
-    for key, t in totals["transitions"].items():
-        typer.echo(f"  {key}: {t['hamlets']} hamlets, {t['population']} people")
+    for line in whatif_lines(totals, operator, "vi" if vi else "en"):
+        typer.echo(line)
     if output is not None:
         write_table(
             pd.DataFrame(rows),
@@ -465,9 +540,9 @@ def coverage_whatif(
             vi=vi,
             synthetic=bool(area.hamlets.synthetic.any()),
             layer="whatif",
-            notes=_notes(province),
+            notes=_notes(province, vi),
         )
-        typer.echo(f"written to {output}")
+        _written(output, vi)
 
 
 @coverage_app.command("deadzones")
@@ -491,8 +566,8 @@ def coverage_deadzones(
         + (" (synthetic sites)" if bool(zones["synthetic"].any()) else "")
     )
     if output is not None:
-        write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province))
-        typer.echo(f"written to {output}")
+        write_table(zones, output, vi=vi, layer="deadzones", notes=_notes(province, vi))
+        _written(output, vi)
 
 
 def add_commands(root: typer.Typer) -> None:

@@ -15,12 +15,11 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from lomsong.coverage.formats import FORMATS
 from lomsong.coverage.model import DEFAULT_OPERATORS, STATUS_LABELS_VI
 from lomsong.coverage.sheets import csv_chunks, write_xlsx
 from lomsong.errors import ValidationError
-
-FORMATS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".csv": "csv"}
-FORMATS[".xlsx"] = "xlsx"
+from lomsong.words import operator_name
 
 SYNTHETIC_NOTE = (
     "DỮ LIỆU GIẢ LẬP: thôn và trạm trong tệp này được sinh ngẫu nhiên, không phải số liệu thật. "
@@ -99,12 +98,21 @@ def _vietnamese(frame: pd.DataFrame) -> pd.DataFrame:
     labels = {str(s.value): label for s, label in STATUS_LABELS_VI.items()}
     for column in _status_columns(out):
         out[column] = out[column].map(lambda v: labels.get(str(v), v))
+    for column in ("operator", "best_operator"):
+        if column in out.columns:
+            out[column] = out[column].map(_operator_vi)
     renamed = {
         c: vi_header(str(c))
         for c in out.columns
         if c != getattr(out, "_geometry_column_name", None)
     }
     return out.rename(columns=renamed)
+
+
+def _operator_vi(value: object) -> object:
+    """``VinaPhone (VNPT)`` for ``vinaphone`` (as alerts and pages say it), ``Chung`` for the
+    overall row; anything else as it is."""
+    return operator_name(value, "vi") if isinstance(value, str) and value else value
 
 
 def flat(frame: pd.DataFrame) -> pd.DataFrame:

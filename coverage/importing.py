@@ -29,7 +29,7 @@ from lomsong.coverage.locate import Geography
 from lomsong.coverage.model import CoverageSettings
 from lomsong.coverage.readers import read_table
 from lomsong.coverage.validate import MAX_REPORTED, Options, Rejection, Validated, validate
-from lomsong.errors import ConflictError, GeodataError, ValidationError
+from lomsong.errors import ConflictError, GeodataError, MissingFileError, ValidationError
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import geodata_imports, hamlets
 
@@ -94,7 +94,7 @@ class NothingAccepted(GeodataError):
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     if not path.is_file():  # the digest is taken first: say what read_table would say
-        raise GeodataError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)

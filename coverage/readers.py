@@ -24,7 +24,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from lomsong.errors import GeodataError, ValidationError
+from lomsong.errors import GeodataError, MissingFileError, ValidationError
 
 #: OpenCelliD's export columns, in order (DESIGN §9): longitude comes before latitude.
 OPENCELLID_COLUMNS = (
@@ -93,7 +93,7 @@ def read_table(
 ) -> Table:
     """Read a geodata file; the format is chosen by its name and, for CSV, its columns."""
     if not path.is_file():
-        raise GeodataError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     name = path.name.lower()
     suffix = Path(name[:-3]).suffix if name.endswith(".gz") else path.suffix.lower()
     if suffix in VECTOR_SUFFIXES and not name.endswith(".gz"):
@@ -138,6 +138,10 @@ def _read_vector(path: Path, fmt: str, layer: str | None) -> Table:
     )
 
 
+#: what to do about a file that is not UTF-8 (Excel's plain "CSV" is the Windows code page)
+_SAVE_AS = "; in Excel, save it as 'CSV UTF-8'"
+
+
 def _first_line(path: Path) -> str:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
@@ -161,7 +165,7 @@ def _read_csv(path: Path, lat_column: str | None, lon_column: str | None) -> Tab
     try:
         first = _first_line(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise GeodataError(f"{path}: cannot read as UTF-8 text: {exc}") from None
+        raise GeodataError(f"{path}: cannot read as UTF-8 text: {exc}{_SAVE_AS}") from None
     ocid, header = is_opencellid(first)
     try:
         if ocid:
@@ -175,10 +179,25 @@ def _read_csv(path: Path, lat_column: str | None, lon_column: str | None) -> Tab
             )
             table = points_table(frame, 2 if header else 1, "opencellid", None, None)
             return table
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", sep=delimiter(first)
+        )
+    except UnicodeDecodeError as exc:
+        raise GeodataError(f"{path}: cannot read as UTF-8 text: {exc}{_SAVE_AS}") from None
+    except (pd.errors.ParserError, ValueError) as exc:
         raise GeodataError(f"{path}: cannot read as CSV: {exc}") from None
     return points_table(frame, 2, "csv", lat_column, lon_column)
+
+
+def delimiter(header: str) -> str:
+    """The field separator, from the header line: ``;`` where Excel saved the file in a locale
+    whose decimal mark is a comma (vi-VN among them), a tab for a text export, else ``,``.
+
+    The separator that splits the header into the most fields wins, a comma on a tie; quoted
+    headers that hold another separator are one field, as the csv module reads them.
+    """
+    fields = {sep: len(next(csv.reader(io.StringIO(header), delimiter=sep), [])) for sep in ",;\t"}
+    return max(fields, key=lambda sep: (fields[sep], sep == ","))
 
 
 def _normalised(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:

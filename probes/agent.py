@@ -361,22 +361,35 @@ class _Summaries:
         self._uploaded = total
 
 
-def once_table(measurements: Sequence[Measurement]) -> Any:
-    """A rich table of one round, for the installer standing in the commune centre."""
-    from rich.table import Table
+def once_table(measurements: Sequence[Measurement], width: int | None = None) -> Any:
+    """A table of one round that fits the installer's terminal (80 columns on a serial
+    console): the target and the detail wrap, the uplink is left out first when it is narrow."""
+    from rich.text import Text
 
-    table = Table("kind", "target", "uplink", "ok", "time", "detail", title="lomsong probe once")
+    from lomsong.tables import Column, table
+
+    columns = [
+        Column("kind"),
+        Column("target", wrap=True, min_width=18),
+        Column("uplink", drop=1, wrap=True, min_width=8),
+        Column("ok"),
+        Column("time", numeric=True),
+        Column("detail", wrap=True, min_width=16),
+    ]
+    rows: list[list[str | Text]] = []
     for m in measurements:
         o = m.outcome
-        table.add_row(
-            m.job.kind,
-            m.job.target,
-            m.job.binding.uplink or "",
-            "[green]ok[/]" if o.ok else "[red]FAIL[/]",
-            f"{o.duration_seconds * 1000:.1f} ms" if o.duration_seconds is not None else "",
-            _detail_text(o),
+        rows.append(
+            [
+                m.job.kind,
+                m.job.target,
+                m.job.binding.uplink or "",
+                Text("ok", style="green") if o.ok else Text("FAIL", style="red"),
+                f"{o.duration_seconds * 1000:.1f} ms" if o.duration_seconds is not None else "",
+                _detail_text(o),
+            ]
         )
-    return table
+    return table(columns, rows, width=width, title="lomsong probe once")
 
 
 def _detail_text(o: Outcome) -> str:

@@ -61,14 +61,14 @@ def probe_once(config: ProbeConfigOpt) -> None:
     """Run every check once over every uplink and print a table (exit status 2 if any failed)."""
     import asyncio
 
-    from rich.console import Console
-
     from lomsong.config.probe import load_probe_settings
     from lomsong.probes.agent import once_table, run_once
+    from lomsong.tables import console
 
     settings = load_probe_settings(config)
     measurements = asyncio.run(run_once(settings))
-    Console(width=160).print(once_table(measurements))
+    out = console()
+    out.print(once_table(measurements, out.width))
     failed = sum(not m.outcome.ok for m in measurements)
     typer.echo(f"{len(measurements) - failed} of {len(measurements)} checks ok")
     if failed:

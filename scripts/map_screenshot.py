@@ -34,6 +34,7 @@ from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.config.collector import CollectorSettings
 from lomsong.coverage.compute import generate_and_store
+from lomsong.coverage.terminal import synth_sentence
 from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.places import load_places
 
@@ -55,7 +56,8 @@ def main() -> int:
         engine = open_engine(url)
         migrate(engine)
         load_places(engine)
-        sys.stdout.write(generate_and_store(engine, province="04", seed=SEED) + "\n")
+        stored = generate_and_store(engine, province="04", seed=SEED)
+        sys.stdout.write(synth_sentence(stored, "en") + "\n")
         probes = {
             "cb-thuc-phan": ("01273", None),
             "cb-tan-giang": ("01288", "viettel-4g"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,15 +13,21 @@ from pathlib import Path
 import pytest
 
 from lomsong import __version__
+from lomsong.cli import main
 from lomsong.collector.auth import Authenticator
 from lomsong.storage.database import current_revision, head_revision, migrate, open_engine
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 
 
-def run(*args: str, db: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
+def run(
+    *args: str, db: Path, check: bool = False, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env = {k: v for k, v in env.items() if not k.startswith("LOMSONG_")}
     env["LOMSONG_DATABASE_URL"] = f"sqlite:///{db}"
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run([LOMSONG, *args], capture_output=True, text=True, env=env, check=check)
 
 
@@ -64,6 +71,9 @@ def test_register_and_tokens_end_to_end(tmp_path: Path) -> None:
     assert vp is not None and vp.provinces == frozenset({"04", "08"})
     listed = run("token", "list", db=db, check=True).stdout
     assert "Hà Quảng box" in listed and token not in listed
+    narrow = run("token", "list", db=db, check=True, columns=80).stdout
+    assert widest(narrow) <= 80 and "cb-ha-quang" in narrow and "viewer" in narrow
+    assert widest(run("probe", "list", db=db, check=True, columns=80).stdout) <= 80
     run("token", "revoke", "1", db=db, check=True)
     assert auth.authenticate(token) is None
     engine.dispose()
@@ -113,36 +123,124 @@ def test_errors_are_one_line_on_stderr_with_nonzero_exit(
     assert "Traceback" not in out.stderr
 
 
-USAGE_MISTAKES = [
-    (("serve", "--prot", "9000"), "No such option: --prot", "'lomsong serve --help'"),
-    (("probe", "regster"), "No such command 'regster'", "'lomsong probe --help'"),
+#: (arguments, exit status, what the line says, whether it ends with the command's --help);
+#: usage mistakes are typer's (exit 2), bad values and missing files are lomsong's (exit 1)
+MISTAKES = [
+    (("serve", "--prot", "9000"), 2, "No such option: --prot", "lomsong serve"),
+    (("probe", "regster"), 2, "No such command 'regster'", "lomsong probe"),
     (
         ("probe", "register", "--id", "cb-1", "--commune", "01273"),
+        2,
         "Missing option '--uplink'",
-        "'lomsong probe register --help'",
+        "lomsong probe register",
     ),
-    (("token", "revoke", "abc"), "valid integer", "'lomsong token revoke --help'"),
+    (("token", "revoke", "abc"), 2, "valid integer", "lomsong token revoke"),
+    (("probe", "once"), 2, "Missing option '--config'", "lomsong probe once"),
+    (("geodata", "synth", "--seed", "many"), 2, "valid integer", "lomsong geodata synth"),
+    # the output's suffix and folder are checked before any work: there is no database here
+    (
+        ("coverage", "classify", "-o", "x.docx"),
+        2,
+        "'x.docx' has suffix '.docx'; expected one of .geojson, .json, .gpkg, .csv, .xlsx",
+        "lomsong coverage classify",
+    ),
+    (
+        ("coverage", "summary", "-o", "{tmp}/nowhere/s.csv"),
+        2,
+        "folder '{tmp}/nowhere' does not exist",
+        "lomsong coverage summary",
+    ),
+    (
+        ("coverage", "whatif", "--site", "22.9,105.6", "--operator", "viettel", "-o", "w.gpkg"),
+        2,
+        "'w.gpkg' has suffix '.gpkg'; expected one of .csv, .xlsx",
+        "lomsong coverage whatif",
+    ),
+    (("map", "--national", "-o", "vn.png"), 2, "expected .html", "lomsong map"),
+    (
+        ("geodata", "import", "hamlets", "{tmp}/nope.csv"),
+        1,
+        "{tmp}/nope.csv: no such file",
+        "lomsong geodata import",
+    ),
+    (
+        ("coverage", "summary", "--by", "district"),
+        1,
+        "--by: expected one of {commune, province} (got 'district')",
+        "lomsong coverage summary",
+    ),
+    (
+        ("coverage", "classify", "--status", "dark"),
+        1,
+        "status: expected one of {covered, weak, none, outage}",
+        "lomsong coverage classify",
+    ),
+    (
+        ("coverage", "classify", "--operator", "viettel"),
+        1,
+        "--operator: needs --status",
+        "lomsong coverage classify",
+    ),
+    (
+        ("coverage", "whatif", "--site", "abc", "--operator", "viettel"),
+        1,
+        "--site: expected LAT,LON",
+        "lomsong coverage whatif",
+    ),
+    (
+        ("geodata", "synth"),
+        1,
+        "give exactly one of --province CODE, --national",
+        "lomsong geodata synth",
+    ),
+    (("demo", "--minutes", "0"), 1, "--minutes: must be more than 0", "lomsong demo"),
+    # a settings file: its own message, which the help cannot put right
+    (("probe", "once", "-c", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
+    (("probe", "check-config", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
 ]
+#: these run as real processes; the rest call ``main`` in this one, which is what the
+#: ``lomsong`` script does, at a fraction of the cost
+IN_A_PROCESS = {0, 3, 6, 10}
 
 
 @pytest.mark.parametrize(
-    ("args", "message", "where"), USAGE_MISTAKES, ids=[m[0][1] for m in USAGE_MISTAKES]
+    ("i", "args", "status", "message", "where"),
+    [(i, *m) for i, m in enumerate(MISTAKES)],
+    ids=[" ".join(m[0][:2]) + f"-{i}" for i, m in enumerate(MISTAKES)],
 )
-def test_usage_mistakes_are_one_line_not_a_traceback(
-    tmp_path: Path, args: tuple[str, ...], message: str, where: str
+def test_every_mistake_is_one_line_with_its_exit_status(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    i: int,
+    args: tuple[str, ...],
+    status: int,
+    message: str,
+    where: str | None,
 ) -> None:
-    """A misspelt option or command, a missing option, a bad value: typer's own errors."""
-    out = run(*args, db=tmp_path / "l.db")
-    assert out.returncode == 2, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-    assert lines[0].startswith("lomsong: error: ") and message in lines[0] and where in lines[0]
-
-
-def test_a_missing_geodata_file_is_one_line(tmp_path: Path) -> None:
-    out = run("geodata", "import", "hamlets", str(tmp_path / "nope.csv"), db=tmp_path / "l.db")
-    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.strip() == f"lomsong: error: {tmp_path / 'nope.csv'}: no such file"
+    """Usage mistakes, bad values, missing files: one line on stderr, the command's --help
+    where it helps, exit 2 (usage) or 1 (failure), never a traceback, nothing written."""
+    argv = [a.format(tmp=tmp_path) for a in args]
+    db = tmp_path / "l.db"
+    if i in IN_A_PROCESS:
+        out = run(*argv, db=db)
+        code, stderr = out.returncode, out.stderr
+    else:
+        monkeypatch.setenv("LOMSONG_DATABASE_URL", f"sqlite:///{db}")
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        code, stderr = exited.value.code, capsys.readouterr().err
+    assert code == status, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert (
+        lines[0].startswith("lomsong: error: ")
+        and message.replace("{tmp}", str(tmp_path)) in lines[0]
+    )
+    hint = f" (see '{where} --help')"
+    assert lines[0].endswith(hint) if where else "--help" not in lines[0]
+    assert not db.exists()
 
 
 def test_a_duplicate_probe_needs_replace(tmp_path: Path) -> None:
@@ -231,3 +329,52 @@ def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
     ]
     run("db", "upgrade", db=db, check=True)
     run("token", "list", db=db, check=True)
+
+
+def widest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def test_probe_once_fits_an_80_column_console(tmp_path: Path) -> None:
+    """A serial console at the commune centre: long targets and uplink names wrap (or the
+    uplink column goes); nothing is wider than COLUMNS."""
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))
+        open_port, closed_port = listening.getsockname()[1], closed.getsockname()[1]
+        config = tmp_path / "probe.toml"
+        config.write_text(
+            'probe_id = "cb-thuc-phan"\ncollector_url = "http://127.0.0.1:9"\n'
+            f'spool_path = "{tmp_path / "spool.db"}"\n'
+            '[[uplinks]]\nname = "vnpt-fibre-tang-2-tu-mang"\nsource_address = "127.0.0.1"\n'
+            '[[uplinks]]\nname = "viettel-4g-du-phong"\nsource_address = "127.0.0.1"\n'
+            f'[[checks]]\nkind = "tcp"\ntarget = "127.0.0.1:{open_port}"\n'
+            f'[[checks]]\nkind = "http"\ntimeout_seconds = 3.0\n'
+            f'target = "http://127.0.0.1:{closed_port}/cong-dich-vu-cong/trang-chu/kiem-tra"\n',
+            encoding="utf-8",
+        )
+        out = run("probe", "once", "--config", str(config), db=tmp_path / "l.db", columns=80)
+    assert out.returncode == 2, out.stderr  # a check failed
+    assert widest(out.stdout) <= 80, out.stdout
+    assert "FAIL" in out.stdout and " ok " in out.stdout and "Traceback" not in out.stderr
+    assert out.stdout.splitlines()[-1] == "3 of 5 checks ok"  # 2 × 2 checks and the heartbeat
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("coverage", "summary"), ("token", "revoke"), ("geodata", "import"), ("probe", "once")],
+    ids=lambda a: " ".join(a) or "lomsong",
+)
+def test_help_names_no_types(
+    args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer's type tags (``<bool>`` on every flag, ``<path>``, ``<int>``) say nothing the
+    help text does not; they are left out."""
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--help"])
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0 and "--help" in shown and "Usage: lomsong" in shown
+    for tag in ("<bool>", "<str>", "<path>", "<int>", "<float>", "INTEGER", "BOOLEAN", "TEXT"):
+        assert tag not in shown, (tag, shown)

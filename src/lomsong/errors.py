@@ -15,6 +15,7 @@ with the wing and are named below with their module.
     ├── ConflictError        something with that id already exists
     ├── ValidationError      bad input that is not configuration (CLI arguments, API bodies)
     ├── GeodataError         a geodata file cannot be read or has no usable rows
+    │   └── MissingFileError  the file named does not exist
     ├── SpoolError           the probe's spool cannot be opened or written
     ├── DemoError            the demo ran but its scenario's expectations did not hold
     │                        (lomsong.demo.run)
@@ -77,6 +78,10 @@ class ValidationError(LomsongError):
 
 class GeodataError(LomsongError):
     """A geodata file cannot be read or holds no usable rows."""
+
+
+class MissingFileError(GeodataError):
+    """The file named (on the command line) does not exist."""
 
 
 class SpoolError(LomsongError):

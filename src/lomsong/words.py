@@ -109,8 +109,11 @@ def number(n: int, lang: Language) -> str:
 
 
 def operator_name(operator: str | None, lang: Language) -> str:
-    """``VinaPhone (VNPT)``; the fibre line is ``cáp quang`` in Vietnamese."""
+    """``VinaPhone (VNPT)``; the fibre line is ``cáp quang`` in Vietnamese; a summary's
+    ``overall`` row, which counts every operator, is ``Chung`` / ``Overall``."""
     if not operator:
         return ""
+    if operator == "overall":
+        return "Chung" if lang == "vi" else "Overall"
     name = _OPERATOR.get(operator, operator)
     return "fibre" if operator == "fibre" and lang == "en" else name

@@ -144,3 +144,25 @@ def test_summary_headers_and_shapes(tmp_path: Path) -> None:
         write_table(summary, tmp_path / "s.geojson")
     with pytest.raises(ValidationError, match=r"-o: expected a file ending in one of"):
         write_table(summary, tmp_path / "s.pdf")
+
+
+def test_vietnamese_workbook_names_operators_and_notes_in_vietnamese(tmp_path: Path) -> None:
+    """What a province office sends on: operators as people write them, notes in Vietnamese."""
+    changes = pd.DataFrame(
+        {
+            "hamlet_id": ["CB-001", "CB-001", "CB-002"],
+            "operator": ["viettel", "overall", "vinaphone"],
+            "before": ["none", "none", "weak"],
+            "after": ["covered", "covered", "covered"],
+        }
+    )
+    notes = {"Tỉnh": "04", "Thời điểm tính": "10:42 23/11/2026"}
+    book = openpyxl.load_workbook(write_table(changes, tmp_path / "w.xlsx", vi=True, notes=notes))
+    rows = list(book["Dữ liệu"].iter_rows(values_only=True))
+    assert rows[0] == ("Mã thôn", "Nhà mạng", "Trước", "Sau")
+    assert [r[1] for r in rows[1:]] == ["Viettel", "Chung", "VinaPhone (VNPT)"]
+    assert rows[3][2:] == ("lõm sóng", "phủ sóng")
+    assert list(book["Ghi chú"].iter_rows(values_only=True)) == list(notes.items())
+    # in English the codes stay as they are, for scripts that read the file
+    plain = pd.read_csv(write_table(changes, tmp_path / "w.csv"), encoding="utf-8-sig")
+    assert list(plain["operator"]) == ["viettel", "overall", "vinaphone"]

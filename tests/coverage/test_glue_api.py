@@ -151,7 +151,9 @@ def test_whatif_answer_equals_the_cli(
         zip(table["hamlet_id"], table["operator"], table["before"], table["after"], strict=True)
     )
     assert api == mine
-    assert f"{doc['hamlets_changed']} hamlets ({doc['population_changed']} people)" in cli.stdout
+    noun = "hamlet" if doc["hamlets_changed"] == 1 else "hamlets"
+    said = f"{doc['hamlets_changed']:,} {noun} ({doc['population_changed']:,} people)"
+    assert said in cli.stdout
 
 
 def test_a_field_reading_changes_the_hamlet_it_was_taken_at(seeded: RunningCollector) -> None:

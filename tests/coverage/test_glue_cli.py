@@ -11,6 +11,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 import shapely
@@ -27,18 +28,18 @@ STATUSES = [s.value for s in STATUS_CODES]
 OPERATORS = CoverageSettings().operator_keys()
 
 
-def run(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, url: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
     env["LOMSONG_DATABASE_URL"] = url
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     out = subprocess.run(
         [LOMSONG, *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
     return out
 
 
-def ok(*args: str, url: str) -> str:
-    out = run(*args, url=url)
+def ok(*args: str, url: str, columns: int = 200) -> str:
+    out = run(*args, url=url, columns=columns)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -109,11 +110,14 @@ def test_synth_stores_hamlets_and_sites_labelled_synthetic_and_reruns_unchanged(
     assert {r[1] for r in h1} <= communes
     assert {r[1] for r in s1} >= {"viettel", "vinaphone", "mobifone"}
     assert any(r[4] is False for r in h1)  # some hamlets have no grid power
-    assert f"{len(h1)} hamlets" in first and f"{len(s1)} sectors" in first
+    assert first.strip() == (
+        f"Stored {len(h1):,} synthetic hamlets and {len(s1):,} synthetic BTS sectors for "
+        f"province 04, seed 3: import 1 ({len(h1):,} new), import 2 ({len(s1):,} new)"
+    )
 
     second = ok("geodata", "synth", "--province", "04", "--seed", "3", url=url)
     assert snapshot() == (h1, s1)
-    assert f"{{'unchanged': {len(h1)}}}" in second and f"{{'unchanged': {len(s1)}}}" in second
+    assert f"import 3 ({len(h1):,} unchanged), import 4 ({len(s1):,} unchanged)" in second
     with engine.connect() as conn:
         imports = conn.execute(
             select(
@@ -142,13 +146,21 @@ def test_classify_writes_every_format_with_and_without_vietnamese_headers(
     said = ok("coverage", "classify", "--province", "04", "-o", str(plain), url=synth_db)
     ok("coverage", "classify", "--province", "04", "-o", str(vi), "--vi", url=synth_db)
     a, b = read(plain), read(vi)
-    assert len(a) == len(b) and f"{len(a)} hamlets:" in said
+    assert len(a) == len(b) and said.startswith(f"{len(a):,} hamlets (")
     assert {"hamlet_id", "status", "status_viettel", "rsrp_viettel_dbm"} <= set(a.columns)
     assert {"Mã thôn", "Tên thôn", "Trạng thái", "Dân số", "Dữ liệu giả lập"} <= set(b.columns)
     assert set(a["status"]) <= set(STATUSES) and "none" in set(a["status"])
     assert set(b["Trạng thái"]) <= {"phủ sóng", "lõm sóng", "trắng sóng", "mất sóng do sự cố"}
     assert (a["status"] == "none").sum() == (b["Trạng thái"] == "trắng sóng").sum()
     assert set(a["synthetic"].str.lower()) == {"true"}
+    if suffix == ".xlsx":  # the notes sheet speaks the workbook's language
+        book = openpyxl.load_workbook(vi)
+        keys = [row[0] for row in book["Ghi chú"].iter_rows(values_only=True)]
+        assert keys[1:] == ["Tỉnh", "Thời điểm tính"]  # after the synthetic-data warning
+        keys = [
+            row[0] for row in openpyxl.load_workbook(plain)["Notes"].iter_rows(values_only=True)
+        ]
+        assert keys[1:] == ["Province", "Computed at"]
 
 
 def test_summary_equals_the_engine_and_the_classified_hamlets(
@@ -200,6 +212,43 @@ def test_summary_equals_the_engine_and_the_classified_hamlets(
     )
 
 
+def test_summary_on_the_terminal_is_totals_per_status_that_fit(
+    synth_db: str, tmp_path: Path
+) -> None:
+    """Per commune and for the province: hamlets and people of each status, overall; at most
+    100 columns wide, 80 on an 80-column terminal; numbers the English or Vietnamese way."""
+    ok("coverage", "classify", "--province", "04", "-o", str(tmp_path / "c.csv"), url=synth_db)
+    classified = read(tmp_path / "c.csv")
+    people = classified["population"].astype(int)
+    wide = ok("coverage", "summary", "--province", "04", url=synth_db)
+    narrow = ok("coverage", "summary", "--province", "04", "--vi", url=synth_db, columns=80)
+    assert max(len(line) for line in wide.splitlines()) <= 100
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    header = ["Commune", "Code", "Total", "Covered", "Weak", "No", "signal", "Outage"]
+    assert wide.split()[:8] == header
+    assert narrow.split()[:1] == ["Mất"]  # the code went, the outage header took two lines
+    communes = classified["commune_code"].nunique()
+    # a row of two lines per commune, the totals (two lines), the synthetic-data line, rules
+    assert len(wide.splitlines()) == 2 * communes + 2 + 1 + 3
+
+    def figures(text: str, label: str, lang_sep: str) -> list[int]:
+        lines = text.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(label))
+        hamlets_line, people_line = lines[at].split(), lines[at + 1].split()
+        return [int(v.replace(lang_sep, "")) for v in hamlets_line[-5:] + people_line[-5:]]
+
+    counts = classified["status"].value_counts()
+    expected = [len(classified), *(int(counts.get(s, 0)) for s in STATUSES)]
+    expected += [int(people.sum())]
+    expected += [int(people[classified["status"] == s].sum()) for s in STATUSES]
+    assert figures(wide, "Cao Bằng", ",") == expected
+    assert figures(narrow, "Cao Bằng", ".") == expected
+    assert f"{len(classified):,} " in wide and f"{len(classified):,}".replace(",", ".") in narrow
+    assert "trắng sóng" in narrow.lower() and "Synthetic data" in wide
+    everything = ok("coverage", "summary", "--province", "04", "--wide", url=synth_db)
+    assert "population_none_no_power" in everything and "gmobile" in everything
+
+
 def test_summary_geojson_carries_the_commune_polygons(synth_db: str, tmp_path: Path) -> None:
     out = tmp_path / "s.geojson"
     ok("coverage", "summary", "--province", "04", "-o", str(out), url=synth_db)
@@ -245,7 +294,8 @@ def test_whatif_reports_exactly_the_hamlets_a_built_site_changes(tmp_path: Path)
     changed = changed_ids(before, after)
     assert dark["hamlet_id"] in changed
     assert set(answer["hamlet_id"]) == changed
-    assert f"{len(changed)} hamlets" in said
+    noun = "hamlet" if len(changed) == 1 else "hamlets"
+    assert said.startswith(f"A new Viettel site: {len(changed):,} {noun} (")
     b = before.set_index("hamlet_id")
     a = after.set_index("hamlet_id")
     for row in answer.itertuples():
@@ -255,7 +305,9 @@ def test_whatif_reports_exactly_the_hamlets_a_built_site_changes(tmp_path: Path)
             a.loc[row.hamlet_id, column],
         )
     people = before[before["hamlet_id"].isin(changed)]["population"].astype(int).sum()
-    assert f"({people} people) change status" in said
+    assert f"({people:,} people) change" in said
+    # each change of status once: no line said twice
+    assert len(said.splitlines()) == len(set(said.splitlines()))
 
 
 def test_deadzones_command_writes_polygons_with_area(synth_db: str, tmp_path: Path) -> None:

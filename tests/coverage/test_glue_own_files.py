@@ -76,7 +76,7 @@ def test_a_province_counts_its_dead_zone_hamlets_from_its_own_files(tmp_path: Pa
         str(dead_file),
         url=url,
     )
-    assert "3 hamlets: covered 0, weak 0, none 3, outage 0; 491 people" in said
+    assert "3 hamlets (491 people): covered 0, weak 0, no signal 3, outage 0" in said
     dead = read(dead_file)
     assert sorted(zip(dead["hamlet_id"], dead["name"], dead["commune_code"], strict=True)) == [
         ("BL-01", "Bản Nà Lũng", bao_lac),
@@ -98,7 +98,7 @@ def test_a_province_counts_its_dead_zone_hamlets_from_its_own_files(tmp_path: Pa
     assert not table["Dữ liệu giả lập"].any()  # the province's own files: not synthetic
     rows = table.set_index(["Mã xã", "Nhà mạng"])
     assert sorted(set(table["Mã xã"])) == sorted({town, bao_lac})
-    far = rows.loc[(bao_lac, "overall")]
+    far = rows.loc[(bao_lac, "Chung")]
     assert far["Tên xã"] == "Xã Bảo Lạc"
     assert (far["Số thôn"], far["Dân số"]) == (3, 491)
     assert (far["Số thôn trắng sóng"], far["Dân số trắng sóng"]) == (3, 491)
@@ -107,8 +107,8 @@ def test_a_province_counts_its_dead_zone_hamlets_from_its_own_files(tmp_path: Pa
         far["Dân số trắng sóng không có điện lưới"],
     ) == (2, 311)
     assert far["Số thôn phủ sóng"] == 0 and far["Số thôn lõm sóng"] == 0
-    near = rows.loc[(town, "overall")]
+    near = rows.loc[(town, "Chung")]
     assert (near["Số thôn phủ sóng"], near["Dân số phủ sóng"]) == (3, 1310)
     assert near["Số thôn trắng sóng"] == 0 and near["Số thôn không có điện lưới"] == 0
-    assert rows.loc[(town, "viettel"), "Số thôn phủ sóng"] == 3
-    assert rows.loc[(town, "mobifone"), "Số thôn trắng sóng"] == 3
+    assert rows.loc[(town, "Viettel"), "Số thôn phủ sóng"] == 3
+    assert rows.loc[(town, "MobiFone"), "Số thôn trắng sóng"] == 3

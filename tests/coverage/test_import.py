@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from lomsong.coverage import boundaries as boundary_layers
 from lomsong.coverage import store
 from lomsong.coverage.importing import NothingAccepted, import_file
+from lomsong.coverage.readers import read_table
 from lomsong.coverage.validate import Options
 from lomsong.errors import ConflictError, GeodataError, ValidationError
 from lomsong.storage.schema import (
@@ -459,3 +460,42 @@ def test_dry_run_and_column_overrides(engine: Engine, tmp_path: Path) -> None:
     import_file(engine, path, options)
     (row,) = _rows(engine, hamlets)
     assert (row["id"], row["name"], row["population"]) == ("T-1", "Thôn Nà Pồng", 300)
+
+
+def test_excel_semicolon_csv_with_bom_and_decimal_commas(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """Excel in a vi-VN locale saves "CSV UTF-8" with a byte-order mark, ';' between fields and
+    decimal commas; hamlets and sites import from it as from a comma-separated file."""
+    hamlets_csv = tmp_path / "thon.csv"
+    hamlets_csv.write_text(
+        "\ufeffid;name;commune_code;population;lat;lon\n"
+        "CB-001;Bản Nà Rị;01290;360;22,8215;105,544\n"
+        '"CB-002";"Thôn Nà Pàn; xóm trên";01290;125;22,8221;105,5447\n',
+        encoding="utf-8",
+    )
+    report = import_file(sqlite_engine, hamlets_csv, Options(kind="hamlets", province="04"))
+    assert (report.accepted, report.total, report.rejected) == (2, 2, [])
+    stored = {r["id"]: r for r in _rows(sqlite_engine, hamlets)}
+    assert stored["CB-002"]["name"] == "Thôn Nà Pàn; xóm trên"
+    assert (stored["CB-001"]["lat"], stored["CB-001"]["lon"]) == (22.8215, 105.544)
+    assert stored["CB-001"]["population"] == 360
+
+    sites_csv = tmp_path / "tram.csv"
+    text = (DATA / "operator_sites.csv").read_text(encoding="utf-8")
+    sites_csv.write_text(
+        "\ufeff" + "\n".join(line.replace(",", ";") for line in text.splitlines()) + "\n",
+        encoding="utf-8",
+    )
+    semicolons = import_file(sqlite_engine, sites_csv, Options(kind="sites"))
+    commas = import_file(
+        sqlite_engine, DATA / "operator_sites.csv", Options(kind="sites"), dry_run=True
+    )
+    assert semicolons.total == commas.total > 0 and semicolons.accepted == commas.accepted
+
+
+def test_a_csv_saved_in_the_windows_code_page_says_how_to_save_it(tmp_path: Path) -> None:
+    path = tmp_path / "thon.csv"
+    path.write_bytes("id;Tên thôn;lat;lon\nCB-1;Thôn Nà;22,8;105,5\n".encode("cp1258"))
+    with pytest.raises(GeodataError, match=r"cannot read as UTF-8 text: .*save it as 'CSV UTF-8'"):
+        read_table(path)

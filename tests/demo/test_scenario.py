@@ -298,7 +298,7 @@ def test_bad_demo_options_are_one_line_errors(
 ) -> None:
     out = lomsong("demo", "--workdir", str(tmp_path / "d"), *args)
     assert out.returncode == 1
-    assert out.stderr.strip() == message
+    assert out.stderr.strip() == f"{message} (see 'lomsong demo --help')"
 
 
 def test_a_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
