@@ -18,7 +18,9 @@ import httpx
 import orjson
 import pytest
 
-from lomsong.config.probe import ProbeSettings, UploadSettings
+from lomsong.config.probe import ProbeSettings, TcpCheck, UploadSettings
+from lomsong.probes.agent import Job, Measurement, encode_result
+from lomsong.probes.checks.base import Binding, Outcome
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import Uploader
 from tests.conftest import ClockedFactory, FakeClock, RunningCollector
@@ -336,3 +338,12 @@ def test_alerts_come_within_grace_plus_10_s_with_batching(
     assert opened["probe_silent"] - dark <= grace + 10
     # counted from its last result instead, the deadline adds to the grace at most
     assert opened["probe_silent"] - last_measured <= grace + deadline + 1
+
+
+def test_timings_go_on_the_wire_to_the_microsecond() -> None:
+    spec = TcpCheck(kind="tcp", target="127.0.0.1:443")
+    job = Job("0:tcp:fibre", "tcp", spec.target, spec, Binding("fibre"))
+    outcome = Outcome(ok=True, duration_seconds=0.015055656433105469)
+    doc = orjson.loads(encode_result(Measurement(job, 1_796_000_000.5, outcome)))
+    assert doc["duration_seconds"] == 0.015056
+    assert doc["measured_at"] == "2026-11-30T00:53:20.500Z"
