@@ -117,7 +117,7 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("before", "before: each result at once, 5-s keep-alive", 0.0, 5.0, old_headers=True),
+    Variant("before", "before: each at once, 5-s keep-alive", 0.0, 5.0, old_headers=True),
     Variant("batched", "10-s deadline, 5-s keep-alive", 10.0, 5.0),
     Variant("after", "after: 10-s deadline, 70-s keep-alive", 10.0, KEEPALIVE_SECONDS),
     Variant("plain", "after, without gzip", 10.0, KEEPALIVE_SECONDS, gzip_level=0),
@@ -428,14 +428,14 @@ async def play(
 def report_uploads(played: list[Played]) -> list[Outcome]:
     heading(f"{NAME}: uploads over TLS, {HOURS:g} h of rounds played, scaled to a day")
     line(
-        f"{'variant':<46}{'requests':>9}{'results':>8}{'conns':>7}"
+        f"{'variant':<38}{'requests':>9}{'results':>8}{'conns':>7}"
         f"{'up':>8}{'down':>8}{'MB/day':>8}{'+hdrs':>7}"
     )
     for p in played:
         t = p.tally
         hdrs = header_bytes(t, p.requests)
         line(
-            f"{p.variant.label:<46}{p.per_day(p.requests):>9,.0f}{p.results / p.requests:>8.1f}"
+            f"{p.variant.label:<38}{p.per_day(p.requests):>9,.0f}{p.results / p.requests:>8.1f}"
             f"{p.per_day(t.connections):>7,.0f}{p.per_day(t.up) / MB:>8.2f}"
             f"{p.per_day(t.down) / MB:>8.2f}{p.per_day(t.total) / MB:>8.2f}"
             f"{p.per_day(hdrs) / MB:>7.2f}"
@@ -447,9 +447,9 @@ def report_uploads(played: list[Played]) -> list[Outcome]:
     line(
         f"after / before: {after.tally.total / before.tally.total:.3f} of the bytes "
         f"({before.tally.total / after.tally.total:.1f}x fewer), "
-        f"{after.requests / before.requests:.3f} of the requests; "
-        f"gzip saves {1 - after.tally.total / plain.tally.total:.0%} of the bytes after batching"
+        f"{after.requests / before.requests:.3f} of the requests"
     )
+    line(f"gzip saves {1 - after.tally.total / plain.tally.total:.0%} of the bytes after batching")
     failures = sum(p.failures for p in played)
     line(
         f"failed requests: {failures}; longest pause between two requests (after): "
@@ -460,15 +460,15 @@ def report_uploads(played: list[Played]) -> list[Outcome]:
         check(
             NAME,
             "uploads per centre per day (after)",
-            f"{per_day / MB:.2f} MB ({before.per_day(before.tally.total) / MB:.2f} MB before)",
+            f"{per_day / MB:.2f} MB ({before.per_day(before.tally.total) / MB:.2f} before)",
             f"<= {TARGET_UPLOAD_BYTES / MB:g} MB",
             per_day <= TARGET_UPLOAD_BYTES and failures == 0,
         ),
         check(
             NAME,
-            "longest a result waited to be sent (after)",
-            f"{after.longest_wait:.1f} s; pauses between requests <= {after.longest_gap:.1f} s",
-            f"<= {TARGET_EXTRA_WAIT:g} s (alerts within grace + 10 s), pauses < {GRACE:g} s",
+            "longest wait to be sent; pause",
+            f"{after.longest_wait:.1f} s; {after.longest_gap:.1f} s",
+            f"<= {TARGET_EXTRA_WAIT:g} s; < {GRACE:g} s",
             after.longest_wait <= TARGET_EXTRA_WAIT + 0.5 and after.longest_gap < GRACE,
         ),
     ]
@@ -516,6 +516,7 @@ async def measure_checks(tmp: Path, targets: Targets, page: Page, cert: Path) ->
         before = tcp_relay.tally()
         for _ in range(runs):
             await run(TcpCheck(kind="tcp", target=f"127.0.0.1:{tcp_relay.port}"))
+        await asyncio.sleep(0.3)  # the relay accepts after the kernel did: let it count
         t = tcp_relay.tally() - before
     finally:
         tcp_relay.close()
@@ -577,34 +578,35 @@ async def measure_checks(tmp: Path, targets: Targets, page: Page, cert: Path) ->
 def report_checks(costs: list[CheckCost], played: list[Played]) -> list[Outcome]:
     heading(f"{NAME}: the checks' own traffic over one uplink (runs every {INTERVAL:g} s)")
     runs = DAY / INTERVAL
-    line(f"{'check':<40}{'bytes/run':>10}{'+hdrs':>7}{'MB/day':>8}   how")
+    line(f"{'check':<40}{'bytes/run':>10}{'+hdrs':>7}{'MB/day':>8}")
     for c in costs:
-        line(
-            f"{c.name:<40}{c.payload:>10,.0f}{c.headers:>7,.0f}"
-            f"{c.total * runs / MB:>8.2f}   {c.how}"
-        )
+        line(f"{c.name:<40}{c.payload:>10,.0f}{c.headers:>7,.0f}{c.total * runs / MB:>8.2f}")
+    notes = {c.name.split()[0]: c.how for c in costs}
+    for kind, how in notes.items():
+        line(f"{kind}: {how}")
     cheap = [c for c in costs if not c.name.startswith("http GET")]
     per_uplink = sum(c.total for c in cheap) * runs
     after = next(p for p in played if p.variant.key == "after")
     uploads = after.per_day(after.tally.total + header_bytes(after.tally, after.requests))
     line("modem and heartbeat: 0 bytes on the uplinks (D-Bus and local files)")
     line(
-        f"example checks (icmp, tcp, http HEAD, dns) per uplink per day: {per_uplink / MB:.2f} MB; "
+        f"icmp, tcp, http HEAD, dns per uplink per day: {per_uplink / MB:.2f} MB; "
         f"x {len(UPLINKS)} uplinks = {len(UPLINKS) * per_uplink / MB:.2f} MB"
     )
     checks = len(UPLINKS) * per_uplink
     line(
-        f"per centre per day, headers included: uploads {uploads / MB:.2f} MB + checks "
+        f"per centre per day, headers in: uploads {uploads / MB:.2f} MB + checks "
         f"{checks / MB:.2f} MB = {(uploads + checks) / MB:.2f} MB"
     )
     line(
         f"per 4G SIM: {per_uplink / MB:.2f} MB a day, {30 * per_uplink / MB:.0f} MB a month "
-        f"(and the uploads, {uploads / MB:.2f} MB a day, on days it carries them)"
+        f"(+ uploads on days it carries them)"
     )
     whole = next(c for c in costs if c.name.startswith("http GET of the whole"))
     line(
-        f"an http GET of the whole page instead of HEAD: {whole.total * runs / MB:.0f} MB a day "
-        f"per uplink every {INTERVAL:g} s, {whole.total * DAY / 60 / MB:.0f} MB every minute"
+        f"http GET of the page instead of HEAD, per uplink: "
+        f"{whole.total * runs / MB:.0f} MB a day every {INTERVAL:g} s, "
+        f"{whole.total * DAY / 60 / MB:.0f} MB every minute"
     )
     return []
 
