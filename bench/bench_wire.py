@@ -31,70 +31,34 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import http.server
 import os
 import random
-import socket
-import ssl
-import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 
-from bench.ingest_sqlite import commune_codes, migrated
-from bench.probe_targets import Targets, serve_targets
+from bench.probe_targets import serve_targets
 from bench.report import Outcome, check, heading, line
-from bench.wire_relay import UDP_HEADER, Tally, TcpRelay, UdpRelay, header_bytes
+from bench.wire_checks import CheckCost, measure_checks
+from bench.wire_relay import Tally, TcpRelay, header_bytes
+from bench.wire_setup import UPLINKS, real_rounds, serve_page, tls_collector
 from lomsong import __version__
-from lomsong.collector.app import create_app
-from lomsong.collector.auth import create_token
-from lomsong.collector.cli import KEEP_ALIVE_SECONDS
-from lomsong.collector.registry import Uplink, register_probe
-from lomsong.config.collector import CollectorSettings
-from lomsong.config.probe import (
-    CheckSettings,
-    DnsCheck,
-    HttpCheck,
-    IcmpCheck,
-    ModemCheck,
-    ProbeSettings,
-    TcpCheck,
-    UplinkSettings,
-    UploadSettings,
-)
-from lomsong.probes.agent import Job, Runner, encode_result, plan_jobs, preload
-from lomsong.probes.checks.base import Binding
+from lomsong.config.probe import UploadSettings
 from lomsong.probes.spool import AsyncSpool, Spool
 from lomsong.probes.uploader import KEEPALIVE_SECONDS, Uploader
 from lomsong.timefmt import iso
 from tests.tls import write_self_signed
 
 NAME = "wire"
-UPLINKS = (
-    ("fibre", "vnpt"),
-    ("viettel-4g", "viettel"),
-    ("vinaphone-4g", "vinaphone"),
-    ("mobifone-4g", "mobifone"),
-)
 INTERVAL = 30.0
 DAY = 86_400.0
 #: Simulated hours of rounds per variant (scaled to a day).
 HOURS = float(os.environ.get("LOMSONG_BENCH_WIRE_HOURS", "1"))
-#: Real rounds of checks whose bodies the simulation cycles through.
-REAL_ROUNDS = 3
-#: The stand-in for the portal's home page (assumed size).
-PAGE_BYTES = 100_000
-CAPPED_BODY = 16_384
 MB = 1_000_000
 TARGET_UPLOAD_BYTES = 5 * MB
 TARGET_EXTRA_WAIT = 10.0
@@ -102,7 +66,6 @@ GRACE = 90.0  # the collector's default silence threshold: 3 report intervals of
 #: About how long each kind takes on 4G (icmp: 5 echoes 0.2 s apart).
 DURATION = {"icmp": 1.0, "tcp": 0.1, "http": 0.8, "dns": 0.1, "modem": 0.3, "heartbeat": 0.01}
 OLD_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
-REPLAY = Path(__file__).resolve().parents[1] / "tests" / "probes" / "data"
 
 
 @dataclass(frozen=True)
@@ -146,7 +109,7 @@ def main() -> list[Outcome]:
         cert, key, _ = write_self_signed(tmp, days=30)
         with serve_targets() as targets, serve_page(cert, key) as page:
             rounds = asyncio.run(real_rounds(tmp, targets, page))
-            with tls_collector(tmp, cert, key) as (url, probes):
+            with tls_collector(tmp, cert, key, len(VARIANTS)) as (url, probes):
                 host, port = url.removeprefix("https://").split(":")
                 relay = TcpRelay((host, int(port)))
                 try:
@@ -160,160 +123,6 @@ def main() -> list[Outcome]:
             checks = asyncio.run(measure_checks(tmp, targets, page, cert))
     outcomes += report_checks(checks, played)
     return outcomes
-
-
-# -- the collector, the page, the bodies ----------------------------------------------------
-
-
-@contextmanager
-def tls_collector(tmp: Path, cert: Path, key: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    """A collector on HTTPS, as ``lomsong serve`` keeps connections; a probe for each variant
-    (id and token), so that no variant's seqs meet another's."""
-    db = tmp / "collector.db"
-    engine = migrated(db)
-    probes = []
-    for code in commune_codes(engine)[: len(VARIANTS)]:
-        probe = f"p-{code}"
-        register_probe(engine, probe, code, [Uplink(n, op) for n, op in UPLINKS])
-        probes.append((probe, create_token(engine, role="probe", probe_id=probe).token))
-    settings = CollectorSettings(
-        database_url=f"sqlite:///{db}",
-        dev=True,
-        ingest={"rate_per_probe": 10_000, "rate_burst": 100_000},
-    )
-    app = create_app(settings, engine=engine)
-    sock = _bound_socket()
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}", probes
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        engine.dispose()
-
-
-def _bound_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@dataclass(frozen=True)
-class Page:
-    url: str  # https://127.0.0.1:port/ (the server itself, not a relay)
-    port: int
-
-
-class _PageHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    body = (b"<!doctype html><title>Cong dich vu cong quoc gia</title>" + b"x" * PAGE_BYTES)[
-        :PAGE_BYTES
-    ]
-
-    def _head(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-
-    def do_HEAD(self) -> None:
-        self._head()
-
-    def do_GET(self) -> None:
-        self._head()
-        try:
-            self.wfile.write(self.body)
-        except OSError:
-            pass  # the check stopped reading
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve_page(cert: Path, key: Path) -> Iterator[Page]:
-    """An HTTPS server of a ``PAGE_BYTES`` page, on GET and HEAD."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
-    httpd.daemon_threads = True
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    port = httpd.server_address[1]
-    try:
-        yield Page(f"https://127.0.0.1:{port}/", int(port))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
-def example_checks(tmp: Path, targets: Targets, http_target: str) -> list[CheckSettings]:
-    """The README's example centre, pointed at loopback targets (``mmcli`` replayed)."""
-    replay = [
-        sys.executable,
-        str(REPLAY / "mmcli_replay.py"),
-        str(REPLAY / "mmcli" / "lte"),
-        str(tmp / "mmcli.log"),
-    ]
-    checks: list[CheckSettings] = [
-        IcmpCheck(kind="icmp", target="127.0.0.1"),
-        TcpCheck(kind="tcp", target=targets.tcp),
-        HttpCheck(kind="http", target=http_target, method="HEAD", ca_file=tmp / "cert.pem"),
-        DnsCheck(kind="dns", target="dichvucong.gov.vn", server=targets.dns),
-    ]
-    checks += [
-        ModemCheck(kind="modem", uplink=name, modem=str(i), mmcli_command=replay)
-        for i, (name, _) in enumerate(UPLINKS)
-    ]
-    return checks
-
-
-def example_settings(tmp: Path, checks: list[CheckSettings]) -> ProbeSettings:
-    return ProbeSettings(
-        probe_id="p-bench",
-        collector_url="https://127.0.0.1",
-        spool_path=tmp / "rounds.db",
-        uplinks=[
-            UplinkSettings(name=n, source_address=f"127.0.0.{i + 1}", operator=op)
-            for i, (n, op) in enumerate(UPLINKS)
-        ],
-        checks=checks,
-    )
-
-
-async def real_rounds(tmp: Path, targets: Targets, page: Page) -> list[list[tuple[str, bytes]]]:
-    """Result bodies of ``REAL_ROUNDS`` real runs of every job (heartbeat included)."""
-    settings = example_settings(tmp, example_checks(tmp, targets, page.url))
-    spool = AsyncSpool(Spool(settings.spool_path))
-    runner = Runner(settings, spool)
-    jobs = plan_jobs(settings)
-    preload(jobs)
-    rounds = []
-    for _ in range(REAL_ROUNDS):
-        measured = await asyncio.gather(*(runner.measure(job) for job in jobs))
-        rounds.append([(m.job.kind, encode_result(m)) for m in measured])
-    await spool.close()
-    failed = sorted({kind for kind, body in rounds[0] if b'"ok":false' in body})
-    line(
-        f"result bodies: {len(jobs)} a round from {REAL_ROUNDS} real rounds on loopback; "
-        f"mean {sum(len(b) for _, b in rounds[0]) / len(jobs):.0f} bytes of JSON"
-        + (f"; failing here: {', '.join(failed)}" if failed else "")
-    )
-    return rounds
 
 
 # -- 1. uploads -----------------------------------------------------------------------------
@@ -474,107 +283,6 @@ def report_uploads(played: list[Played]) -> list[Outcome]:
     ]
 
 
-# -- 2. the checks' own traffic -------------------------------------------------------------
-
-
-@dataclass
-class CheckCost:
-    name: str
-    payload: float  # bytes a run, seen at the sockets (or computed, for icmp)
-    headers: float  # bytes a run of TCP/IP (or IP/UDP) headers, estimated
-    how: str
-
-    @property
-    def total(self) -> float:
-        return self.payload + self.headers
-
-
-async def measure_checks(tmp: Path, targets: Targets, page: Page, cert: Path) -> list[CheckCost]:
-    settings = example_settings(tmp, [])
-    runner = Runner(settings)
-    uplink = settings.uplinks[1]  # a 4G uplink (on loopback: 127.0.0.2)
-    runs = 3
-    out: list[CheckCost] = []
-
-    async def run(spec: CheckSettings) -> Any:
-        job = Job("bench", spec.kind, spec.target, spec, _binding(uplink))
-        return await runner.measure(job)
-
-    icmp = IcmpCheck(kind="icmp", target="127.0.0.1")
-    per_packet = 20 + 8 + icmp.payload_size
-    out.append(
-        CheckCost(
-            "icmp (5 echoes, 56-byte payload)",
-            icmp.count * 2 * per_packet,
-            0,
-            "computed: echo and reply, IP headers included",
-        )
-    )
-
-    tcp_relay = TcpRelay(_host_port(targets.tcp))
-    try:
-        before = tcp_relay.tally()
-        for _ in range(runs):
-            await run(TcpCheck(kind="tcp", target=f"127.0.0.1:{tcp_relay.port}"))
-        await asyncio.sleep(0.3)  # the relay accepts after the kernel did: let it count
-        t = tcp_relay.tally() - before
-    finally:
-        tcp_relay.close()
-    out.append(
-        CheckCost(
-            "tcp (handshake, close)",
-            t.total / runs,
-            header_bytes(t, 0) / runs,
-            "relay; headers estimated",
-        )
-    )
-
-    udp = UdpRelay(_host_port(targets.dns))
-    try:
-        for _ in range(runs):
-            await run(
-                DnsCheck(kind="dns", target="dichvucong.gov.vn", server=f"127.0.0.1:{udp.port}")
-            )
-        up, down, grams = udp.tally()
-    finally:
-        udp.close()
-    out.append(
-        CheckCost(
-            "dns (one A query over udp)",
-            (up + down) / runs,
-            grams * UDP_HEADER / runs,
-            "relay; IP/UDP headers computed",
-        )
-    )
-
-    page_relay = TcpRelay(("127.0.0.1", page.port))
-    url = f"https://127.0.0.1:{page_relay.port}/"
-    variants: tuple[tuple[str, dict[str, Any]], ...] = (
-        (f"http HEAD (https, {PAGE_BYTES // 1000} kB page)", {"method": "HEAD"}),
-        (f"http GET capped at {CAPPED_BODY // 1024} KiB", {"max_body_bytes": CAPPED_BODY}),
-        (f"http GET of the whole {PAGE_BYTES // 1000} kB page", {}),
-    )
-    try:
-        for label, extra in variants:
-            before = page_relay.tally()
-            for _ in range(runs):
-                m = await run(HttpCheck(kind="http", target=url, ca_file=cert, **extra))
-                assert m.outcome.ok, m.outcome.error
-            await asyncio.sleep(0.1)
-            t = page_relay.tally() - before
-            out.append(
-                CheckCost(
-                    label,
-                    t.total / runs,
-                    header_bytes(t, 1) / runs,
-                    "relay; TLS handshake included; headers estimated",
-                )
-            )
-    finally:
-        page_relay.close()
-    return out
-
-
 def report_checks(costs: list[CheckCost], played: list[Played]) -> list[Outcome]:
     heading(f"{NAME}: the checks' own traffic over one uplink (runs every {INTERVAL:g} s)")
     runs = DAY / INTERVAL
@@ -609,12 +317,3 @@ def report_checks(costs: list[CheckCost], played: list[Played]) -> list[Outcome]
         f"{whole.total * DAY / 60 / MB:.0f} MB every minute"
     )
     return []
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, port = value.rsplit(":", 1)
-    return host, int(port)
-
-
-def _binding(uplink: UplinkSettings) -> Binding:
-    return Binding.of(uplink)
