@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,12 @@ class Sent:
 
 
 def uploader_for(
-    spool: Spool, url: str, token: str, clock: Callable[[], float], **upload: Any
+    spool: Spool,
+    url: str,
+    token: str,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    **upload: Any,
 ) -> Uploader:
     settings = ProbeSettings(
         probe_id=PROBE,
@@ -82,6 +87,7 @@ def uploader_for(
         agent_version="0.1.0",
         rng=random.Random(7),
         clock=clock,
+        sleep=sleep,
     )
 
 
@@ -190,8 +196,7 @@ def test_the_run_loop_sends_a_lone_heartbeat_by_the_deadline(
         if uploader.counters.batches >= 2 or len(slept) > 20:
             stop.set()
 
-    uploader = uploader_for(spool, collector.url, token, clock)
-    uploader._sleep = sleep
+    uploader = uploader_for(spool, collector.url, token, clock, sleep)
     uploader.connected = True
     t0 = clock.now
     spool_at(spool, t0, kind="heartbeat")
