@@ -180,8 +180,14 @@ NetworkCheck = IcmpCheck | TcpCheck | HttpCheck | DnsCheck
 class UploadSettings(_Section):
     """How results travel to the collector."""
 
-    #: Results per request; the collector takes at most 5,000 by default.
+    #: Results per request; the collector takes at most 5,000 by default. As many pending
+    #: results are sent at once, without waiting for ``batch_deadline_seconds``.
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: Results wait in the spool until the oldest pending one is this old (or ``batch_size``
+    #: are pending), so a round of checks travels in one request: on metered 4G every request
+    #: costs its headers. 0 sends each result as soon as it is spooled. At most 60 s, so a
+    #: heartbeat reaches the collector well within its silence threshold (3 × 30 s).
+    batch_deadline_seconds: Annotated[float, Field(ge=0.0, le=60.0)] = 10.0
     #: Pause between uploads once the spool is empty.
     interval_seconds: Annotated[float, Field(ge=0.1, le=3_600.0)] = 10.0
     timeout_seconds: Timeout = 30.0

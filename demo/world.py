@@ -381,6 +381,8 @@ def probe_toml(
         "max_concurrency = 4\n\n"
         "[upload]\n"
         f"interval_seconds = {CHECK_INTERVAL_SECONDS}\n"
+        # a demo round shows at once; a real probe batches for 10 s (metered 4G)
+        "batch_deadline_seconds = 1.0\n"
         "timeout_seconds = 5.0\n"
         "backoff_initial_seconds = 1.0\n"
         "backoff_max_seconds = 10.0\n"

@@ -73,6 +73,8 @@ class SpooledResult:
     seq: int
     kind: str
     body: bytes
+    #: When it was measured (the probe's clock): the uploader's batch deadline counts from it.
+    measured_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,19 +395,23 @@ class Spool:
     def pending(self, limit: int, *, after_seq: int = 0) -> list[SpooledResult]:
         """Results not yet acknowledged, oldest first."""
         rows = self._read(
-            "SELECT seq, kind, body FROM results WHERE sent = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, kind, body, measured_at FROM results "
+            "WHERE sent = 0 AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [SpooledResult(int(s), str(k), bytes(b)) for s, k, b in rows]
+        return [SpooledResult(int(s), str(k), bytes(b), float(t)) for s, k, b, t in rows]
 
     def newest(self, kind: str) -> SpooledResult | None:
         """The newest unacknowledged result of ``kind``."""
         rows = self._read(
-            "SELECT seq, kind, body FROM results WHERE sent = 0 AND kind = ? "
+            "SELECT seq, kind, body, measured_at FROM results WHERE sent = 0 AND kind = ? "
             "ORDER BY seq DESC LIMIT 1",
             (kind,),
         )
-        return SpooledResult(int(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
+        if not rows:
+            return None
+        seq, kind_, body, measured_at = rows[0]
+        return SpooledResult(int(seq), str(kind_), bytes(body), float(measured_at))
 
     def floor_seq(self) -> int | None:
         """The lowest seq the collector may still lack: the oldest row not yet sent.

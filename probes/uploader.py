@@ -3,6 +3,11 @@
 It is the only reader of the spool's pending rows and the only writer of acknowledgements. One
 request at a time, in batches of ``upload.batch_size``:
 
+- Results wait in the spool, where they are already durable, until ``batch_size`` are pending or
+  the oldest has waited ``batch_deadline_seconds`` (as Prometheus remote-write's
+  ``batch_send_deadline``): a round of checks travels in one request, since on metered 4G every
+  request costs its headers, and the keep-alive connection is kept between rounds so no TLS
+  handshake is paid again. A backlog, and everything after a reconnect, goes at once.
 - On (re)connect — at start and after any failed attempt — the newest heartbeat goes alone
   first, so the collector learns at once that the probe is back; then the backlog follows,
   oldest first, so the collector's contiguous mark advances batch by batch.
@@ -46,6 +51,13 @@ from lomsong.wire import ReportAck
 log = logging.getLogger(__name__)
 
 _RESULT_INDEX = re.compile(r"^results\[(\d+)\]")
+#: Seconds an idle connection to the collector is kept: longer than the pause between rounds
+#: (a 30-s check interval), so the next batch does not pay a new TLS handshake. The collector
+#: (``lomsong serve``) keeps it 75 s; a server that closes sooner only costs a reconnect.
+KEEPALIVE_SECONDS = 70.0
+_UNNEEDED_HEADERS = ("Accept", "Accept-Encoding", "Connection")
+#: A wait shorter than this is not worth a wake-up: the batch goes now.
+_MIN_WAIT = 0.01
 
 
 @dataclass
@@ -99,17 +111,23 @@ class Uploader:
         verify: ssl.SSLContext | bool = True
         if self.settings.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(self.settings.ca_file))
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             base_url=self.collector_url,
             transport=self._transport,
             verify=verify,
             timeout=httpx.Timeout(self.settings.timeout_seconds),
+            limits=httpx.Limits(max_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
             headers={
                 "Authorization": f"Bearer {self._token}",
                 "User-Agent": f"lomsong-probe/{self.agent_version}",
                 "Content-Type": "application/json",
             },
         )
+        # httpx's defaults say nothing HTTP/1.1 does not already mean (keep-alive, any type)
+        # and ask for compressed answers of 60 bytes: on 4G each request would pay for them.
+        for name in _UNNEEDED_HEADERS:
+            del client.headers[name]
+        return client
 
     async def run(self, stop: asyncio.Event) -> None:
         """Upload until ``stop`` is set; never raises for a passing failure."""
@@ -128,18 +146,27 @@ class Uploader:
     async def drain(self, client: httpx.AsyncClient, *, max_attempts: int = 1_000) -> bool:
         """Send until nothing is pending; False if an attempt failed (no waiting on backoff)."""
         for _ in range(max_attempts):
-            delay, idle = await self.step(client)
+            delay, idle = await self.step(client, flush=True)
             if idle:
                 return True
             if delay > 0:
                 return False
         return False
 
-    async def step(self, client: httpx.AsyncClient) -> tuple[float, bool]:
-        """One attempt. Returns the seconds to wait before the next, and whether idle."""
-        batch = await self._next_batch()
+    async def step(self, client: httpx.AsyncClient, *, flush: bool = False) -> tuple[float, bool]:
+        """One attempt. Returns the seconds to wait before the next, and whether idle.
+
+        A batch not yet due (see :meth:`due_in`) is not sent unless ``flush``: the answer is
+        then the wait until it is due, as idle, so a newly spooled result wakes the uploader to
+        count again.
+        """
+        batch, more = await self._next_batch()
         if not batch:
             return self.settings.interval_seconds, True
+        if not flush:
+            wait = self.due_in(batch, more)
+            if wait > 0:
+                return wait, True
         floor = await self.spool.floor_seq()
         body = encode_batch(
             self.probe_id,
@@ -159,16 +186,34 @@ class Uploader:
             return self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         return await self._answer(response, batch)
 
-    async def _next_batch(self) -> list[SpooledResult]:
+    def due_in(self, batch: list[SpooledResult], more: bool) -> float:
+        """Seconds until ``batch`` is due; 0 when it goes now.
+
+        Due at once: batching is off (deadline 0), the uploader is (re)connecting (the heartbeat
+        first, then the backlog without delay), a full batch or more results wait behind this
+        one. Otherwise when its oldest result has waited the deadline.
+        """
+        deadline = self.settings.batch_deadline_seconds
+        if deadline <= 0 or not self.connected or more or len(batch) >= self.batch_size:
+            return 0.0
+        oldest = min(r.measured_at for r in batch)
+        wait = oldest + deadline - self._clock()
+        # A clock stepped back would make a result look newer than it is: never wait longer
+        # than the deadline itself.
+        wait = min(wait, deadline)
+        return wait if wait >= _MIN_WAIT else 0.0
+
+    async def _next_batch(self) -> tuple[list[SpooledResult], bool]:
+        """The next batch, and whether more results wait behind it (a backlog or a hole)."""
         if not self.connected:
             heartbeat = await self.spool.newest("heartbeat")
             if heartbeat is not None:
-                return [heartbeat]
+                return [heartbeat], True
         batch = await self.spool.pending(self.batch_size)
         for i in range(1, len(batch)):
             if batch[i].seq != batch[i - 1].seq + 1:
-                return batch[:i]
-        return batch
+                return batch[:i], True
+        return batch, len(batch) >= self.batch_size
 
     async def _answer(
         self, response: httpx.Response, batch: list[SpooledResult]

@@ -147,6 +147,7 @@ boot_id_file = "{self.boot}"
 
 [upload]
 interval_seconds = 1.0
+batch_deadline_seconds = 0.2
 timeout_seconds = {timeout_seconds}
 backoff_initial_seconds = 0.2
 backoff_max_seconds = {backoff_max_seconds}

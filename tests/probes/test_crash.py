@@ -44,6 +44,7 @@ log_level = "WARNING"
 [upload]
 batch_size = 25
 interval_seconds = 0.1
+batch_deadline_seconds = 0
 backoff_initial_seconds = 0.05
 backoff_max_seconds = 0.2
 gzip_level = 1

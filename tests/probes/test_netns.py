@@ -131,6 +131,7 @@ spool_path = "{tmp_path / "spool.db"}"
 log_level = "WARNING"
 [upload]
 interval_seconds = 0.2
+batch_deadline_seconds = 0.2
 timeout_seconds = 2
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 0.5

@@ -72,7 +72,10 @@ def test_a_poison_result_in_the_spool_cannot_block_the_agent(
         token=token,
         spool_path=tmp_path / "spool.db",
         upload=UploadSettings(
-            interval_seconds=0.2, backoff_initial_seconds=0.05, backoff_max_seconds=0.3
+            interval_seconds=0.2,
+            batch_deadline_seconds=0.2,
+            backoff_initial_seconds=0.05,
+            backoff_max_seconds=0.3,
         ),
         checks=[
             HeartbeatCheck(

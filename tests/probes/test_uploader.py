@@ -374,7 +374,7 @@ def test_the_agent_measures_spools_and_delivers(
         tmp_path,
         late_collector.url,
         token,
-        upload={"interval_seconds": 0.2},
+        upload={"interval_seconds": 0.2, "batch_deadline_seconds": 0.5},
         uplinks=[UplinkSettings(name="fibre", source_address="127.0.0.1")],
         checks=[
             TcpCheck(
