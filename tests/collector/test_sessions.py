@@ -366,7 +366,7 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
 ) -> None:
     c.register("cb-thuc-phan", "01273")
     c.ctx.live.reload(c.engine)
-    start = time.time() - 600
+    start = time.time() - 600  # ended: nothing in its answers changes with the clock
     with write_transaction(c.engine) as conn:
         conn.execute(
             outages.insert().values(
@@ -377,7 +377,9 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
                 condition="probe_silent",
                 started_at=start,
                 detected_at=start,
-                updated_at=start,
+                ended_at=start + 300,
+                resolved_at=start + 300,
+                updated_at=start + 300,
             )
         )
     # the routes of an app like the running one (built, never started)
