@@ -171,7 +171,6 @@ WORDS: dict[str, tuple[str, str]] = {
     "site_down": ("ngừng hoạt động", "down"),
     "omni": ("vô hướng", "omni"),
     "from": ("từ", "since"),
-    "ago": ("trước", "ago"),
     "dead_zone": ("Vùng trắng sóng", "Dead zone"),
     "open_map": ("mở bản đồ tỉnh", "open the province map"),
     "synthetic_row": ("Dữ liệu mô phỏng", "Synthetic data"),

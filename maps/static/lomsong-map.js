@@ -14,17 +14,27 @@ var lomsong = (function () {
   function both(pair) { return esc(pair[0]) + " / " + esc(pair[1]); }
   function num(n) { return n === null || n === undefined ? "—" : Number(n).toLocaleString("vi-VN"); }
   function when(epoch) { return epoch === null || epoch === undefined ? "—" : esc(clock.format(new Date(epoch * 1000))); }
-  function duration(seconds) {
+  // a length of time as [Vietnamese, English]; under a minute is null
+  function spans(seconds) {
     var m = Math.max(0, Math.floor(seconds / 60));
-    if (m === 0) return "dưới 1 phút / under a minute";
+    if (m === 0) return null;
     var d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60), mm = m % 60;
     var vi = [], en = [];
     if (d) { vi.push(d + " ngày"); en.push(d + " d"); }
     if (h) { vi.push(h + " giờ"); en.push(h + " h"); }
     if (!d) { vi.push(mm + " phút"); en.push(mm + " min"); }
-    return vi.join(" ") + " / " + en.join(" ");
+    return [vi.join(" "), en.join(" ")];
+  }
+  function duration(seconds) {
+    var s = spans(seconds);
+    return s === null ? "dưới 1 phút / under a minute" : s[0] + " / " + s[1];
   }
   function ago(epoch) { return duration(Date.now() / 1000 - epoch); }
+  // "5 phút trước / 5 min ago", each language with its own word order
+  function agoText(epoch) {
+    var s = spans(Date.now() / 1000 - epoch);
+    return s === null ? "vừa xong / just now" : s[0] + " trước / " + s[1] + " ago";
+  }
   function row(label, value) { return "<tr><th>" + both(label) + "</th><td>" + value + "</td></tr>"; }
   function dot(colour) { return '<span class="ls-dot" style="background:' + esc(colour) + '"></span>'; }
   function open(kind, id) { return '<div class="ls-popup" data-kind="' + kind + '" data-id="' + esc(id) + '">'; }
@@ -97,7 +107,7 @@ var lomsong = (function () {
       text += " — " + ago(P.since[p]) + " (" + both(D.text.from) + " " + when(P.since[p]) + ")";
     }
     html += row(t.status, text);
-    html += row(t.last_seen, P.seen[p] === null ? "—" : when(P.seen[p]) + " (" + ago(P.seen[p]) + " " + both(D.text.ago) + ")");
+    html += row(t.last_seen, P.seen[p] === null ? "—" : when(P.seen[p]) + " (" + esc(agoText(P.seen[p])) + ")");
     html += '</table><table class="ls-ops"><tr><th>' + both(t.uplink) + "</th><th>" + both(t.operator) + "</th><th>" +
       both(t.status) + "</th></tr>";
     P.uplinks[p].forEach(function (u) {

@@ -168,6 +168,8 @@ def test_the_served_province_map_in_chromium(
     text = probe.inner_text()
     assert "cb-thuc-phan" in text and "Phường Thục Phán (01273)" in text
     assert "Hoạt động / Up" in text and "viettel-4g" in text and "Lần cuối nhận tin" in text
+    # heard from seconds ago: each language in its own order, not "0 phút / 0 min trước / ago"
+    assert re.search(r"\((vừa xong / just now|\d+ phút trước / \d+ min ago)\)", text), text
     assert re.search(r"viettel-4g\s+Viettel\s", text), text
     assert fits(page, "probe", WIDE["width"]) == []
     assert console.errors() == []
