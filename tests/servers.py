@@ -1,9 +1,12 @@
-"""Real Prometheus and Alertmanager servers (Debian's packages) on loopback ports, for tests."""
+"""Servers on loopback for tests: real Prometheus and Alertmanager (Debian's packages), and a
+TCP port a check connects to."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,3 +92,41 @@ def alertmanager(tmp_path: Path, config: str) -> Iterator[str]:
     args = [f"--storage.path={tmp_path / 'am-data'}", "--cluster.listen-address="]
     with _server("prometheus-alertmanager", tmp_path, config, args) as url:
         yield url
+
+
+class TcpTarget:
+    """A TCP port on loopback that accepts and closes connections: what a tcp check reaches.
+    It can be closed and opened again on the same number, as a link that goes and comes back."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.sock: socket.socket | None = None
+        self.open()
+
+    def open(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self.port = sock.getsockname()[1]
+        self.sock = sock
+        threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])

@@ -23,6 +23,7 @@ import pytest
 
 from tests.collector.test_outages import alerts_to
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector, WebhookSink
+from tests.servers import TcpTarget
 from tests.waiting import wait_until
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
@@ -91,36 +92,6 @@ class Relay:
         self.listener.close()
 
 
-class Target:
-    """A TCP service the agent's check connects to; it can be stopped and started."""
-
-    def __init__(self) -> None:
-        self.sock: socket.socket | None = None
-        self.port = 0
-        self.start()
-
-    def start(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(64)
-        threading.Thread(target=self._serve, args=(self.sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def stop(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
 class Agent:
     def __init__(
         self,
@@ -128,7 +99,7 @@ class Agent:
         c: RunningCollector,
         probe_id: str,
         commune: str,
-        target: Target,
+        target: TcpTarget,
         collector_url: str,
         *,
         timeout_seconds: float = 2.0,
@@ -244,7 +215,7 @@ def test_stopped_and_restarted_agents_are_alerted_and_classified(
     agents: list[Agent],
 ) -> None:
     c = start_collector(collector_factory, sqlite_url, webhook_sink)
-    target = Target()
+    target = TcpTarget()
     a = Agent(tmp_path, c, "cb-bao-lac", "01321", target, c.url)
     agents.append(a)
     a.start()
@@ -294,7 +265,7 @@ def test_a_gap_measured_with_a_failing_uplink_is_network(
     c = start_collector(collector_factory, sqlite_url, webhook_sink)
     port = int(c.url.rsplit(":", 1)[1])
     relay = Relay(port)
-    target = Target()
+    target = TcpTarget()
     a = Agent(tmp_path, c, "cb-thuc-phan", "01273", target, f"http://127.0.0.1:{relay.port}")
     agents.append(a)
     a.start()
@@ -307,14 +278,14 @@ def test_a_gap_measured_with_a_failing_uplink_is_network(
             )
         # The commune's link fails: the collector is unreachable and so is the check's target.
         relay.cut()
-        target.stop()
+        target.close()
         wait_alert(webhook_sink, "firing", "cb-thuc-phan", timeout=3 * INTERVAL + 15)
         wait_until(  # the agent measured its failing uplink in the gap (3: asserted below)
             lambda: a.spooled_failures("tcp") >= 3,
             timeout=20,
             what="3 failed tcp results in the agent's spool",
         )
-        target.start()
+        target.open()
         relay.restore()
         alert = wait_alert(webhook_sink, "resolved", "cb-thuc-phan", timeout=30)
         assert alert["labels"]["cause"] == "network", alert  # type: ignore[index]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from lomsong.probes.agent import run_agent
 from lomsong.storage.schema import latest_results, outages
 from tests.conftest import ADMIN_SECRET, CollectorFactory, FakeClock, RunningCollector
 from tests.factories import T0, batch, body, result
+from tests.servers import TcpTarget, closed_port
 from tests.waiting import wait_until
 
 PROBE = "cb-nguyen-binh"
@@ -215,28 +215,6 @@ def _epoch(at_s: float) -> float:
 # --- a real agent, in this process, against a real collector ----------------------------------
 
 
-class _Listener:
-    """A TCP port that accepts connections: the target of the check that stays."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-
-def _closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
-
-
 class _Agent:
     """``run_agent`` on its own event loop in a thread; ``stop`` ends it as SIGTERM would."""
 
@@ -309,7 +287,7 @@ def test_an_agent_restarted_without_its_failing_check_recovers(
     c = collector_factory(sqlite_url)
     token = c.register(PROBE)
     (tmp_path / "boot_id").write_text("22222222-2222-2222-2222-222222222222\n")
-    good, bad = _Listener(), _closed_port()
+    good, bad = TcpTarget(), closed_port()
     agents.append(_Agent(_config(tmp_path, c.url, [good.port, bad]), token))
     wait_until(lambda: _success(c) == "0", timeout=15, what="the failing check reported")
     # failing, not yet judged by the detector: the centre is up, its link "checks failing"
@@ -322,7 +300,7 @@ def test_an_agent_restarted_without_its_failing_check_recovers(
     assert _marker(c) == "up up"
     assert [ch["target"] for ch in _uplink(c)["checks"]] == [f"127.0.0.1:{good.port}"]
     agents[-1].stop()
-    good.sock.close()
+    good.close()
 
     # Restarted, the collector loads the same from the database.
     again = collector_factory(sqlite_url)

@@ -12,11 +12,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +23,11 @@ import pytest
 from lomsong.probes.activity import Activity
 from lomsong.probes.agent import Job, Measurement
 from lomsong.probes.checks.base import Binding, Outcome
+from tests.servers import TcpTarget, closed_port
 from tests.waiting import wait_until
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 CHECKS = 11  # tcp checks, plus the heartbeat
-
-
-class Target:
-    """A TCP port on loopback that can be closed and opened again on the same number."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.sock: socket.socket | None = None
-        self.open()
-
-    def open(self) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        self.sock = sock
-        threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-def _closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
 
 
 def _config(tmp: Path, target: int) -> Path:
@@ -82,7 +45,7 @@ timeout_seconds = 0.5
     path = tmp / "probe.toml"
     path.write_text(f"""
 probe_id = "cb-log"
-collector_url = "http://127.0.0.1:{_closed_port()}"
+collector_url = "http://127.0.0.1:{closed_port()}"
 spool_path = "{tmp / "spool.db"}"
 boot_id_file = "{tmp / "boot_id"}"
 
@@ -128,7 +91,7 @@ def _said(log: Path, start: str) -> bool:
 
 
 def test_the_agent_logs_state_changes_not_checks(tmp_path: Path) -> None:
-    target = Target()
+    target = TcpTarget()
     log = tmp_path / "agent.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
     env["LOMSONG_PROBE_TOKEN"] = "a-probe-token"
