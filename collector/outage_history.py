@@ -8,9 +8,10 @@ and a new leader starts from the open ones. Rows and ``Outage`` objects convert 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lomsong.collector.detector import Change, Outage
@@ -73,7 +74,7 @@ def outage_row(o: Outage, now: float) -> dict[str, object]:
     }
 
 
-def outage_from_row(m: RowMapping) -> Outage:
+def outage_from_row(m: Mapping[Any, Any]) -> Outage:
     """The ``Outage`` an ``outages`` row holds."""
     return Outage(
         id=m["id"],

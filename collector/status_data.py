@@ -19,8 +19,8 @@ from sqlalchemy import Engine, select
 
 from lomsong.collector.alerts.dispatcher import SEVERITY
 from lomsong.collector.coverage_service import CoverageService
-from lomsong.collector.detector import Outage
 from lomsong.collector.live import LiveState
+from lomsong.collector.outage_history import outage_from_row
 from lomsong.config.alerts import AlertsConfig, MaintenanceConfig
 from lomsong.coverage.overlay import SILENT_CAUSES
 from lomsong.maps.status_model import Impact, MaintenanceView, NotificationView, OutageView
@@ -150,7 +150,7 @@ class StatusData:
         if self.coverage is None or row["province_code"] not in mapped:
             return Impact("no_geodata")
         try:
-            found = self.coverage.impact(_outage(row), version)
+            found = self.coverage.impact(outage_from_row(row), version)
         except ImportError:  # a collector without the geo extra has no coverage
             return Impact("no_geodata")
         except Exception:
@@ -256,20 +256,3 @@ def _scope(w: MaintenanceConfig) -> str:
         if values
     ]
     return " · ".join(parts)
-
-
-def _outage(row: Mapping[str, Any]) -> Outage:
-    return Outage(
-        id=row["id"],
-        probe_id=row["probe_id"],
-        commune_code=row["commune_code"],
-        province_code=row["province_code"],
-        condition=row["condition"],
-        cause=row["cause"],
-        started_at=row["started_at"],
-        detected_at=row["detected_at"],
-        uplink=row["uplink"],
-        operator=row["operator"],
-        ended_at=row["ended_at"],
-        resolved_at=row["resolved_at"],
-    )
