@@ -69,7 +69,9 @@ def test_archive_a_day_verify_it_and_catch_what_differs(
     assert widest(bad.stdout) <= 80
 
 
-def test_archive_mistakes_are_one_line(sqlite_engine: Engine, sqlite_url: str, tmp_path: Path) -> None:
+def test_archive_mistakes_are_one_line(
+    sqlite_engine: Engine, sqlite_url: str, tmp_path: Path
+) -> None:
     no_path = run("archive", "verify", url=sqlite_url, archive=None)
     assert no_path.returncode == 1
     assert no_path.stderr == (
