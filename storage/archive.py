@@ -310,20 +310,31 @@ _RECORD_UPSERT = text(
 
 
 def day_counts(engine: Engine, day: date) -> dict[str, tuple[int, list[str]]]:
-    """Per province, the rows the database holds for UTC ``day`` and the probes they are of."""
+    """Per province, the rows the database holds for UTC ``day`` and the probes they are of.
+
+    Only index seeks on ``(probe_id, measured_at)``: the probes that have any results are found
+    one after another (the smallest id above the last), then each one's day is counted by a
+    range of the index. A scan of ``measured_at`` would read every stored day on SQLite, which
+    has no index on it alone.
+    """
     start, end = day_bounds(day)
-    with engine.connect() as conn:
-        per_probe = conn.execute(
-            select(results.c.probe_id, func.count())
-            .where(results.c.measured_at >= start, results.c.measured_at < end)
-            .group_by(results.c.probe_id)
-        ).all()
-        where = _provinces_of(conn)
+    next_probe = select(func.min(results.c.probe_id)).where(results.c.probe_id > bindparam("after"))
+    count = select(func.count()).where(
+        results.c.probe_id == bindparam("probe_id"),
+        results.c.measured_at >= start,
+        results.c.measured_at < end,
+    )
     out: dict[str, tuple[int, list[str]]] = {}
-    for probe_id, n in per_probe:
-        province = where.get(probe_id, UNKNOWN_PROVINCE)
-        rows, ids = out.get(province, (0, []))
-        out[province] = (rows + int(n), [*ids, probe_id])
+    with engine.connect() as conn:
+        where = _provinces_of(conn)
+        probe_id = conn.execute(next_probe, {"after": ""}).scalar()
+        while probe_id is not None:
+            n = int(conn.execute(count, {"probe_id": probe_id}).scalar_one())
+            if n:
+                province = where.get(probe_id, UNKNOWN_PROVINCE)
+                rows, ids = out.get(province, (0, []))
+                out[province] = (rows + n, [*ids, probe_id])
+            probe_id = conn.execute(next_probe, {"after": probe_id}).scalar()
     return out
 
 
