@@ -10,7 +10,8 @@ so that neither side compresses artificially well. ``--hours`` of one UTC day ar
 (6 by default: 403,200 results; 24 for the whole day).
 
 1. Storage per result in the database: the ``results`` table and its two indexes, from
-   SQLite's ``dbstat`` (pages in use, after a checkpoint); beside it the Parquet file that
+   SQLite's ``dbstat`` (pages in use, after a checkpoint), and the same rows copied into
+   PostgreSQL (table with TOAST and indexes, after VACUUM); beside them the Parquet file that
    ``archive_day`` writes for the same rows (zstd). Target: Parquet ≥ 10× smaller. A centre-year
    of each is printed for the README's example centre (21 results a round).
 2. Time to archive the province's day (``archive_day``: read, encode, fsync, rename, record),
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sqlite3
 import tempfile
@@ -37,6 +39,7 @@ from bench.report import Outcome, check, heading, line
 from bench.workload import COLUMNS, ROUND, UPLINKS, prepared
 from lomsong.collector.registry import register_probe
 from lomsong.storage.archive import archive_day, day_bounds
+from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.schema import communes
 
 PROVINCE = "04"
@@ -86,13 +89,19 @@ def _run(tmp: Path, hours: float) -> list[Outcome]:
     per_parquet = parquet / rows
     ratio = per_db / per_parquet
     line(
-        f"database: {per_db:.1f} bytes/result ({in_db['table'] / rows:.1f} table, "
+        f"SQLite: {per_db:.1f} bytes/result ({in_db['table'] / rows:.1f} table, "
         f"{in_db['indexes'] / rows:.1f} indexes)"
     )
+    pg = _pg_bytes(db)
+    if pg is not None:
+        line(
+            f"PostgreSQL, the same rows: {pg['total'] / rows:.1f} bytes/result "
+            f"({pg['table'] / rows:.1f} table and TOAST, {pg['indexes'] / rows:.1f} indexes)"
+        )
     line(f"Parquet (zstd): {per_parquet:.2f} bytes/result, {parquet:,} bytes in one file")
     year = RESULTS_PER_CENTRE_DAY * 365
     line(
-        f"a centre-year ({year:,} results): {per_db * year / 1e9:.2f} GB in the database, "
+        f"a centre-year ({year:,} results): {per_db * year / 1e9:.2f} GB in SQLite, "
         f"{per_parquet * year / 1e6:.0f} MB in Parquet"
     )
     outcomes.append(
@@ -205,6 +214,51 @@ def _details(kind: str, rng: random.Random) -> dict[str, Any] | None:
             "access_technologies": ["lte"],
         }
     return None
+
+
+def _pg_bytes(db: Path) -> dict[str, int] | None:
+    """The same rows copied into a fresh PostgreSQL database migrated by the collector's own
+    migrations: bytes of the table (with TOAST) and of its indexes, after VACUUM. None when no
+    server answers at ``LOMSONG_TEST_POSTGRES`` (the tests' server)."""
+    import psycopg
+
+    admin_url = os.environ.get(
+        "LOMSONG_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ).replace("postgresql+psycopg://", "postgresql://")
+    name = f"bench_archive_{os.getpid()}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        line(f"PostgreSQL: not measured ({type(exc).__name__})")
+        return None
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        engine = open_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        migrate(engine)
+        engine.dispose()
+        source = sqlite3.connect(db)
+        with psycopg.connect(url, autocommit=True) as pg:
+            with pg.cursor().copy(f"COPY results ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in source.execute(f"SELECT {', '.join(COLUMNS)} FROM results"):
+                    copy.write_row(_pg_row(row))
+            pg.execute("VACUUM ANALYZE results")
+            table, indexes = pg.execute(
+                "SELECT pg_table_size('results'), pg_indexes_size('results')"
+            ).fetchone() or (0, 0)
+        source.close()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    return {"table": int(table), "indexes": int(indexes), "total": int(table) + int(indexes)}
+
+
+_OK = COLUMNS.index("ok")
+
+
+def _pg_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # SQLite keeps booleans as 0 and 1
+    return (*row[:_OK], bool(row[_OK]), *row[_OK + 1 :])
 
 
 def _db_bytes(db: Path) -> dict[str, int]:

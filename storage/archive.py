@@ -19,6 +19,12 @@ the database, and the archive holds either no file or a complete one; the next r
 temporary file, records a complete unrecorded file once its rows and schema are checked against
 the database (or rewrites it), and writes what is missing. Running it again on an archived day
 changes nothing.
+
+A result of the day that arrives after the run is not in its file: ``lomsong archive verify``
+shows the difference and the next run rewrites the province's file. The leader archives a day
+only once it is older than ``retention.raw_days``, and ingest refuses results measured longer
+ago than ``ingest.max_past_seconds`` (30 days), so none can arrive between the archive and the
+prune that follows it.
 """
 
 from __future__ import annotations
@@ -126,10 +132,6 @@ def day_bounds(day: date) -> tuple[float, float]:
     """The epoch seconds ``[start, end)`` of a UTC day."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start.timestamp(), (start + timedelta(days=1)).timestamp()
-
-
-def partition_dir(root: Path, day: date, province: str) -> Path:
-    return root / "results" / f"date={day.isoformat()}" / f"province={province}"
 
 
 def relative_path(day: date, province: str) -> str:
