@@ -1,29 +1,52 @@
-"""``lomsong archive day`` and ``lomsong archive verify`` as a user runs them: real processes,
-tables within 80 columns, one-line errors, exit 1 when the archive and the database disagree."""
+"""``lomsong archive day`` and ``lomsong archive verify`` through the command's own ``main``
+(in process: seven runs of a fresh interpreter would cost the suite seconds each): tables
+within 80 columns, one-line errors, exit 1 when the archive and the database disagree."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine, delete, update
 
+from lomsong.cli import main
 from lomsong.storage.schema import archived_files, results
 from tests.storage.archive_rows import register, seed
 
-LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 DAY = date(2026, 11, 3)
 
 
-def run(*args: str, url: str, archive: Path | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")}
-    env.update(COLUMNS="80", LOMSONG_DATABASE_URL=url)
-    if archive is not None:
-        env["LOMSONG_ARCHIVE__PATH"] = str(archive)
-    return subprocess.run([LOMSONG, *args], capture_output=True, text=True, env=env)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Ran]:
+    """``lomsong ARGS`` with a database URL, an archive folder (or none) and 80 columns."""
+    for name in [k for k in os.environ if k.startswith("LOMSONG_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "80")
+
+    def ran(*args: str, url: str, archive: Path | None) -> Ran:
+        monkeypatch.setenv("LOMSONG_DATABASE_URL", url)
+        if archive is None:
+            monkeypatch.delenv("LOMSONG_ARCHIVE__PATH", raising=False)
+        else:
+            monkeypatch.setenv("LOMSONG_ARCHIVE__PATH", str(archive))
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return Ran(int(exited.value.code or 0), out.out, out.err)
+
+    return ran
 
 
 def widest(text: str) -> int:
@@ -31,7 +54,7 @@ def widest(text: str) -> int:
 
 
 def test_archive_a_day_verify_it_and_catch_what_differs(
-    sqlite_engine: Engine, sqlite_url: str, tmp_path: Path
+    sqlite_engine: Engine, sqlite_url: str, tmp_path: Path, run: Any
 ) -> None:
     register(sqlite_engine)
     seed(sqlite_engine, DAY, per_probe=25)
@@ -70,7 +93,7 @@ def test_archive_a_day_verify_it_and_catch_what_differs(
 
 
 def test_archive_mistakes_are_one_line(
-    sqlite_engine: Engine, sqlite_url: str, tmp_path: Path
+    sqlite_engine: Engine, sqlite_url: str, tmp_path: Path, run: Any
 ) -> None:
     no_path = run("archive", "verify", url=sqlite_url, archive=None)
     assert no_path.returncode == 1
