@@ -89,6 +89,16 @@ class MapSettings(BaseModel):
         return value
 
 
+class ArchiveSettings(BaseModel):
+    """The open archive: raw results written as Parquet before they expire (``lomsong archive``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A folder; ``results/date=YYYY-MM-DD/province=NN/*.parquet`` is laid out under it. None:
+    #: no archive, and expired results are dropped without one.
+    path: Path | None = None
+
+
 class CollectorSettings(FileSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
@@ -131,6 +141,7 @@ class CollectorSettings(FileSettings):
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
     maps: MapSettings = MapSettings()
+    archive: ArchiveSettings = ArchiveSettings()
 
     def check_secrets(self) -> None:
         """Refuse a placeholder or short admin secret unless running in development mode."""

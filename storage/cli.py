@@ -6,15 +6,19 @@ inside the functions, so the ``lomsong`` command starts where only the probe age
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from lomsong.errors import MigrationError
+from lomsong.errors import ConfigError, MigrationError, StorageError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from lomsong.storage.archive import ArchivedDay
+    from lomsong.storage.archive_verify import ArchiveCheck
 
 ConfigOpt = Annotated[
     Path | None,
@@ -24,6 +28,24 @@ ConfigOpt = Annotated[
 ]
 
 db_app = typer.Typer(help="The collector's database.", no_args_is_help=True)
+archive_app = typer.Typer(
+    help="The open archive: raw results as Parquet under archive.path.", no_args_is_help=True
+)
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; expected YYYY-MM-DD") from None
+
+
+PathOpt = Annotated[
+    Path | None,
+    typer.Option("--path", help="The archive folder; archive.path of the settings by default."),
+]
 
 
 def open_database(config: Path | None, *, upgrade: bool) -> Engine:
@@ -90,6 +112,115 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo(f"schema at {revision}; {counts.provinces} provinces, {counts.communes} communes")
 
 
+def _archive_root(config: Path | None, path: Path | None) -> Path:
+    from lomsong.config.collector import load_collector_settings
+
+    if path is None:
+        path = load_collector_settings(config, check_secrets=False).archive.path
+    if path is None:
+        raise ConfigError(
+            "setting archive.path (LOMSONG_ARCHIVE__PATH) is not set; name the archive folder "
+            "there or with --path"
+        )
+    return path
+
+
+@archive_app.command("day")
+def archive_day_command(
+    day: Annotated[
+        str, typer.Option("--date", help="The UTC day of measured_at, YYYY-MM-DD.", callback=_day)
+    ],
+    config: ConfigOpt = None,
+    path: PathOpt = None,
+) -> None:
+    """Write one day of results to the archive (what the leader does before pruning it)."""
+    from lomsong.storage.archive import archive_day
+
+    root = _archive_root(config, path)
+    engine = open_database(config, upgrade=False)
+    try:
+        done = archive_day(engine, cast(date, day), root)  # the callback made it a date
+    finally:
+        engine.dispose()
+    _print_day(done)
+
+
+def _print_day(done: ArchivedDay) -> None:
+    from lomsong.tables import Column, console, table
+
+    columns = [Column("province"), Column("rows", numeric=True), Column("bytes", numeric=True)]
+    columns.append(Column("done"))
+    rows = [[f.province, f"{f.rows:,}", f"{f.bytes:,}", f.action] for f in done.files]
+    footer = ["total", f"{done.rows:,}", f"{sum(f.bytes for f in done.files):,}", ""]
+    title = f"results/date={done.day.isoformat()}/ (UTC day)"
+    console().print(table(columns, rows, title=title, footer=footer if rows else None))
+    if not rows:
+        typer.echo(f"no results measured on {done.day.isoformat()} (UTC)")
+
+
+@archive_app.command("verify")
+def archive_verify_command(
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="Only this UTC day, YYYY-MM-DD.", callback=_day),
+    ] = None,
+    checksums: Annotated[
+        bool, typer.Option("--sha256", help="Also read every file and compare its sha256.")
+    ] = False,
+    config: ConfigOpt = None,
+    path: PathOpt = None,
+) -> None:
+    """Compare each day's files with their records and the database's rows; exit 1 if any differ."""
+    from lomsong.storage.archive_verify import describe, verify_archive
+
+    root = _archive_root(config, path)
+    engine = open_database(config, upgrade=False)
+    try:
+        days = [cast(date, day)] if day is not None else None  # the callback made it one
+        checks = verify_archive(engine, root, days, checksums=checksums)
+    finally:
+        engine.dispose()
+    _print_checks(checks)
+    wrong = [c for c in checks if c.problem is not None]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more above)" if len(wrong) > 1 else ""
+        raise StorageError(
+            f"archive verify: {len(wrong)} of {len(checks)} disagree; {describe(wrong[0])}{more}"
+        )
+
+
+def _print_checks(checks: list[ArchiveCheck]) -> None:
+    from lomsong.tables import Column, console, table
+
+    def count(n: int | None) -> str:
+        return "–" if n is None else f"{n:,}"
+
+    columns = [
+        Column("day"),
+        Column("province"),
+        Column("file", numeric=True),
+        Column("recorded", numeric=True),
+        Column("database", numeric=True),
+        Column("state", wrap=True, min_width=16),
+    ]
+    rows = [
+        [
+            c.day.isoformat(),
+            c.province,
+            count(c.file_rows),
+            count(c.recorded_rows),
+            count(c.database_rows) if c.database_rows else "pruned",
+            c.problem or "ok",
+        ]
+        for c in checks
+    ]
+    if not rows:
+        typer.echo("the archive is empty")
+        return
+    console().print(table(columns, rows))
+
+
 def add_commands(root: typer.Typer) -> None:
-    """Mount ``lomsong db``."""
+    """Mount ``lomsong db`` and ``lomsong archive``."""
     root.add_typer(db_app, name="db")
+    root.add_typer(archive_app, name="archive")

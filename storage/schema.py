@@ -332,3 +332,20 @@ collector_heartbeat = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("written_at", Float, nullable=False),
 )
+
+#: One row per Parquet file of the archive (``storage/archive.py``), written only after the
+#: file was renamed into place and its folder fsynced: a row always names a complete file.
+archived_files = Table(
+    "archived_files",
+    metadata,
+    # the UTC date of the results' measured_at, YYYY-MM-DD
+    Column("day", String(10), primary_key=True),
+    # the probe's province code; "unknown" for results whose probe is no longer registered
+    Column("province", String(8), primary_key=True),
+    # relative to archive.path, with forward slashes
+    Column("path", String(512), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("written_at", Float, nullable=False),
+)

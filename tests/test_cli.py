@@ -272,6 +272,7 @@ READ_ONLY = [
     ("coverage", "summary", "--province", "04"),
     ("coverage", "whatif", "--site", "22.66,106.25", "--operator", "viettel", "--province", "04"),
     ("coverage", "deadzones", "--province", "04"),
+    ("archive", "verify", "--path", "{tmp}/archive"),
 ]
 
 

@@ -48,12 +48,14 @@ ALLOWED = {
 #: what the agent at a commune centre must never import (it installs without them)
 NOT_FOR_PROBES = {
     "alembic",
+    "duckdb",
     "fastapi",
     "folium",
     "geopandas",
     "numpy",
     "pandas",
     "prometheus_client",
+    "pyarrow",
     "pyproj",
     "scipy",
     "shapely",

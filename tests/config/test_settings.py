@@ -119,6 +119,8 @@ def test_a_real_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_readme_reference_lists_every_setting_with_its_variable_and_default() -> None:
+    from pydantic import BaseModel
+
     from lomsong.config.collector import (
         CollectorSettings,
         DetectorSettings,
@@ -127,9 +129,9 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
     )
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for name in CollectorSettings.model_fields:
-        if name in ("ingest", "detector", "maps"):
-            continue
+    for name, info in CollectorSettings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            continue  # a table of settings: its rows are checked below and in test_docs
         assert f"| `{name}` | `LOMSONG_{name.upper()}` |" in readme, name
     for name in IngestLimits.model_fields:
         assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
