@@ -318,7 +318,7 @@ def test_keys_of_an_unexpected_type_do_not_crash_the_parser(case: str) -> None:
     ]
     for i, doc in enumerate(docs):
         for path in _paths(doc):
-            for odd in ("--", [], {}, 7, None, ["lte, umts"]):
+            for odd in ("--", [], {}, 7, None, ["lte, umts"], [None, {}]):
                 changed = docs.copy()
                 changed[i] = _edited(doc or {}, path, odd)
                 reading = parse_mmcli(changed[0] or {}, changed[1], changed[2])
