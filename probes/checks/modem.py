@@ -5,12 +5,18 @@ Three calls per run: ``mmcli -m M -J`` (state, registration, access technology, 
 cell: MCC, MNC, LAC/TAC and cell id, printed in hex). mmcli prints ``--`` for every value it does
 not know; such a value is ``None`` here, never a zero. A value outside the range the wire allows
 (a modem reporting nonsense) is dropped and noted, so one bad reading cannot block a batch.
+
+Every key is optional: the key set changes between ModemManager 1.10 and 1.24, and a missing key
+(or one of an unexpected type) only loses what it carried. The parser is tested on real captures
+(``tests/probes/data/mmcli/``) with each of their keys deleted in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +44,8 @@ _REGISTERED = frozenset(
         "roaming-csfb-not-preferred",
     }
 )
+#: ModemManager's states of a modem that is registered with a network (MMModemState).
+_REGISTERED_STATES = frozenset({"registered", "connecting", "connected", "disconnecting"})
 _FAILED_REASONS = {
     "sim-missing": "no SIM card",
     "sim-error": "SIM card error",
@@ -46,6 +54,13 @@ _FAILED_REASONS = {
 #: Area codes and cell ids that modems report when they do not know the real one.
 _NOT_AN_AREA = frozenset({0, 0xFFFE, 0xFFFF, 0xFFFFFF})
 _NOT_A_CELL = frozenset({0, 0xFFFFFFFF, 0xFFFFFFFFF})
+#: UMTS readings the wire has no field for (kept in the details): plausible ranges, 3GPP TS 25.133.
+_RSCP_DBM = (-130.0, -20.0)
+_ECIO_DB = (-40.0, 0.0)
+#: mmcli calls ``setlocale(LC_ALL, "")`` and prints readings with ``%.2lf``: under a locale with a
+#: decimal comma (vi_VN among them) RSRP would read "-92,00". Run it in the C locale, keeping UTF-8
+#: so an operator name with diacritics is not mangled.
+_MMCLI_LOCALE = {"LC_ALL": "C.UTF-8", "LANGUAGE": ""}
 
 
 @dataclass(slots=True)
@@ -60,6 +75,9 @@ class ModemReading:
     operator_code: str | None = None
     quality_percent: int | None = None
     access_technologies: list[str] = field(default_factory=list)
+    #: UMTS received signal code power (dBm) and Ec/Io (dB); only for a UMTS serving cell.
+    rscp_dbm: float | None = None
+    ecio_db: float | None = None
     dropped: list[str] = field(default_factory=list)
 
 
@@ -86,6 +104,8 @@ async def run(spec: ModemCheck, ctx: CheckContext) -> Outcome:
         "signal_quality_percent": reading.quality_percent,
         "access_technologies": reading.access_technologies,
     }
+    if reading.rscp_dbm is not None or reading.ecio_db is not None:
+        details.update(rscp_dbm=reading.rscp_dbm, ecio_db=reading.ecio_db)
     if reading.dropped:
         details["dropped_values"] = reading.dropped
     if spec.signal_refresh_seconds and signal_doc is not None and _refresh_rate(signal_doc) == 0:
@@ -100,11 +120,16 @@ async def run(spec: ModemCheck, ctx: CheckContext) -> Outcome:
 def parse_mmcli(
     modem: dict[str, Any], signal: dict[str, Any] | None, location: dict[str, Any] | None
 ) -> ModemReading:
-    """Turn ``mmcli -J`` documents into a reading; ``signal``/``location`` may be missing."""
-    generic = _dig(modem, "modem", "generic") or {}
-    gpp = _dig(modem, "modem", "3gpp") or {}
-    techs = [t for t in generic.get("access-technologies") or [] if _known(t)]
+    """Turn ``mmcli -J`` documents into a reading; any document or key may be missing."""
+    generic = _obj(_dig(modem, "modem", "generic"))
+    gpp = _obj(_dig(modem, "modem", "3gpp"))
+    sig = _obj(_dig(signal, "modem", "signal"))
+    techs = _technologies(generic.get("access-technologies"))
     rat = next((name for name, members in _RATS if members.intersection(techs)), None)
+    if rat is None and "access-technologies" not in generic:
+        # An mmcli that does not print the key at all: the technology whose readings are filled.
+        rat = _rat_from_signal(sig)
+    quality = generic.get("signal-quality")
     reading = ModemReading(
         signal=None,
         error=None,
@@ -112,33 +137,43 @@ def parse_mmcli(
         registration=_text(gpp.get("registration-state")),
         operator_name=_text(gpp.get("operator-name")),
         operator_code=_text(gpp.get("operator-code")),
-        quality_percent=_int(_dig(generic, "signal-quality", "value")),
+        quality_percent=_int(quality.get("value") if isinstance(quality, dict) else quality),
         access_technologies=techs,
     )
-    reading.error = _judge(reading, _text(generic.get("state-failed-reason")), rat)
+    reading.error = _judge(
+        reading,
+        _text(generic.get("state-failed-reason")),
+        rat,
+        technology_reported="access-technologies" in generic,
+    )
 
     values: dict[str, Any] = {"rat": rat}
-    sig = _dig(signal, "modem", "signal") or {}
     if rat == "nr":
         # Non-standalone 5G reports NR next to its LTE anchor; fall back to the anchor's values.
-        nr, lte = sig.get("5g") or {}, sig.get("lte") or {}
+        nr, lte = _obj(sig.get("5g")), _obj(sig.get("lte"))
         for key, name in (("rsrp", "rsrp_dbm"), ("rsrq", "rsrq_db"), ("snr", "snr_db")):
             values[name] = _float(nr.get(key)) if _known(nr.get(key)) else _float(lte.get(key))
         values["rssi_dbm"] = _float(lte.get("rssi"))
     elif rat == "lte":
-        lte = sig.get("lte") or {}
+        lte = _obj(sig.get("lte"))
         values.update(
             rsrp_dbm=_float(lte.get("rsrp")),
             rsrq_db=_float(lte.get("rsrq")),
             snr_db=_float(lte.get("snr")),
             rssi_dbm=_float(lte.get("rssi")),
         )
-    elif rat in ("umts", "gsm"):
-        values["rssi_dbm"] = _float((sig.get(rat) or {}).get("rssi"))
+    elif rat == "umts":
+        umts = _obj(sig.get("umts"))
+        values["rssi_dbm"] = _float(umts.get("rssi"))
+        # The wire has no RSCP or Ec/Io (a UMTS cell's own measures): local details only.
+        reading.rscp_dbm = _ranged("rscp_dbm", _float(umts.get("rscp")), _RSCP_DBM, reading.dropped)
+        reading.ecio_db = _ranged("ecio_db", _float(umts.get("ecio")), _ECIO_DB, reading.dropped)
+    elif rat == "gsm":
+        values["rssi_dbm"] = _float(_obj(sig.get("gsm")).get("rssi"))
 
-    cell = _dig(location, "modem", "location", "3gpp") or {}
+    cell = _obj(_dig(location, "modem", "location", "3gpp"))
     mcc = _text(cell.get("mcc"))
-    if mcc is not None and mcc.isdigit():
+    if mcc is not None and mcc.isdigit() and len(mcc) <= 3:
         values["mcc"] = mcc.zfill(3)
         values["mnc"] = _mnc(values["mcc"], _text(cell.get("mnc")), reading.operator_code)
     if rat in ("lte", "nr"):
@@ -151,17 +186,28 @@ def parse_mmcli(
     return reading
 
 
-def _judge(reading: ModemReading, failed_reason: str | None, rat: str | None) -> str | None:
+def _judge(
+    reading: ModemReading, failed_reason: str | None, rat: str | None, *, technology_reported: bool
+) -> str | None:
     state = reading.state
-    if state == "failed":
-        return f"modem failed: {_FAILED_REASONS.get(failed_reason or '', failed_reason or '?')}"
+    if state == "failed" or (state is None and failed_reason is not None):
+        # ModemManager gives a failed reason only to a failed modem (a missing SIM among them).
+        reason = _FAILED_REASONS.get(failed_reason or "", failed_reason or "reason unknown")
+        return f"modem failed: {reason}"
     if state == "locked":
         return "SIM locked (PIN or PUK required)"
-    if state in ("disabled", "disabling", "enabling", "initializing", "unknown", None):
-        return f"modem {state or 'state unknown'}"
-    if reading.registration not in _REGISTERED:
-        return f"not registered ({reading.registration or 'unknown'})"
-    if rat is None:
+    if state in ("disabled", "disabling", "enabling", "initializing"):
+        return f"modem {state}"
+    registration = reading.registration
+    if registration is not None:
+        # The 3GPP registration state is the finer word ("idle", "denied", "roaming" …).
+        if registration not in _REGISTERED:
+            return f"not registered ({registration})"
+    elif state in ("enabled", "searching"):
+        return f"not registered ({state})"
+    elif state not in _REGISTERED_STATES:
+        return "modem state unknown"
+    if rat is None and technology_reported:
         return "no radio access technology"
     return None
 
@@ -182,15 +228,47 @@ def _signal(values: dict[str, Any], dropped: list[str]) -> Signal | None:
 
 def _mnc(mcc: str, mnc: str | None, operator_code: str | None) -> str | None:
     # The MNC's width (2 or 3 digits) is part of its value: take it from the 3GPP operator
-    # code ("45204") when it belongs to the same MCC, since older mmcli print the MNC as a
-    # plain number ("4").
-    if operator_code and operator_code.isdigit() and operator_code.startswith(mcc):
-        rest = operator_code[len(mcc) :]
-        if len(rest) in (2, 3) and (mnc is None or not mnc.isdigit() or int(rest) == int(mnc)):
-            return rest
-    if mnc is None or not mnc.isdigit():
+    # code ("45204", also spelt "452-04" or "452 04") when it names the same network, since
+    # mmcli before 1.18 print the MNC as a plain number ("4"). Only the same network: a real
+    # capture shows the serving cell's 262-03 beside the registered operator 26202.
+    if mnc is None or not mnc.isdigit() or len(mnc) > 3:
         return None
+    code = (operator_code or "").replace("-", "").replace(" ", "")
+    if code.isdigit() and code.startswith(mcc):
+        rest = code[len(mcc) :]
+        if len(rest) in (2, 3) and int(rest) == int(mnc) and len(rest) >= len(mnc):
+            return rest
     return mnc.zfill(2)
+
+
+def _rat_from_signal(sig: dict[str, Any]) -> str | None:
+    blocks = (("nr", "5g"), ("lte", "lte"), ("umts", "umts"), ("gsm", "gsm"))
+    for rat, key in blocks:
+        if any(_float(v) is not None for v in _obj(sig.get(key)).values()):
+            return rat
+    return None
+
+
+def _technologies(value: Any) -> list[str]:
+    # mmcli splits the access technologies into a list (["hsdpa", "hsupa"]); a single string
+    # ("lte, umts") is taken apart the same way, as mmcli does for capabilities.
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out += [t for t in (p.strip().lower() for p in item.split(",")) if _known(t)]
+    return out
+
+
+def _ranged(
+    name: str, value: float | None, bounds: tuple[float, float], dropped: list[str]
+) -> float | None:
+    if value is None:
+        return None
+    if not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+        dropped.append(f"{name}={value!r}")
+        return None
+    return value
 
 
 def _refresh_rate(signal_doc: dict[str, Any]) -> int | None:
@@ -201,6 +279,7 @@ async def _mmcli(argv: list[str]) -> tuple[int, bytes, bytes]:
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
+            env={**os.environ, **_MMCLI_LOCALE},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -226,30 +305,35 @@ def _dig(doc: Any, *path: str) -> Any:
     return doc
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _known(value: Any) -> bool:
-    return isinstance(value, str) and value not in ("", "--", "unknown")
+    return isinstance(value, str) and value.strip() not in ("", "--", "unknown")
 
 
 def _text(value: Any) -> str | None:
-    return value if _known(value) else None
+    return value.strip() if _known(value) else None
 
 
 def _float(value: Any) -> float | None:
     if not _known(value):
         return None
+    text = value.strip()
+    if "," in text and "." not in text:
+        text = text.replace(",", ".")  # "-92,00": an mmcli run under a decimal-comma locale
     try:
-        return float(value)
+        return float(text)
     except ValueError:
         return None
 
 
 def _int(value: Any) -> int | None:
-    if not _known(value):
+    number = _float(value)
+    if number is None or not math.isfinite(number) or number != int(number):
         return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    return int(number)
 
 
 def _hex(value: Any, unknown: frozenset[int]) -> int | None:

@@ -1,8 +1,11 @@
-"""Stands in for ``mmcli`` in tests, replaying the outputs recorded in one ``mmcli/<case>/`` folder.
+"""Stands in for ``mmcli`` in tests, replaying the outputs recorded under one ``mmcli/<case>/`` folder.
 
 Usage: ``python mmcli_replay.py FOLDER LOG -m MODEM (-J | --signal-get -J | --location-get -J |
 --signal-setup=N)``. Each call is appended to LOG, so a test can see what the agent asked.
-A call whose output is not recorded fails as mmcli does: its ``.stderr`` text and exit status 1.
+The output of a call is ``<command>.json`` found anywhere under FOLDER (the real captures of one
+case come from several sources, ``lte/orb-software/modem.json`` beside ``lte/openwisp/signal.json``);
+two such files under one FOLDER are refused as ambiguous. A call whose output is not recorded
+fails as mmcli does: its ``.stderr`` text and exit status 1.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ def main(argv: list[str]) -> int:
         if "--location-get" in flags
         else "modem"
     )
-    recorded = folder / f"{name}.json"
-    if recorded.is_file():
-        sys.stdout.write(recorded.read_text())
+    recorded = sorted(folder.rglob(f"{name}.json"))
+    if len(recorded) > 1:
+        sys.stderr.write(f"error: {len(recorded)} recordings of {name}.json under {folder}\n")
+        return 1
+    if recorded:
+        sys.stdout.write(recorded[0].read_text())
         return 0
-    stderr = folder / f"{name}.stderr"
-    sys.stderr.write(stderr.read_text() if stderr.is_file() else "error: not recorded\n")
+    stderr = sorted(folder.rglob(f"{name}.stderr"))
+    sys.stderr.write(stderr[0].read_text() if stderr else "error: not recorded\n")
     return 1
 
 
