@@ -23,6 +23,7 @@ open. One that lies wholly inside maintenance is not counted.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -290,22 +291,37 @@ def _days(
         cause_spans[c] = intersect(subtract(by_cause[c], taken), counted)
         taken = union([*taken, *by_cause[c]])
     down_all = taken  # the whole merged down intervals, not clipped: outages and their lengths
-    figures: list[DayFigures] = []
-    for d, start, end in days:
-        f = DayFigures(d, subject.probe_id, uplink, operator)
-        f.observed = total(clip(counted, start, end))
-        f.maintenance = total(clip(in_maintenance, start, end))
-        for c in CAUSES:
-            setattr(f, c, total(clip(cause_spans[c], start, end)))
+    starts = [start for _d, start, _e in days]
+    observed_by = per_day(counted, starts)
+    maintenance_by = per_day(in_maintenance, starts)
+    cause_by = {c: per_day(cause_spans[c], starts) for c in CAUSES}
+    figures = [DayFigures(d, subject.probe_id, uplink, operator) for d, _s, _e in days]
+    for i, f in enumerate(figures):
+        f.observed, f.maintenance = observed_by[i], maintenance_by[i]
+        f.power, f.network, f.unknown = (cause_by[c][i] for c in CAUSES)
         f.down = f.power + f.network + f.unknown
-        for s, e in down_all:
-            if not (start <= s < end) or s < lo or not subtract([(s, e)], maintenance):
-                continue
-            f.outages += 1
-            if e < now:  # an open outage ends at ``now``
-                f.resolved += 1
-                f.repair += e - s
-            f.longest = max(f.longest, e - s)
-        if f.observed > 0 or f.maintenance > 0:
-            figures.append(f)
-    return figures
+    for s, e in down_all:
+        if s < lo or s >= days[-1][2] or not subtract([(s, e)], maintenance):
+            continue
+        f = figures[bisect_right(starts, s) - 1]
+        f.outages += 1
+        if e < now:  # an open outage ends at ``now``
+            f.resolved += 1
+            f.repair += e - s
+        f.longest = max(f.longest, e - s)
+    return [f for f in figures if f.observed > 0 or f.maintenance > 0]
+
+
+def per_day(spans: Sequence[Span], starts: Sequence[float]) -> list[float]:
+    """The seconds of ``spans`` (a ``union``) in each day, the days given by their starts (the
+    last day ends a day after its start: the spans never reach past it)."""
+    out = [0.0] * len(starts)
+    for s, e in spans:
+        i = bisect_right(starts, s) - 1
+        while s < e:
+            bound = starts[i + 1] if i + 1 < len(starts) else e
+            cut = min(e, bound)
+            if i >= 0:
+                out[i] += cut - s
+            s, i = cut, i + 1
+    return out
