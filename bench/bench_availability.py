@@ -100,7 +100,7 @@ def _fill(engine: Engine, lo: float, hi: float) -> int:
             for r in conn.execute(select(communes.c.code).order_by(communes.c.code).limit(CENTRES))
         ]
         provinces_of = dict(conn.execute(select(communes.c.code, communes.c.province_code)).all())
-    created = lo - 40 * 86400
+    created = lo - 3600  # heard just before the month: the first run fills about 31 days
     rows = []
     with write_transaction(engine) as conn:
         conn.execute(

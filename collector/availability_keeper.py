@@ -14,8 +14,8 @@ the benchmark). A run recomputes, from the ``outages`` table and the pure arithm
 
 Closed days are otherwise final. The watermark is the newest ``computed_at`` in the table, so
 a new leader carries on where the old one stopped; it is read back ``MARGIN_SECONDS`` early,
-since an outage written just before a run may commit just after its read. A (probe, day) is
-replaced whole in one transaction (delete, insert), so a run killed half way leaves each day
+since an outage written just before a run may commit just after its read. A probe's days and
+months are replaced in one transaction (delete, insert), so a run killed half way leaves each day
 either as it was or as it is now, and the next run recomputes what it did not reach.
 """
 
@@ -39,7 +39,13 @@ from lomsong.collector.availability import (
 from lomsong.collector.registry import ProbeInfo, load_probes
 from lomsong.config.alerts import MaintenanceConfig
 from lomsong.storage.database import write_transaction
-from lomsong.storage.schema import availability_daily, availability_probes, outages, results
+from lomsong.storage.schema import (
+    availability_daily,
+    availability_monthly,
+    availability_probes,
+    outages,
+    results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +210,46 @@ class AvailabilityKeeper:
                 )
             if rows:
                 conn.execute(insert(availability_daily), [_row(f, probes, now) for f in rows])
+            # the months of those days, summed again from every day of theirs
+            since = min(start[pid] for pid in pids).replace(day=1).isoformat()
+            conn.execute(
+                delete(availability_monthly).where(
+                    availability_monthly.c.probe_id.in_(pids),
+                    availability_monthly.c.month >= since[:7],
+                )
+            )
+            d = availability_daily.c
+            month = func.substr(d.day, 1, 7)
+            sums = select(
+                d.probe_id,
+                d.uplink,
+                month,
+                func.max(d.commune_code),
+                func.max(d.province_code),
+                func.max(d.operator),
+                *(func.sum(getattr(d, c)) for c in _SUMMED),
+                func.max(d.longest_seconds),
+                func.max(d.computed_at),
+            ).where(d.probe_id.in_(pids), d.day >= since)
+            sums = sums.group_by(d.probe_id, d.uplink, month)
+            columns = ["probe_id", "uplink", "month", "commune_code", "province_code", "operator"]
+            columns += [*_SUMMED, "longest_seconds", "computed_at"]
+            conn.execute(insert(availability_monthly).from_select(columns, sums))
         return len(rows)
+
+
+#: the columns a month sums from its days (``longest_seconds`` is their max)
+_SUMMED = (
+    "observed_seconds",
+    "down_seconds",
+    "maintenance_seconds",
+    "power_seconds",
+    "network_seconds",
+    "unknown_seconds",
+    "outages",
+    "resolved",
+    "repair_seconds",
+)
 
 
 def _row(f: DayFigures, probes: dict[str, ProbeInfo], now: float) -> dict[str, object]:

@@ -1,4 +1,6 @@
-"""Availability as people ask for it, read from ``availability_daily`` only (never raw rows).
+"""Availability as people ask for it, read from ``availability_daily`` and
+``availability_monthly`` only (never raw rows or outages): a whole month from its stored sums,
+days and parts of a month from the days.
 
 - ``report``: per day or month, one row per centre and per uplink, with per-operator and
   per-province totals (the API, its downloads and ``lomsong report availability``);
@@ -18,10 +20,10 @@ from dataclasses import dataclass, field, fields
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, literal, select
 
 from lomsong.collector.availability import CENTRE, local_day
-from lomsong.storage.schema import availability_daily, communes
+from lomsong.storage.schema import availability_daily, availability_monthly, communes
 from lomsong.storage.schema import provinces as provinces_table
 
 Period = Literal["day", "month"]
@@ -141,20 +143,52 @@ def report(
 ) -> list[Row]:
     """Rows per period: each province's total, its per-operator totals, then each centre
     followed by its uplinks. ``operator`` keeps only that operator's uplinks (no centres)."""
-    key = _d.day if by == "day" else func.substr(_d.day, 1, 7)
-    query = (
-        select(key, _d.probe_id, _d.uplink, _d.commune_code, _d.province_code, _d.operator, *_SUMS)
-        .where(_d.day >= first.isoformat(), _d.day <= last.isoformat())
-        .group_by(key, _d.probe_id, _d.uplink, _d.commune_code, _d.province_code, _d.operator)
-    )
-    if provinces is not None:
-        query = query.where(_d.province_code.in_(sorted(provinces)))
-    if commune is not None:
-        query = query.where(_d.commune_code == commune)
-    if operator is not None:
-        query = query.where(_d.operator == operator)
+    found: list[Any] = []
     with engine.connect() as conn:
-        found = conn.execute(query).all()
+        for period, lo, hi in _periods(first, last, by):
+            whole = by == "month" and lo.endswith("-01") and _month_end(hi)
+            if whole:  # a whole month: its stored sums
+                t = availability_monthly.c
+                query = select(
+                    literal(period),
+                    t.probe_id,
+                    t.uplink,
+                    t.commune_code,
+                    t.province_code,
+                    t.operator,
+                    t.observed_seconds,
+                    t.down_seconds,
+                    t.maintenance_seconds,
+                    t.power_seconds,
+                    t.network_seconds,
+                    t.unknown_seconds,
+                    t.outages,
+                    t.resolved,
+                    t.repair_seconds,
+                    t.longest_seconds,
+                ).where(t.month == period)
+            else:  # days, or part of a month: summed from the days
+                t = _d
+                query = (
+                    select(
+                        _d.day if by == "day" else literal(period),
+                        _d.probe_id,
+                        _d.uplink,
+                        func.max(_d.commune_code),
+                        func.max(_d.province_code),
+                        func.max(_d.operator),
+                        *_SUMS,
+                    )
+                    .where(_d.day >= lo, _d.day <= hi)
+                    .group_by(_d.probe_id, _d.uplink, *((_d.day,) if by == "day" else ()))
+                )
+            if provinces is not None:
+                query = query.where(t.province_code.in_(sorted(provinces)))
+            if commune is not None:
+                query = query.where(t.commune_code == commune)
+            if operator is not None:
+                query = query.where(t.operator == operator)
+            found += conn.execute(query).all()
         codes = sorted({r[3] for r in found})
         commune_names = dict(
             conn.execute(
@@ -190,6 +224,26 @@ def report(
             detail[group_key],
             key=lambda r: (r.commune_code or "", r.probe_id or "", r.uplink or ""),
         )
+    return out
+
+
+def _month_end(day: str) -> bool:
+    d = date.fromisoformat(day)
+    return (d + timedelta(days=1)).day == 1
+
+
+def _periods(first: date, last: date, by: Period) -> list[tuple[str, str, str]]:
+    """(period, first day, last day) of each query: the whole span when ``by`` is day, else
+    each month it touches."""
+    if by == "day":
+        return [("", first.isoformat(), last.isoformat())]
+    out = []
+    month = first.replace(day=1)
+    while month <= last:
+        following = (month + timedelta(days=32)).replace(day=1)
+        lo, hi = max(first, month), min(last, following - timedelta(days=1))
+        out.append((month.isoformat()[:7], lo.isoformat(), hi.isoformat()))
+        month = following
     return out
 
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from lomsong.cli import main
-from lomsong.collector.availability_read import daily_availability, uptime
+from lomsong.collector.availability_read import daily_availability, report, uptime
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import availability_probes, outages
 from lomsong.timefmt import LOCAL_TZ
@@ -154,6 +154,9 @@ def test_a_changed_outage_recomputes_its_closed_day(
     # both links down 00:00 → 01:00 now
     assert by_day["2026-11-21"]["down_seconds"] == HOUR
     assert by_day["2026-11-10"]["down_seconds"] == 2 * HOUR
+    # the month's stored sums follow its days
+    month = report(kept.engine, date(2026, 11, 1), date(2026, 11, 30), provinces=["04"])
+    assert next(r for r in month if r.level == "centre").figures.down == 3 * HOUR
     assert figures["probes"][PROBE][0] is None  # before the probe was first heard
     assert figures["provinces"]["04"][-1]["ratio"] == 1.0  # today, so far
     ups = uptime(kept.engine, [PROBE], now=clock.now)[PROBE]
