@@ -229,7 +229,14 @@ def report(
 
 def _month_end(day: str) -> bool:
     d = date.fromisoformat(day)
-    return (d + timedelta(days=1)).day == 1
+    return d == date.max or (d + timedelta(days=1)).day == 1
+
+
+def _next_month(month: date) -> date | None:
+    """The first day of the month after ``month``'s; ``None`` after December 9999."""
+    if month.month < 12:
+        return month.replace(month=month.month + 1, day=1)
+    return None if month.year == date.max.year else date(month.year + 1, 1, 1)
 
 
 def _periods(first: date, last: date, by: Period) -> list[tuple[str, str, str]]:
@@ -238,10 +245,11 @@ def _periods(first: date, last: date, by: Period) -> list[tuple[str, str, str]]:
     if by == "day":
         return [("", first.isoformat(), last.isoformat())]
     out = []
-    month = first.replace(day=1)
-    while month <= last:
-        following = (month + timedelta(days=32)).replace(day=1)
-        lo, hi = max(first, month), min(last, following - timedelta(days=1))
+    month: date | None = first.replace(day=1)
+    while month is not None and month <= last:
+        following = _next_month(month)
+        end = date.max if following is None else following - timedelta(days=1)
+        lo, hi = max(first, month), min(last, end)
         out.append((month.isoformat()[:7], lo.isoformat(), hi.isoformat()))
         month = following
     return out

@@ -135,6 +135,9 @@ def check_month(admin: httpx.Client, v12: httpx.Client) -> None:
     bad = admin.get("/api/v1/availability?from=2026-11-30&to=2026-11-01")
     assert bad.status_code == 422 and "from" in bad.json()["detail"]
     assert admin.get("/api/v1/availability?from=2026-02-30").status_code == 422
+    # the ends of the calendar are answered, not crashed on
+    for query in ("to=9999-12-31", "from=0001-01-01&to=0001-01-31&format=xlsx", "to=0001-01-01"):
+        assert admin.get(f"/api/v1/availability?{query}").status_code == 200, query
 
 
 def test_a_changed_outage_recomputes_its_closed_day(
