@@ -159,7 +159,7 @@ def as_dict(f: DayFigures) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     raw=st.lists(outage, max_size=7),
     windows=st.lists(st.one_of(recurring, one_off), max_size=3),
