@@ -25,8 +25,8 @@ from lomsong.collector.head import HeadAsGet
 from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
 from lomsong.collector.pipeline import ReportPipeline
-from lomsong.collector.routes import coverage as coverage_routes
 from lomsong.collector.routes import (
+    availability,
     docs,
     health,
     maps,
@@ -36,6 +36,7 @@ from lomsong.collector.routes import (
     probes,
     reports,
 )
+from lomsong.collector.routes import coverage as coverage_routes
 from lomsong.collector.unavailable import unavailable_response
 from lomsong.config.alerts import AlertsConfig
 from lomsong.config.collector import CollectorSettings
@@ -117,6 +118,7 @@ def create_app(
         coverage_source=coverage,
         coverage=coverage_service,
     )
+    ctx.renderer.extra = pipeline.availability_gauges.render
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -145,6 +147,7 @@ def create_app(
         reports,
         probes,
         outages,
+        availability,
         coverage_routes,
         health,
         pages,

@@ -1,4 +1,5 @@
-"""The collector's commands: ``serve``, ``map``, ``token …``, ``probe register|list``.
+"""The collector's commands: ``serve``, ``map``, ``token …``, ``probe register|list``,
+``report availability``.
 
 Only typer and the kernel are imported here (and storage's command helpers, which import nothing
 heavy either); the server stack is imported inside each command, so the ``lomsong`` command
@@ -16,12 +17,14 @@ import typer
 
 from lomsong.errors import ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
+from lomsong.words import Language
 
 #: Seconds ``lomsong serve`` keeps an idle HTTP connection: longer than a probe's pause between
 #: batches (about 30 s), as a reverse proxy's usual 75 s is.
 KEEP_ALIVE_SECONDS = 75
 
 token_app = typer.Typer(help="Bearer tokens for probes, viewers and admins.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports to send up: monthly availability.", no_args_is_help=True)
 
 
 def serve(
@@ -256,11 +259,55 @@ def token_revoke(
     typer.echo(f"token {token_id} revoked")
 
 
+def _report_file(value: Path) -> Path:
+    """Refuse an output that is not .xlsx, .csv or .json before any work."""
+    if value.suffix.lower() not in (".xlsx", ".csv", ".json"):
+        said = f"suffix {value.suffix!r}" if value.suffix else "no suffix"
+        raise typer.BadParameter(f"{str(value)!r} has {said}; expected .xlsx, .csv or .json")
+    return value
+
+
+@report_app.command("availability")
+def report_availability(
+    province: Annotated[str, typer.Option(help="Province code, e.g. 04.")],
+    month: Annotated[
+        str, typer.Option(help="The month, e.g. 2026-11 (local days, Asia/Ho_Chi_Minh).")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="The file: .xlsx, .csv or .json.", callback=_report_file
+        ),
+    ],
+    vi: Annotated[
+        bool, typer.Option("--vi/--en", help="Vietnamese (the default) or English headers.")
+    ] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a province's monthly availability: per centre and uplink, per operator and for the
+    province, and (in .xlsx) a sheet of the month's outages with cause and duration."""
+    import time
+
+    from lomsong.collector.availability_report import parse_month, summary_line, write_monthly
+
+    parse_month(month)  # a bad month is said before the database is opened
+    if not output.parent.is_dir():
+        raise ValidationError("--output", str(output), "its folder does not exist")
+    engine = open_database(config, upgrade=False)
+    lang: Language = "vi" if vi else "en"
+    try:
+        summary = write_monthly(engine, province, month, output, lang, time.time())
+    finally:
+        engine.dispose()
+    typer.echo(summary_line(summary, output, lang))
+
+
 def add_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
     """Mount ``serve``, ``map`` and ``token`` on the root, and the registry's half of ``probe``
     (the agent's half comes from ``lomsong.probes.cli``)."""
     root.command("serve")(serve)
     root.command("map")(map_)
     root.add_typer(token_app, name="token")
+    root.add_typer(report_app, name="report")
     probe.command("register")(probe_register)
     probe.command("list")(probe_list)

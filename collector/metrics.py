@@ -197,10 +197,13 @@ class MetricsRenderer:
         self._keys_for: dict[str, ProbeInfo] | None = None
         self._probe_tallies: dict[str, list[int]] = {}
         self._uplink_tallies: dict[tuple[str, str], list[int]] = {}
+        #: families kept as ready text elsewhere (availability), appended after the live ones
+        self.extra: Callable[[], str] | None = None
 
     def render(self) -> bytes:
         """The whole exposition: live families, then the registry's counters and histogram."""
-        return self.render_live().encode() + generate_latest(self._metrics.registry)
+        extra = self.extra() if self.extra is not None else ""
+        return (self.render_live() + extra).encode() + generate_latest(self._metrics.registry)
 
     def render_live(self) -> str:
         """The families computed from the live state, in the text format."""

@@ -29,6 +29,10 @@
     every ``live_state_refresh_seconds`` ("live-state-refresh"): LiveState.reload, for what
     other replicas stored.
 
+    every ``availability_refresh_seconds`` ("availability", first at start): on the leader
+    AvailabilityKeeper.refresh (availability_daily from the outages), then on every replica
+    AvailabilityGauges.reload (the /metrics availability families).
+
 ``start`` checks the database, loads the live state, builds the detector where this process
 always leads (SQLite), starts the store's writer and then the scheduler; ``stop`` undoes it in
 reverse: the scheduler, the deliveries under way, the receivers, the lock, and the store's
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi.concurrency import run_in_threadpool
@@ -47,6 +52,8 @@ from sqlalchemy import Engine
 from lomsong.collector.alert_facts import AlertFacts, Impact
 from lomsong.collector.alerts.dispatcher import Attempt, Dispatcher
 from lomsong.collector.alerts.model import Receiver
+from lomsong.collector.availability_keeper import AvailabilityKeeper
+from lomsong.collector.availability_metrics import AvailabilityGauges
 from lomsong.collector.detector import DetectorConfig
 from lomsong.collector.leadership import Leadership
 from lomsong.collector.live import LiveState
@@ -99,6 +106,11 @@ class ReportPipeline:
             receivers = build_receivers(alerts)
         self.alerts = alerts
         self.receivers = dict(receivers or {})
+        # outages → the daily availability table (leader) → the /metrics gauges (every replica)
+        self.availability = AvailabilityKeeper(
+            engine, alerts.maintenance if alerts else (), clock=clock
+        )
+        self.availability_gauges = AvailabilityGauges(engine, self.live, clock=clock)
         #: built when this process takes the lead, dropped when it stands by
         self.dispatcher: Dispatcher | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -141,6 +153,19 @@ class ReportPipeline:
         log_attempt(attempt)
         self.facts.record_attempt(attempt)
 
+    async def refresh_availability(self) -> None:
+        """The leader recomputes the days that need it; every replica reloads its gauges."""
+        try:
+            if self.feed.leader:
+                await run_in_threadpool(self.availability.refresh)
+            await run_in_threadpool(self.availability_gauges.reload)
+        except Exception as exc:  # a failed run must not stop the next ones
+            away = unavailable(exc)
+            if away is None:
+                log.exception("availability refresh failed")
+            else:
+                log.warning("availability refresh: %s", away)
+
     async def refresh_live(self) -> None:
         """Reload the live state from the database: other replicas store reports too."""
         await run_in_threadpool(self.live.reload, self.engine)
@@ -168,6 +193,15 @@ class ReportPipeline:
             id="live-state-refresh",
             max_instances=1,
             coalesce=True,
+        )
+        scheduler.add_job(
+            self.refresh_availability,
+            "interval",
+            seconds=self.settings.availability_refresh_seconds,
+            id="availability",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
         scheduler.start()
         self._scheduler = scheduler

@@ -127,6 +127,9 @@ class CollectorSettings(FileSettings):
     sqlite_busy_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: How often the in-memory live state is reloaded from the database (several replicas).
     live_state_refresh_seconds: Annotated[float, Field(gt=0, le=3_600)] = 15.0
+    #: How often the leader recomputes today's availability (``availability_daily``) and every
+    #: replica reloads the availability gauges of ``/metrics``.
+    availability_refresh_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     #: Expected report interval of the probes; silence is judged in multiples of it.
     report_interval_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     #: Seconds a token lookup is cached; a revoked token stops working after at most this.

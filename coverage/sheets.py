@@ -18,6 +18,7 @@ import io
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 BOM = "\ufeff"
@@ -68,13 +69,37 @@ def write_xlsx(
     ``warning`` (the synthetic-data note) puts the notes sheet first, opened, its first line
     bold red. Openpyxl's write-only mode keeps only the current row in memory.
     """
+    write_xlsx_sheets(
+        target, [(sheet, header, rows)], notes_sheet=notes_sheet, notes=notes, warning=warning
+    )
+
+
+def write_xlsx_sheets(
+    target: str | IO[bytes] | Path,
+    sheets: Sequence[tuple[str, Sequence[str], Iterable[Sequence[Any]]]],
+    *,
+    notes_sheet: str,
+    notes: Mapping[str, str],
+    warning: str | None = None,
+) -> None:
+    """A workbook of several data sheets, each ``(name, header, rows)``, then the notes (first
+    when there is a ``warning``), as ``write_xlsx`` writes one."""
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
 
     book = Workbook(write_only=True)
     if warning is not None:
         _notes(book, notes_sheet, notes, warning)
+    for sheet, header, rows in sheets:
+        _data(book, sheet, header, rows)
+    if warning is None:
+        _notes(book, notes_sheet, notes, None)
+    book.save(target)
+
+
+def _data(book: Any, sheet: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
     data = book.create_sheet(sheet[:31])
     rows = iter(rows)
     sample = [[cell(v) for v in row] for row in itertools.islice(rows, WIDTH_SAMPLE)]
@@ -88,9 +113,6 @@ def write_xlsx(
         data.append(first)
     for row in rows:
         data.append([cell(v) for v in row])
-    if warning is None:
-        _notes(book, notes_sheet, notes, None)
-    book.save(target)
 
 
 def _notes(book: Any, title: str, notes: Mapping[str, str], warning: str | None) -> None:

@@ -349,3 +349,82 @@ archived_files = Table(
     Column("sha256", String(64), nullable=False),
     Column("written_at", Float, nullable=False),
 )
+
+
+# --- availability (issue 14 §2) ---
+#: Per local (Asia/Ho_Chi_Minh) day, per centre (``uplink = ""``) and per uplink: seconds
+#: observed, down (by cause) and under maintenance, and the outages that began that day. Kept
+#: by the detector leader (``collector/availability_keeper.py``): closed days are final unless
+#: an outage touching them changes; today is recomputed on every run.
+availability_daily = Table(
+    "availability_daily",
+    metadata,
+    # keyed probe first: a run replaces a probe's days, a report sums each probe's uplinks
+    Column("probe_id", String(64), primary_key=True),
+    Column("uplink", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("commune_code", String(5), nullable=False),
+    Column("province_code", String(2), nullable=False),
+    Column("operator", String(32), nullable=True),
+    # outside maintenance, from the probe's first result to the run's time
+    Column("observed_seconds", Float, nullable=False),
+    Column("down_seconds", Float, nullable=False),
+    Column("maintenance_seconds", Float, nullable=False),
+    Column("power_seconds", Float, nullable=False),
+    Column("network_seconds", Float, nullable=False),
+    Column("unknown_seconds", Float, nullable=False),
+    # merged down intervals that began this day; resolved ones and their summed length (MTTR)
+    Column("outages", Integer, nullable=False),
+    Column("resolved", Integer, nullable=False),
+    Column("repair_seconds", Float, nullable=False),
+    Column("longest_seconds", Float, nullable=False),
+    Column("computed_at", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index(
+    "ix_availability_daily_province_code_day",
+    availability_daily.c.province_code,
+    availability_daily.c.day,
+)
+Index("ix_availability_daily_day", availability_daily.c.day)
+
+#: The same per local month, summed from the days by the same run that writes them (a
+#: national month is then 16,000 rows to read, not 500,000); ``longest_seconds`` is the max.
+availability_monthly = Table(
+    "availability_monthly",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("uplink", String(64), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("commune_code", String(5), nullable=False),
+    Column("province_code", String(2), nullable=False),
+    Column("operator", String(32), nullable=True),
+    # outside maintenance, from the probe's first result to the run's time
+    Column("observed_seconds", Float, nullable=False),
+    Column("down_seconds", Float, nullable=False),
+    Column("maintenance_seconds", Float, nullable=False),
+    Column("power_seconds", Float, nullable=False),
+    Column("network_seconds", Float, nullable=False),
+    Column("unknown_seconds", Float, nullable=False),
+    # merged down intervals that began this day; resolved ones and their summed length (MTTR)
+    Column("outages", Integer, nullable=False),
+    Column("resolved", Integer, nullable=False),
+    Column("repair_seconds", Float, nullable=False),
+    Column("longest_seconds", Float, nullable=False),
+    Column("computed_at", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index(
+    "ix_availability_monthly_province_code_month",
+    availability_monthly.c.province_code,
+    availability_monthly.c.month,
+)
+
+#: When each probe was first heard (its oldest result): where its observed time begins. Kept
+#: here because raw results expire.
+availability_probes = Table(
+    "availability_probes",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("first_heard_at", Float, nullable=False),
+)

@@ -197,6 +197,18 @@ MISTAKES = [
     # a settings file: its own message, which the help cannot put right
     (("probe", "once", "-c", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
     (("probe", "check-config", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
+    (
+        ("report", "availability", "--province", "04", "--month", "2026-11", "-o", "r.pdf"),
+        2,
+        "'r.pdf' has suffix '.pdf'; expected .xlsx, .csv or .json",
+        "lomsong report availability",
+    ),
+    (
+        ("report", "availability", "--province", "04", "--month", "11/2026", "-o", "r.xlsx"),
+        1,
+        "--month: ",
+        "lomsong report availability",
+    ),
 ]
 #: these run as real processes; the rest call ``main`` in this one, which is what the
 #: ``lomsong`` script does, at a fraction of the cost

@@ -1,0 +1,275 @@
+"""Keeps ``availability_daily`` up to date, so that no report or scrape reads raw rows.
+
+Run by the detector leader on a schedule (``pipeline.py``, every
+``availability_refresh_seconds``), and by anything that wants the table current now (tests,
+the benchmark). A run recomputes, from the ``outages`` table and the pure arithmetic of
+``availability.py``:
+
+- **today** (and any day since the last run) for every registered probe;
+- every day touched by an outage that changed since the last run (``outages.updated_at``; a
+  backfill corrects a silent outage's start, end and cause long after it opened) and every
+  day of every outage still open (its length grows), stretched back to the start of any
+  outage overlapping them, so that a merged down interval is always whole;
+- on the first run, up to ``BACKFILL_DAYS`` days of history.
+
+Closed days are otherwise final. The watermark is the newest ``computed_at`` in the table, so
+a new leader carries on where the old one stopped; it is read back ``MARGIN_SECONDS`` early,
+since an outage written just before a run may commit just after its read. A probe's days and
+months are replaced in one transaction (delete, insert), so a run killed half way leaves each day
+either as it was or as it is now, and the next run recomputes what it did not reach.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, timedelta
+
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select
+
+from lomsong.collector.availability import (
+    DayFigures,
+    OutageSpan,
+    Subject,
+    day_start,
+    local_day,
+    probe_days,
+)
+from lomsong.collector.registry import ProbeInfo, load_probes
+from lomsong.config.alerts import MaintenanceConfig
+from lomsong.storage.database import write_transaction
+from lomsong.storage.schema import (
+    availability_daily,
+    availability_monthly,
+    availability_probes,
+    outages,
+    results,
+)
+
+log = logging.getLogger(__name__)
+
+#: how far back the first run fills the table
+BACKFILL_DAYS = 400
+#: outages updated this long before the watermark are read again
+MARGIN_SECONDS = 120.0
+#: probes written per transaction
+CHUNK = 200
+#: the conditions availability counts (``degraded`` is not down)
+DOWN_CONDITIONS = ("probe_silent", "uplink_down")
+
+
+class AvailabilityKeeper:
+    """Recomputes the days that need it; ``refresh`` answers how many rows it wrote."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        windows: Sequence[MaintenanceConfig] = (),
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self.engine = engine
+        self.windows = tuple(windows)
+        self.clock = clock
+
+    def refresh(self) -> int:
+        now = self.clock()
+        today = local_day(now)
+        with self.engine.connect() as conn:
+            probes = load_probes(conn)
+            first_heard: dict[str, float] = dict(conn.execute(select(availability_probes)).all())
+            last = conn.execute(select(func.max(availability_daily.c.computed_at))).scalar()
+        new = self._first_heard(set(probes) - set(first_heard))
+        first_heard.update(new)
+        # per probe, the first day to recompute (through today)
+        start: dict[str, date] = {}
+        floor = today - timedelta(days=BACKFILL_DAYS)
+        since = today if last is None else min(local_day(last), today)
+        for pid in probes:
+            if pid in first_heard:
+                fresh = last is None or pid in new
+                start[pid] = max(floor, local_day(first_heard[pid])) if fresh else since
+        if last is not None:
+            for pid, began in self._changed(float(last) - MARGIN_SECONDS):
+                if pid in start:
+                    start[pid] = max(floor, min(start[pid], local_day(began)))
+        written = 0
+        pids = sorted(start)
+        for i in range(0, len(pids), CHUNK):
+            chunk = pids[i : i + CHUNK]
+            spans = self._outages(chunk, start, now)
+            rows: list[DayFigures] = []
+            for pid in chunk:
+                info = probes[pid]
+                subject = Subject(
+                    pid,
+                    info.commune_code,
+                    info.province_code,
+                    {u.name: u.operator for u in info.uplinks},
+                    first_heard[pid],
+                )
+                rows += probe_days(subject, spans[pid], self.windows, start[pid], today, now)
+            written += self._write(chunk, start, rows, probes, now)
+        return written
+
+    def _first_heard(self, pids: set[str]) -> dict[str, float]:
+        """The oldest result of each probe that has one (an index seek each), stored."""
+        found: dict[str, float] = {}
+        with self.engine.connect() as conn:
+            for pid in sorted(pids):
+                oldest = conn.execute(
+                    select(func.min(results.c.measured_at)).where(results.c.probe_id == pid)
+                ).scalar()
+                if oldest is not None:
+                    found[pid] = float(oldest)
+        if found:
+            with write_transaction(self.engine) as conn:
+                known = set(
+                    conn.execute(
+                        select(availability_probes.c.probe_id).where(
+                            availability_probes.c.probe_id.in_(sorted(found))
+                        )
+                    ).scalars()
+                )
+                fresh = [{"probe_id": p, "first_heard_at": t} for p, t in found.items()]
+                fresh = [r for r in fresh if r["probe_id"] not in known]
+                if fresh:
+                    conn.execute(insert(availability_probes), fresh)
+        return found
+
+    def _changed(self, since: float) -> Iterator[tuple[str, float]]:
+        """(probe, start) of the outages changed since ``since`` or still open."""
+        query = select(outages.c.probe_id, outages.c.started_at).where(
+            outages.c.condition.in_(DOWN_CONDITIONS),
+            or_(outages.c.updated_at >= since, outages.c.ended_at.is_(None)),
+        )
+        with self.engine.connect() as conn:
+            yield from conn.execute(query)
+
+    def _outages(
+        self, pids: Sequence[str], start: dict[str, date], now: float
+    ) -> dict[str, list[OutageSpan]]:
+        """Each probe's outages overlapping its days, stretched back until no outage
+        overlapping them starts earlier (a merged interval is then whole)."""
+        found: dict[str, list[OutageSpan]] = defaultdict(list)
+        pending = {pid: day_start(start[pid]) for pid in pids}
+        while pending:
+            by_from: dict[float, list[str]] = defaultdict(list)
+            for pid, lo in pending.items():
+                by_from[lo].append(pid)
+            pending = {}
+            for lo, group in by_from.items():
+                query = select(
+                    outages.c.probe_id,
+                    outages.c.condition,
+                    outages.c.started_at,
+                    outages.c.ended_at,
+                    outages.c.cause,
+                    outages.c.uplink,
+                ).where(
+                    outages.c.probe_id.in_(group),
+                    outages.c.condition.in_(DOWN_CONDITIONS),
+                    outages.c.started_at < now,
+                    or_(outages.c.ended_at.is_(None), outages.c.ended_at > lo),
+                )
+                with self.engine.connect() as conn:
+                    rows = conn.execute(query).all()
+                earliest: dict[str, float] = {}
+                for pid, condition, began, ended, cause, uplink in rows:
+                    earliest[pid] = min(earliest.get(pid, lo), began)
+                    found[pid].append(OutageSpan(condition, began, ended, cause, uplink))
+                for pid in group:
+                    if earliest.get(pid, lo) < lo:
+                        # something starts before: its day changes too (the merged interval's
+                        # length), so read again from there (rarely more than once)
+                        found[pid] = []
+                        pending[pid] = day_start(local_day(earliest[pid]))
+                        start[pid] = local_day(earliest[pid])
+        return found
+
+    def _write(
+        self,
+        pids: Sequence[str],
+        start: dict[str, date],
+        rows: Sequence[DayFigures],
+        probes: dict[str, ProbeInfo],
+        now: float,
+    ) -> int:
+        today = local_day(now).isoformat()
+        with write_transaction(self.engine) as conn:
+            for pid in pids:
+                conn.execute(
+                    delete(availability_daily).where(
+                        and_(
+                            availability_daily.c.probe_id == pid,
+                            availability_daily.c.day >= start[pid].isoformat(),
+                            availability_daily.c.day <= today,
+                        )
+                    )
+                )
+            if rows:
+                conn.execute(insert(availability_daily), [_row(f, probes, now) for f in rows])
+            # the months of those days, summed again from every day of theirs
+            since = min(start[pid] for pid in pids).replace(day=1).isoformat()
+            conn.execute(
+                delete(availability_monthly).where(
+                    availability_monthly.c.probe_id.in_(pids),
+                    availability_monthly.c.month >= since[:7],
+                )
+            )
+            d = availability_daily.c
+            month = func.substr(d.day, 1, 7)
+            sums = select(
+                d.probe_id,
+                d.uplink,
+                month,
+                func.max(d.commune_code),
+                func.max(d.province_code),
+                func.max(d.operator),
+                *(func.sum(getattr(d, c)) for c in _SUMMED),
+                func.max(d.longest_seconds),
+                func.max(d.computed_at),
+            ).where(d.probe_id.in_(pids), d.day >= since)
+            sums = sums.group_by(d.probe_id, d.uplink, month)
+            columns = ["probe_id", "uplink", "month", "commune_code", "province_code", "operator"]
+            columns += [*_SUMMED, "longest_seconds", "computed_at"]
+            conn.execute(insert(availability_monthly).from_select(columns, sums))
+        return len(rows)
+
+
+#: the columns a month sums from its days (``longest_seconds`` is their max)
+_SUMMED = (
+    "observed_seconds",
+    "down_seconds",
+    "maintenance_seconds",
+    "power_seconds",
+    "network_seconds",
+    "unknown_seconds",
+    "outages",
+    "resolved",
+    "repair_seconds",
+)
+
+
+def _row(f: DayFigures, probes: dict[str, ProbeInfo], now: float) -> dict[str, object]:
+    info = probes[f.probe_id]
+    return {
+        "day": f.day.isoformat(),
+        "probe_id": f.probe_id,
+        "uplink": f.uplink,
+        "commune_code": info.commune_code,
+        "province_code": info.province_code,
+        "operator": f.operator,
+        "observed_seconds": f.observed,
+        "down_seconds": f.down,
+        "maintenance_seconds": f.maintenance,
+        "power_seconds": f.power,
+        "network_seconds": f.network,
+        "unknown_seconds": f.unknown,
+        "outages": f.outages,
+        "resolved": f.resolved,
+        "repair_seconds": f.repair,
+        "longest_seconds": f.longest,
+        "computed_at": now,
+    }
