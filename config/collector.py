@@ -89,6 +89,16 @@ class MapSettings(BaseModel):
         return value
 
 
+class RollupSettings(BaseModel):
+    """The rollups kept as results arrive (``storage/rollups.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Fold every stored result into the 5-minute, hourly and daily rollups in the same
+    #: transaction. Off only to measure what they cost; turned on again, ``rebuild`` them.
+    enabled: bool = True
+
+
 class CollectorSettings(FileSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
@@ -131,6 +141,7 @@ class CollectorSettings(FileSettings):
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
     maps: MapSettings = MapSettings()
+    rollups: RollupSettings = RollupSettings()
 
     def check_secrets(self) -> None:
         """Refuse a placeholder or short admin secret unless running in development mode."""
