@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from lomsong.collector.ingest import PreparedBatch, parse_batch
 from lomsong.collector.registry import Uplink, register_probe
@@ -22,14 +21,13 @@ from lomsong.config.collector import IngestLimits
 from lomsong.storage import latency_bins
 from lomsong.storage.rollups import (
     LEVELS,
-    LOCAL_OFFSET_SECONDS,
-    Key,
     Rollup,
     fold,
     read_level,
     recompute,
 )
 from tests.factories import body, iso, result
+from tests.rollup_checks import check_against_raw
 
 LIMITS = IngestLimits()
 UPLINKS = (Uplink("viettel-4g", "viettel"), Uplink("fibre", "fibre"))
@@ -105,50 +103,6 @@ def deliveries(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[list[in
     if draw(st.booleans()):
         groups.append(groups[0] + groups[0])  # the very same group, twice over
     return specs, groups
-
-
-def assert_same(stored: dict[Key, Rollup], recomputed: dict[Key, Rollup], what: str) -> None:
-    assert stored.keys() == recomputed.keys(), what
-    for key, a in stored.items():
-        b = recomputed[key]
-        ints = ("runs", "successes", "packets_sent", "packets_received", "hist", "cells")
-        for name in ints:
-            assert getattr(a, name) == getattr(b, name), (what, key, name)
-        for name in ("rtt", "rsrp", "rsrq", "snr"):
-            x, y = getattr(a, name), getattr(b, name)
-            assert (x.count, x.low, x.high) == (y.count, y.low, y.high), (what, key, name)
-            assert x.total == pytest.approx(y.total, rel=1e-9, abs=1e-9), (what, key, name)
-
-
-def check_against_raw(engine: Engine, probe_ids: list[str]) -> None:
-    with engine.connect() as conn:
-        again = recompute(conn, probe_ids)
-        for level in LEVELS:
-            assert_same(read_level(conn, level.name, probe_ids), again[level.name], level.name)
-        # and the daily rows against SQL's own sums over local days, apart from ``fold``
-        day = (
-            f"(CAST(FLOOR((measured_at + {LOCAL_OFFSET_SECONDS}) / 86400.0) AS BIGINT) * 86400"
-            f" - {LOCAL_OFFSET_SECONDS})"
-        )
-        ids = ", ".join(f"'{p}'" for p in probe_ids)
-        sums = conn.execute(
-            text(
-                f"SELECT probe_id, COALESCE(uplink, ''), kind, target, {day}, COUNT(*), "
-                "SUM(CASE WHEN ok THEN 1 ELSE 0 END), COALESCE(SUM(packets_received), 0), "
-                "MAX(CASE WHEN ok AND kind IN ('icmp', 'tcp') THEN duration_seconds END) "
-                f"FROM results WHERE probe_id IN ({ids}) GROUP BY 1, 2, 3, 4, 5"
-            )
-        ).all()
-        daily = read_level(conn, "1d", probe_ids)
-    assert {tuple(r[:5]) for r in sums} == set(daily)
-    for *key, runs, ok, received, slowest in sums:
-        r = daily[(key[0], key[1], key[2], key[3], int(key[4]))]
-        assert (r.runs, r.successes, r.packets_received, r.rtt.high) == (
-            runs,
-            ok,
-            received,
-            slowest,
-        )
 
 
 @settings(
