@@ -72,27 +72,34 @@ def quantiles(
     ``low`` and ``high`` are the samples' minimum and maximum when known: answers are clamped
     to them.
     """
-    total = sum(hist.values())
     qs = list(qs)
+    bins = sorted(hist.items())
+    total = sum(n for _, n in bins)
     if total <= 0:
         return [None for _ in qs]
-    bins = sorted(hist.items())
-    out: list[float | None] = []
-    for q in qs:
-        rank = max(1, math.ceil(q * total - 1e-9))
-        seen = 0
-        value = value_of(bins[-1][0])
-        for b, n in bins:
-            seen += n
-            if seen >= rank:
-                value = value_of(b)
-                break
-        if low is not None:
-            value = max(value, low)
-        if high is not None:
-            value = min(value, high)
-        out.append(value)
+    # one pass over the bins for every q, in rising order of rank
+    ranks = sorted((max(1, math.ceil(q * total - 1e-9)), i) for i, q in enumerate(qs))
+    out: list[float | None] = [None] * len(qs)
+    seen = 0
+    k = 0
+    for b, n in bins:
+        seen += n
+        while k < len(ranks) and ranks[k][0] <= seen:
+            out[ranks[k][1]] = _clamp(value_of(b), low, high)
+            k += 1
+        if k == len(ranks):
+            break
+    for _, i in ranks[k:]:  # ranks past the total (q > 1): the largest
+        out[i] = _clamp(value_of(bins[-1][0]), low, high)
     return out
+
+
+def _clamp(value: float, low: float | None, high: float | None) -> float:
+    if low is not None and value < low:
+        value = low
+    if high is not None and value > high:
+        value = high
+    return value
 
 
 def dumps(hist: Mapping[int, int]) -> str:

@@ -24,7 +24,7 @@ from lomsong.storage.rollups import (
     Rollup,
     fold,
     read_level,
-    recompute,
+    rebuild,
 )
 from tests.factories import body, iso, result
 from tests.rollup_checks import check_against_raw
@@ -131,13 +131,17 @@ def test_rollups_equal_a_recomputation_after_resends_and_backlogs(
     check_against_raw(engine, probe_ids)
 
 
-def test_rollups_off_store_none(sqlite_engine: Engine) -> None:
+def test_rollups_off_store_none_and_rebuild_makes_them(sqlite_engine: Engine) -> None:
     register_probe(sqlite_engine, "cb-off", "01273", UPLINKS)
     store = ReportStore(sqlite_engine, rollups=False)
-    store.write([prepared("cb-off", [result(1), result(2)])])
+    modem = result(3, kind="modem", target="modem0", signal={"rsrp_dbm": -99.0, "cid": 7})
+    store.write([prepared("cb-off", [result(1), result(2), modem])])
     with sqlite_engine.connect() as conn:
         assert all(not read_level(conn, lv.name, ["cb-off"]) for lv in LEVELS)
-        assert recompute(conn, ["cb-off"])["5m"]
+    with sqlite_engine.begin() as conn:
+        assert rebuild(conn) >= 2 * len(LEVELS)  # icmp and modem, a bucket or two each
+    ReportStore(sqlite_engine).write([prepared("cb-off", [result(4)])])  # and on from there
+    check_against_raw(sqlite_engine, ["cb-off"])
 
 
 def test_buckets_follow_measured_time_and_the_local_day() -> None:
