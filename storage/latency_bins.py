@@ -21,7 +21,9 @@ A histogram is a ``dict[int, int]`` of bin → count; stored as JSON text ``{"bi
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 
 import orjson
 
@@ -72,25 +74,18 @@ def quantiles(
     ``low`` and ``high`` are the samples' minimum and maximum when known: answers are clamped
     to them.
     """
-    qs = list(qs)
-    bins = sorted(hist.items())
-    total = sum(n for _, n in bins)
+    if not hist:
+        return [None for _ in qs]
+    keys = sorted(hist)
+    cumulative = list(accumulate(hist[b] for b in keys))
+    total = cumulative[-1]
     if total <= 0:
         return [None for _ in qs]
-    # one pass over the bins for every q, in rising order of rank
-    ranks = sorted((max(1, math.ceil(q * total - 1e-9)), i) for i, q in enumerate(qs))
-    out: list[float | None] = [None] * len(qs)
-    seen = 0
-    k = 0
-    for b, n in bins:
-        seen += n
-        while k < len(ranks) and ranks[k][0] <= seen:
-            out[ranks[k][1]] = _clamp(value_of(b), low, high)
-            k += 1
-        if k == len(ranks):
-            break
-    for _, i in ranks[k:]:  # ranks past the total (q > 1): the largest
-        out[i] = _clamp(value_of(bins[-1][0]), low, high)
+    out: list[float | None] = []
+    for q in qs:
+        # the first bin whose running count reaches the rank (nearest rank)
+        i = min(bisect_left(cumulative, max(1, math.ceil(q * total - 1e-9))), len(keys) - 1)
+        out.append(_clamp(value_of(keys[i]), low, high))
     return out
 
 
@@ -111,6 +106,6 @@ def dumps(hist: Mapping[int, int]) -> str:
 
 
 def loads(text: str | None) -> Histogram:
-    if not text:
+    if not text or text == "{}":
         return {}
-    return {int(b): int(n) for b, n in orjson.loads(text).items()}
+    return {int(b): n for b, n in orjson.loads(text).items()}

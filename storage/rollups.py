@@ -204,7 +204,9 @@ class Rollup:
                  for i in (4, 8, 12, 16)]  # fmt: skip
         r.rtt, r.rsrp, r.rsrq, r.snr = stats
         r.hist = latency_bins.loads(values[20])
-        r.cells = {str(c): int(n) for c, n in orjson.loads(values[21] or "{}").items()}
+        cells = values[21]
+        if cells and cells != "{}":
+            r.cells = orjson.loads(cells)
         return r
 
 
