@@ -17,14 +17,16 @@ late adds to its own past buckets. ``uplink`` is ``""`` for results of no uplink
 A rollup row counts runs and successes, packets sent and received, the latency of successful
 runs (``duration_seconds``; not of modem reads or heartbeats) as count, sum, min, max and a
 histogram (``storage/latency_bins.py``), and of modem results RSRP, RSRQ and SNR as count, sum,
-min and max, and the serving cells seen, as counts per cell (``"mcc-mnc-tac-cid"``).
+min and max, and the serving cells seen, as counts per cell (``"mcc-mnc-tac-cid"``). Sums are
+floating point: a sum folded in another grouping may differ in its last bits.
 
 Every field merges by addition, min or max, so the store folds the results it has just inserted
 (``fold``) and adds them with one ``INSERT … ON CONFLICT DO UPDATE`` per level (``upsert``) in
 the transaction that inserted them: a re-sent result, which the insert skips, is never folded,
 and nothing can happen between the insert and the rollup. Concurrent writers (PostgreSQL
 replicas) stay correct because the merge happens in the database, under the row's lock; the
-histogram and cell counts are merged bin by bin by a subquery over their JSON there.
+histogram and cell counts are added key by key there (``lomsong_add_counts``, a function each
+SQLite connection is given; a subquery over ``jsonb_each_text`` on PostgreSQL).
 
 Hourly and daily rows are derived from the 5-minute rows of the same fold (a 5-minute bucket
 lies in one hour and one local day, as UTC+7 is a whole number of 5 minutes), not from the
