@@ -28,6 +28,7 @@ from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import coverage as coverage_routes
 from lomsong.collector.routes import (
     docs,
+    enrolments,
     health,
     maps,
     outage_pages,
@@ -144,6 +145,7 @@ def create_app(
     for routes in (
         reports,
         probes,
+        enrolments,
         outages,
         coverage_routes,
         health,

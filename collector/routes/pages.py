@@ -248,7 +248,7 @@ def _token_facts(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
             else None
         )
     facts = [("Quyền / Role", ROLES.get(principal.role, principal.role))]
-    if principal.role == "viewer":
+    if principal.role in ("viewer", "province_admin"):
         shown = (f"{names.get(c, '?')} ({c})" for c in sorted(principal.provinces))
         facts.append(("Tỉnh / Provinces", ", ".join(shown)))
     if principal.probe_id:
@@ -261,6 +261,7 @@ def _token_facts(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
 ROLES = {
     "admin": "Quản trị / Admin",
     "viewer": "Xem tỉnh / Viewer",
+    "province_admin": "Quản trị tỉnh / Province admin",
     "probe": "Trạm đo / Probe",
 }
 
