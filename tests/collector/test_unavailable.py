@@ -189,7 +189,9 @@ def app_routes(c: RunningCollector) -> list[tuple[str, str]]:
 def call(
     client: httpx.Client, method: str, path: str, token: str, probe_token: str, seqs: range
 ) -> httpx.Response:
-    url = path.format(probe_id=PROBE, code="04", outage_id="any-outage", asset="swagger-ui.css")
+    url = path.format(
+        probe_id=PROBE, code="04", outage_id="any-outage", asset="swagger-ui.css", enrolment_id=1
+    )
     params = QUERIES.get(path, {})
     headers = {"Authorization": f"Bearer {token}"}
     if (method, path) == ("POST", "/api/v1/reports"):
@@ -212,8 +214,21 @@ def call(
     if (method, path) == ("POST", "/api/v1/coverage/whatif"):
         site = {"lat": 22.68, "lon": 106.19, "operator": "viettel"}
         return client.post(url, json={"province": "04", "sites": [site]}, headers=headers)
+    if method == "POST" and path.startswith("/api/v1/enrolments"):
+        return client.post(url, json=ENROLMENT_BODIES[path], headers=headers)
     assert method == "GET", (method, path)
     return client.get(url, params=params, headers=headers)
+
+
+#: valid bodies of the enrolment routes: whatever they need is in the database
+ENROLMENT_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/enrolments": {
+        "commune": COMMUNE,
+        "description": {"machine_id": "0123456789abcdef", "hostname": "box", "agent_version": "1"},
+    },
+    "/api/v1/enrolments/{enrolment_id}/approve": {"probe_id": "enrolled", "uplinks": []},
+    "/api/v1/enrolments/{enrolment_id}/reject": {},
+}
 
 
 def assert_unavailable(r: httpx.Response, route: str, cause: str) -> None:
