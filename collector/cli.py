@@ -396,36 +396,43 @@ def probe_pending(
     )
     columns = [
         Column("id", numeric=True),
-        Column("commune", wrap=True, min_width=12),
-        Column("box", wrap=True, min_width=14),
-        Column("modems", wrap=True, min_width=12),
-        Column("proposed uplinks", wrap=True, min_width=14),
-        Column("status", drop=1),
+        Column("commune", wrap=True, min_width=10),
+        Column("box", wrap=True, min_width=12),
+        Column("modems", wrap=True, min_width=10),
+        Column("proposed uplinks", wrap=True, min_width=24),
     ]
+    if all_:
+        columns.append(Column("status", drop=1))
     out = []
     for e in rows:
         box = f"{e['hostname']} ({e['machine_id'][:8]}…, {e['agent_version']})"
         if e["reused_machine"]:
-            box += " ⚠ machine id seen before: " + "; ".join(e["reused_machine"])
-        modems = ", ".join(
-            f"{m['operator_name'] or '?'} {m['imsi_prefix'] or m['operator_code'] or ''} "
-            f"{m['interface'] or ''}".strip()
+            box += "\n⚠ machine id seen before: " + "; ".join(e["reused_machine"])
+        modems = "\n".join(
+            " ".join(
+                v
+                for v in (
+                    m["operator_name"],
+                    m["imsi_prefix"] or m["operator_code"],
+                    m["interface"],
+                )
+                if v
+            )
+            or "?"
             for m in e["modems"]
         )
-        ups = " ".join(
+        ups = "\n".join(
             f"{u['name']}:{u['operator']}" + (f"@{u['interface']}" if u["interface"] else "")
             for u in e["proposed_uplinks"]
         )
-        out.append(
-            [
-                str(e["id"]),
-                f"{e['commune']['name']} ({e['commune']['code']})",
-                box,
-                modems or "none",
-                ups or "none",
-                e["status"],
-            ]
-        )
+        row = [
+            str(e["id"]),
+            f"{e['commune']['name']} ({e['commune']['code']})",
+            box,
+            modems or "none",
+            ups or "none",
+        ]
+        out.append(row + [e["status"]] if all_ else row)
     console().print(table(columns, out))
     if not rows:
         typer.echo("no enrolment is pending" if not all_ else "no enrolment yet", err=True)
