@@ -241,7 +241,7 @@ def token_list(config: ConfigOpt = None) -> None:
     columns = [
         Column("id", numeric=True),
         Column("prefix"),
-        Column("role", wrap=True, min_width=5),
+        Column("role"),
         Column("probe", wrap=True, min_width=16),
         Column("provinces", wrap=True, min_width=9),
         Column("label", drop=1, wrap=True, min_width=10),

@@ -102,7 +102,7 @@ ERRORS = [
         "99",
     ),
     (("token", "create", "--viewer"), "a viewer token needs at least one province", "--province"),
-    (("token", "create"), "give exactly one of --probe ID, --viewer, --admin", "role"),
+    (("token", "create"), "give exactly one of --probe ID, --viewer, --province-admin", "role"),
     (("token", "revoke", "42"), "token 42 does not exist", "42"),
 ]
 
@@ -265,6 +265,8 @@ def test_serve_refuses_a_placeholder_secret(tmp_path: Path) -> None:
 READ_ONLY = [
     ("token", "list"),
     ("probe", "list"),
+    ("enrolment", "list"),
+    ("probe", "pending"),
     ("map", "--national", "-o", "{tmp}/vn.html"),
     ("geodata", "imports"),
     ("geodata", "versions", "h1"),
