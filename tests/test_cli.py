@@ -197,6 +197,18 @@ MISTAKES = [
     # a settings file: its own message, which the help cannot put right
     (("probe", "once", "-c", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
     (("probe", "check-config", "{tmp}/nope.toml"), 1, "nope.toml' does not exist", None),
+    (
+        ("probe", "enrol", "--collector", "http://127.0.0.1:9", "--key", "lse_k", "--commune", "1"),
+        1,
+        "--commune: expected a 5-digit 2025 commune code",
+        "lomsong probe enrol",
+    ),
+    (
+        ("enrolment", "create", "--province", "04", "--expires", "soon"),
+        1,
+        "--expires: expected a duration",
+        "lomsong enrolment create",
+    ),
 ]
 #: these run as real processes; the rest call ``main`` in this one, which is what the
 #: ``lomsong`` script does, at a fraction of the cost
