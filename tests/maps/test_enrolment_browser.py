@@ -41,8 +41,8 @@ def test_pending_enrolments_on_the_status_page(
 ) -> None:
     c = collector_factory(sqlite_url)
     key = create_key(c.engine, "04").key
-    record(c.engine, key, EnrolRequest(commune="01273", description=BOX))  # type: ignore[arg-type]
-    record(c.engine, key, EnrolRequest(commune="01290", description=BOX))  # type: ignore[arg-type]
+    for commune in ("01273", "01290"):  # the second, the same box again: flagged
+        record(c.engine, key, EnrolRequest.model_validate({"commune": commune, "description": BOX}))
     for viewport, name in ((WIDE, "enrolments-1400.png"), (NARROW, "enrolments-390.png")):
         context = browser.new_context(viewport=viewport, locale="vi-VN")
         page = context.new_page()
