@@ -148,16 +148,19 @@ def parse_bindings(
             )
         return list(proposed)
     out = []
-    for spec in specs:
+    for i, spec in enumerate(specs):
         head, _, interface = spec.partition("@")
-        up = parse_uplink(head)
+        try:
+            up = parse_uplink(head)
+        except ValidationError as exc:  # named as the API and the CLI both take it
+            raise ValidationError(f"uplinks[{i}]", spec, exc.problem) from None
         if not interface:
             same = [p for p in proposed if p.name == up.name] or [
                 p for p in proposed if p.operator == up.operator
             ]
             interface = same[0].interface if same and same[0].interface else ""
         if interface and not re.match(r"^[^\s/]{1,15}$", interface):
-            raise ValidationError("uplinks", spec, "interface names are 1 to 15 characters")
+            raise ValidationError(f"uplinks[{i}]", spec, "interface names are 1 to 15 characters")
         out.append(UplinkBinding(name=up.name, operator=up.operator, interface=interface or None))
     return out
 

@@ -24,6 +24,7 @@ from lomsong.collector.enrolment_keys import create_key, revoke_key
 from lomsong.collector.enrolments import propose_uplinks
 from lomsong.config.probe import load_probe_settings
 from lomsong.enrolwire import Interface, Modem, ProbeDescription
+from lomsong.probes.enrol import EnrolmentError, EnrolOptions, enrol
 from lomsong.storage.schema import enrolment_keys
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import batch, body
@@ -358,3 +359,69 @@ def test_uplinks_are_proposed_from_modems_and_wired_interfaces() -> None:
         ("vinaphone-3g", "vinaphone", "wwan1"),
         ("fibre", "fibre", "eth0"),
     ]
+
+
+class Stop(Exception):
+    """Raised by the test's sleep: the box is switched off while it waits."""
+
+
+def test_a_box_restarted_while_waiting_goes_on_with_the_same_enrolment(
+    collector: RunningCollector, tmp_path: Path
+) -> None:
+    c = collector
+    key = create_key(c.engine, "04")
+    desc = ProbeDescription.model_validate({**BOX, "agent_version": "0.1.0"})
+    opts = EnrolOptions(
+        collector_url=c.url, key=key.key, commune="01273", out_dir=tmp_path / "etc",
+        spool_path=tmp_path / "spool.db", poll_initial_seconds=0.01,
+    )  # fmt: skip
+    said: list[str] = []
+
+    def switched_off(_seconds: float) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        enrol(opts, desc, sleep=switched_off, say=said.append)
+    assert said == [
+        f"enrolment 1 is pending at {c.url}; approve it there: lomsong probe approve 1 "
+        "--id PROBE_ID"
+    ]
+    with c.client(ADMIN_SECRET) as admin:
+        r = admin.post("/api/v1/enrolments/1/approve", json={"probe_id": "cb-restarted",
+                       "uplinks": ["fibre:fibre@eth0", "viettel-4g:viettel@wwan0"]})  # fmt: skip
+        assert r.status_code == 200, r.text
+        bad = admin.post("/api/v1/enrolments/1/approve", json={"probe_id": "x"})
+        assert bad.status_code == 409 and "approved, not pending" in bad.json()["detail"]
+    config = enrol(opts, desc, sleep=switched_off, say=said.append)
+    assert said[1] == f"enrolment 1: waiting for its approval at {c.url} again"
+    with c.engine.connect() as conn:
+        uses = conn.execute(
+            enrolment_keys.select().with_only_columns(enrolment_keys.c.uses)
+        ).scalar_one()
+    assert uses == 1  # asked once, not twice
+    settings = load_probe_settings(config)
+    assert [u.interface for u in settings.uplinks] == ["eth0", "wwan0"]
+    # the example checks, and no modem check: this description has no modem on wwan0
+    assert [(ch.kind, getattr(ch, "target", "")) for ch in settings.checks] == [
+        ("icmp", "dichvucong.gov.vn"),
+        ("tcp", "dichvucong.gov.vn:443"),
+        ("http", "https://dichvucong.gov.vn/"),
+        ("dns", "dichvucong.gov.vn"),
+        ("heartbeat", "self"),
+    ]
+    with pytest.raises(EnrolmentError, match=r"probe.toml exists: this box is set up already"):
+        enrol(opts, desc, sleep=switched_off, say=said.append)
+
+
+def test_an_uplink_that_is_not_name_and_operator_is_refused_by_name(
+    collector: RunningCollector,
+) -> None:
+    c = collector
+    ask(c, create_key(c.engine, "04").key)
+    with c.client(ADMIN_SECRET) as admin:
+        r = admin.post(
+            "/api/v1/enrolments/1/approve",
+            json={"probe_id": "cb-x", "uplinks": ["viettel-4g:telstra"]},
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("uplinks[0]: operator 'telstra' is not one of")
