@@ -131,7 +131,11 @@ def use_key(conn: Connection, key: str, now: float) -> KeyInfo:
     ``max_uses = 60`` enrols 60 boxes however many ask at once.
     """
     row = (
-        conn.execute(select(enrolment_keys).where(enrolment_keys.c.key_hash == hash_token(key)))
+        conn.execute(
+            select(enrolment_keys)
+            .where(enrolment_keys.c.key_hash == hash_token(key))
+            .with_for_update()  # PostgreSQL: one use at a time (SQLite's BEGIN IMMEDIATE is)
+        )
         .mappings()
         .first()
     )

@@ -270,7 +270,9 @@ def collect(
     refused = EnrolmentRefused(401, f"enrolment {enrolment_id}: unknown, or wrong poll secret")
     with write_transaction(engine) as conn:
         row = (
-            conn.execute(select(enrolments).where(enrolments.c.id == enrolment_id))
+            conn.execute(
+                select(enrolments).where(enrolments.c.id == enrolment_id).with_for_update()
+            )
             .mappings()
             .first()
         )
@@ -287,11 +289,13 @@ def collect(
         if status in ("pending", "rejected") or not deliver:
             return PollAnswer(id=enrolment_id, status=status, reason=row["reason"])
         now = clock()
-        conn.execute(
+        taken = conn.execute(
             update(enrolments)
-            .where(enrolments.c.id == enrolment_id)
+            .where(enrolments.c.id == enrolment_id, enrolments.c.status == "approved")
             .values(status="delivered", delivered_at=now)
-        )
+        ).rowcount
+        if not taken:  # another poll took it between our read and this write
+            raise EnrolmentRefused(410, f"enrolment {enrolment_id}: its token was collected")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         conn.execute(
             tokens.insert().values(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from lomsong.cli import main
 from lomsong.collector.auth import create_token
@@ -25,7 +26,7 @@ from lomsong.collector.enrolments import propose_uplinks
 from lomsong.config.probe import load_probe_settings
 from lomsong.enrolwire import Interface, Modem, ProbeDescription
 from lomsong.probes.enrol import EnrolmentError, EnrolOptions, enrol
-from lomsong.storage.schema import enrolment_keys
+from lomsong.storage.schema import enrolment_keys, tokens
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import batch, body
 from tests.probes.data import mmcli_box
@@ -425,3 +426,31 @@ def test_an_uplink_that_is_not_name_and_operator_is_refused_by_name(
         )
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith("uplinks[0]: operator 'telstra' is not one of")
+
+
+def test_polls_at_once_get_the_token_once(any_collector: RunningCollector) -> None:
+    """The same box polling from two processes (a unit restarted mid-poll) gets one token."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = any_collector
+    answer = ask(c, create_key(c.engine, "04").key).json()
+    with c.client(ADMIN_SECRET) as admin:
+        r = admin.post(
+            f"{answer['poll_url']}/approve",
+            json={"probe_id": "cb-race", "uplinks": ["fibre:fibre"]},
+        )
+        assert r.status_code == 200, r.text
+
+    def poll(_: int) -> tuple[int, str | None]:
+        with c.client(answer["poll_secret"]) as box:
+            got = box.get(answer["poll_url"])
+        return got.status_code, got.json().get("token")
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(poll, range(6)))
+    assert sorted(status for status, _ in answers) == [200, 410, 410, 410, 410, 410], answers
+    with c.engine.connect() as conn:
+        made = conn.execute(
+            select(func.count()).select_from(tokens).where(tokens.c.probe_id == "cb-race")
+        ).scalar_one()
+    assert made == 1
