@@ -113,6 +113,10 @@ def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout_ms: int) -> N
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        # Before any table exists this makes a new file reuse and give back the pages that
+        # pruning frees (``retention``); on an existing file it changes nothing (a VACUUM
+        # would be needed), and freed pages are still reused from SQLite's free list.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -124,18 +124,23 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
         DetectorSettings,
         IngestLimits,
         MapSettings,
+        RetentionSettings,
     )
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name in CollectorSettings.model_fields:
-        if name in ("ingest", "detector", "maps"):
+        if name in ("ingest", "detector", "maps", "retention", "archive"):
             continue
         assert f"| `{name}` | `LOMSONG_{name.upper()}` |" in readme, name
     for name in IngestLimits.model_fields:
         assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
     for name in MapSettings.model_fields:
         assert f"| `maps.{name}` | `LOMSONG_MAPS__{name.upper()}` |" in readme, name
-    for table, model in (("ingest", IngestLimits), ("detector", DetectorSettings)):
+    for table, model in (
+        ("ingest", IngestLimits),
+        ("detector", DetectorSettings),
+        ("retention", RetentionSettings),
+    ):
         defaults = model()
         for name in model.model_fields:
             value = getattr(defaults, name)
