@@ -29,6 +29,10 @@
     every ``live_state_refresh_seconds`` ("live-state-refresh"): LiveState.reload, for what
     other replicas stored.
 
+    every ``retention.prune_every_seconds`` ("retention"), on the leader only: prune, which
+    archives and removes the expired days and, on PostgreSQL, makes the coming days' partitions
+    (storage/retention.py).
+
 ``start`` checks the database, loads the live state, builds the detector where this process
 always leads (SQLite), starts the store's writer and then the scheduler; ``stop`` undoes it in
 reverse: the scheduler, the deliveries under way, the receivers, the lock, and the store's
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi.concurrency import run_in_threadpool
@@ -57,6 +62,7 @@ from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.storage.database import check_ready, unavailable
+from lomsong.storage.retention import PruneReport, archiver_for, prune
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,8 @@ class ReportPipeline:
             receivers = build_receivers(alerts)
         self.alerts = alerts
         self.receivers = dict(receivers or {})
+        #: refuses to start where archive.path is set and no archive writer is built in
+        self._archiver = archiver_for(settings, engine)
         #: built when this process takes the lead, dropped when it stands by
         self.dispatcher: Dispatcher | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -145,6 +153,41 @@ class ReportPipeline:
         """Reload the live state from the database: other replicas store reports too."""
         await run_in_threadpool(self.live.reload, self.engine)
 
+    async def prune(self) -> PruneReport | None:
+        """Prune what expired, on the detector's leader only (one replica prunes at a time)."""
+        if not self.feed.leader:
+            return None
+        keep = self.settings.retention
+        try:
+            report = await run_in_threadpool(
+                partial(
+                    prune,
+                    self.engine,
+                    now=self.clock(),
+                    raw_days=keep.raw_days,
+                    rollup_5m_days=keep.rollup_5m_days,
+                    archiver=self._archiver,
+                )
+            )
+        except Exception as exc:  # the next run tries again
+            away = unavailable(exc)
+            if away is None:
+                log.exception("pruning expired results failed")
+            else:
+                log.warning("pruning expired results: %s", away)
+            return None
+        if report.days or report.rollup_rows:
+            log.info(
+                "pruned %d days of raw results (%d results) and %d 5-minute rollups; kept from %s",
+                len(report.days),
+                report.rows,
+                report.rollup_rows,
+                report.plan.keep_from,
+            )
+        if report.failed is not None:
+            log.error("archiving %s failed, so it is kept: %s", *report.failed)
+        return report
+
     async def start(self) -> None:
         """Check the database, load the live state, start the writer, then the scheduled jobs."""
         warn_if_nobody_notified(self.settings.alerts_file, self.alerts)
@@ -166,6 +209,14 @@ class ReportPipeline:
             "interval",
             seconds=self.settings.live_state_refresh_seconds,
             id="live-state-refresh",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self.prune,
+            "interval",
+            seconds=self.settings.retention.prune_every_seconds,
+            id="retention",
             max_instances=1,
             coalesce=True,
         )

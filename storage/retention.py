@@ -22,6 +22,7 @@ daily rollups are kept.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine
 
+from lomsong.config.collector import CollectorSettings
+from lomsong.errors import ConfigError
 from lomsong.storage.database import write_transaction
 from lomsong.storage.partitions import (
     DEFAULT_PARTITION,
@@ -97,6 +100,29 @@ class PruneReport:
     @property
     def rows(self) -> int:
         return sum(d.rows for d in self.days)
+
+
+def archiver_for(settings: CollectorSettings, engine: Engine) -> Archiver | None:
+    """The archive writer for ``archive.path``, or ``None`` without one.
+
+    The writer is ``lomsong.storage.archive.archive_day(engine, day, root)``; a collector built
+    without it refuses to prune rather than prune unarchived days.
+    """
+    root = settings.archive.path
+    if root is None:
+        return None
+    try:
+        archive_day = importlib.import_module("lomsong.storage.archive").archive_day
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"setting archive.path (LOMSONG_ARCHIVE__PATH): {str(root)!r} is set but this "
+            f"build has no archive writer ({exc}); nothing is pruned"
+        ) from exc
+
+    def archive(day: date) -> object:
+        return archive_day(engine, day, root)
+
+    return archive
 
 
 def keep_from(now: float, raw_days: int) -> date:

@@ -34,10 +34,10 @@ PROBES = ("cb-1", "cb-2", "cb-3")
 PER_DAY = 24
 
 
-def fill(engine: Engine, days: int, *, start_seq: int = 1) -> None:
-    """``PER_DAY`` results a probe a day, for the ``days`` days up to NOW's day."""
+def fill(engine: Engine, days: int, *, start_seq: int = 1, now: float = NOW) -> None:
+    """``PER_DAY`` results a probe a day, for the ``days`` days up to ``now``'s day."""
     rows = []
-    first = day_of(NOW) - timedelta(days=days - 1)
+    first = day_of(now) - timedelta(days=days - 1)
     for p, pid in enumerate(PROBES):
         seq = start_seq
         for d in range(days):
