@@ -28,11 +28,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Connection, Engine
 
-from lomsong.config.collector import CollectorSettings
 from lomsong.errors import ConfigError
 from lomsong.storage.database import write_transaction
 from lomsong.storage.partitions import (
@@ -48,6 +47,9 @@ from lomsong.storage.partitions import (
     partition_days,
     partition_name,
 )
+
+if TYPE_CHECKING:
+    from lomsong.config.collector import CollectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -363,14 +365,19 @@ def release_free_pages(engine: Engine) -> int:
         mode = conn.exec_driver_sql("PRAGMA auto_vacuum").scalar()
     if mode != 2:
         return 0
-    while True:
-        with write_transaction(engine) as conn:
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        while True:
             free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            conn.rollback()  # no transaction left open between the steps
             if free == 0:
                 return released
             step = min(free, VACUUM_PAGES)
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({step})")
-        released += step
+            # its own implicit transaction; executescript steps the pragma to its end, where
+            # execute would free a single page
+            raw.executescript(f"PRAGMA incremental_vacuum({step});")
+            released += step
 
 
 # -- small helpers ---------------------------------------------------------------------------
