@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -65,6 +66,9 @@ from lomsong.storage.database import check_ready, unavailable
 from lomsong.storage.retention import PruneReport, archiver_for, prune
 
 log = logging.getLogger(__name__)
+
+#: The first prune runs this long after start (the next ones every prune_every_seconds).
+PRUNE_FIRST_AFTER_SECONDS = 60.0
 
 
 class ReportPipeline:
@@ -219,6 +223,8 @@ class ReportPipeline:
             id="retention",
             max_instances=1,
             coalesce=True,
+            # a minute after start, when the leader is known, and then on the interval
+            next_run_time=datetime.now(UTC) + timedelta(seconds=PRUNE_FIRST_AFTER_SECONDS),
         )
         scheduler.start()
         self._scheduler = scheduler
