@@ -26,6 +26,7 @@ import importlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Final
@@ -240,17 +241,24 @@ def _probes(conn: Connection, table: str) -> list[str]:
 
 def _count_day(conn: Connection, day: date) -> int:
     lo, hi = day_bounds(day)
-    if is_partitioned(conn):
-        tables = [DEFAULT_PARTITION]
-        if day in set(partition_days(conn)):
-            tables.append(f"{SCHEMA}.{partition_name(day)}")
-    else:
-        tables = ["results"]
-    p = _p(conn)
+    if not is_partitioned(conn):
+        # probe by probe through the (probe_id, measured_at) index: a count over measured_at
+        # alone would read the whole table
+        sql = (
+            "SELECT count(*) FROM results WHERE probe_id = ? AND measured_at >= ? "
+            "AND measured_at < ?"
+        )
+        return sum(
+            int(conn.exec_driver_sql(sql, (pid, lo, hi)).scalar_one())
+            for pid in _probes(conn, "results")
+        )
+    tables = [DEFAULT_PARTITION]
+    if day in set(partition_days(conn)):
+        tables.append(f"{SCHEMA}.{partition_name(day)}")
     return sum(
         int(
             conn.exec_driver_sql(
-                f"SELECT count(*) FROM {t} WHERE measured_at >= {p} AND measured_at < {p}",
+                f"SELECT count(*) FROM {t} WHERE measured_at >= %s AND measured_at < %s",
                 (lo, hi),
             ).scalar_one()
         )
@@ -292,7 +300,8 @@ def _delete_day(
     report: PruneReport,
     on_progress: Callable[[int], None] | None,
 ) -> int:
-    """SQLite: delete the day's rows in chunks, probe by probe, each chunk a transaction."""
+    """SQLite: delete the day's rows in chunks, each chunk one transaction that goes through
+    the probes in turn (by the (probe_id, measured_at) index) until it holds its size."""
     lo, hi = day_bounds(day)
     with engine.connect() as conn:
         probes = _probes(conn, "results")
@@ -302,14 +311,19 @@ def _delete_day(
     )
     chunker = _Chunker(report)
     total = 0
-    for pid in probes:
-        while True:
-            n = chunker.run(engine, sql, (pid, lo, hi))
-            total += n
-            if on_progress is not None and n:
-                on_progress(n)
-            if n < chunker.last_size:
-                break
+    while probes:
+        n = 0
+        with chunker.timed(engine) as conn:
+            while probes and n < chunker.size:
+                gone = int(
+                    conn.exec_driver_sql(sql, (probes[0], lo, hi, chunker.size - n)).rowcount
+                )
+                n += gone
+                if n < chunker.size:  # this probe's day is done
+                    probes.pop(0)
+        total += n
+        if on_progress is not None and n:
+            on_progress(n)
     return total
 
 
@@ -327,34 +341,41 @@ def _delete_rollups(engine: Engine, cutoff: float, report: PruneReport) -> int:
     chunker = _Chunker(report)
     total = 0
     while True:
-        n = chunker.run(engine, sql, (cutoff,))
+        n, size = chunker.run(engine, sql, (cutoff,))
         total += n
-        if n < chunker.last_size:
+        if n < size:
             return total
 
 
 class _Chunker:
-    """Runs a chunked DELETE (its last parameter the chunk's size), one transaction a chunk,
-    steering the size so that a chunk takes about ``CHUNK_TARGET_SECONDS``."""
+    """Times each chunk's transaction and steers the chunk's size (rows) so that a chunk takes
+    about ``CHUNK_TARGET_SECONDS``."""
 
     def __init__(self, report: PruneReport, size: int = 2_000) -> None:
         self.report = report
         self.size = size
-        self.last_size = size
 
-    def run(self, engine: Engine, sql: str, params: tuple[object, ...]) -> int:
-        self.last_size = self.size
+    @contextmanager
+    def timed(self, engine: Engine) -> Iterator[Connection]:
+        """One chunk: a write transaction, timed from BEGIN (the lock taken) to COMMIT."""
         started = time.perf_counter()
         with write_transaction(engine) as conn:
-            n = int(conn.exec_driver_sql(sql, (*params, self.size)).rowcount)
+            yield conn
         took = time.perf_counter() - started
         self.report.chunks += 1
         self.report.max_chunk_seconds = max(self.report.max_chunk_seconds, took)
         if took > CHUNK_TARGET_SECONDS * 1.5:
             self.size = max(MIN_CHUNK, self.size // 2)
-        elif took < CHUNK_TARGET_SECONDS / 2 and n == self.size:
+        elif took < CHUNK_TARGET_SECONDS / 2:
             self.size = min(MAX_CHUNK, self.size * 2)
-        return n
+
+    def run(self, engine: Engine, sql: str, params: tuple[object, ...]) -> tuple[int, int]:
+        """Run a chunked DELETE whose last parameter is the chunk's size; return the rows it
+        removed and the size it was given."""
+        size = self.size
+        with self.timed(engine) as conn:
+            n = int(conn.exec_driver_sql(sql, (*params, size)).rowcount)
+        return n, size
 
 
 def release_free_pages(engine: Engine) -> int:
