@@ -47,13 +47,14 @@ NAME = "retention"
 DAYS = 60
 RAW_DAYS = 7
 CENTRES = 56
-#: results per centre per day here (the national rate is about 57,000): 1/57 of a day's load
-PER_CENTRE_DAY = 1_000
-PG_DAY_ROWS = 400_000
+#: results per centre per day here (the national rate is about 57,000): 1/228 of a day's load,
+#: so that both runs of sixty days fit in about two minutes on two shared cores
+PER_CENTRE_DAY = 250
+PG_DAY_ROWS = 1_000_000
 N_PROBES = 16
 WARMUP_SECONDS = 2.0
 SECONDS = 10.0
-FLOOR_ROWS = 200_000
+FLOOR_ROWS = 50_000
 PG_ADMIN_URL = os.environ.get(
     "LOMSONG_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -91,12 +92,11 @@ def _rows_of_day(day_index: int, first_day: Any, seq0: int) -> Iterator[tuple[An
     templates = row_tuples(prepared("p-template", 1, ROUND))
     lo, hi = day_bounds(first_day + timedelta(days=day_index))
     step = (hi - lo - 60) / PER_CENTRE_DAY
-    for c in range(CENTRES):
-        pid = f"p-{c:03d}"
-        for i in range(PER_CENTRE_DAY):
-            t = templates[i % ROUND]
-            at = lo + 30 + i * step
-            yield (pid, seq0 + i, at, at + 20.0, *t[4:])
+    for i in range(PER_CENTRE_DAY):  # in time order, the centres interleaved, as they arrive
+        t = templates[i % ROUND]
+        at = lo + 30 + i * step
+        for c in range(CENTRES):
+            yield (f"p-{c:03d}", seq0 + i, at + c * 0.01, at + 20.0, *t[4:])
 
 
 def _size(path: Path) -> int:
@@ -126,9 +126,9 @@ def _sixty_days(path: Path, *, vacuum: bool) -> list[Outcome]:
     try:
         for d in range(DAYS):
             rows = list(_rows_of_day(d, first_day, 1 + d * PER_CENTRE_DAY))
-            for k in range(0, len(rows), 5_000):  # batches as the writer commits them
+            for k in range(0, len(rows), 2_000):  # groups as the writer commits them
                 con.execute("BEGIN")
-                con.executemany(INSERT_SQL, rows[k : k + 5_000])
+                con.executemany(INSERT_SQL, rows[k : k + 2_000])
                 con.execute("COMMIT")
             _lo, end = day_bounds(first_day + timedelta(days=d))
             t0 = time.perf_counter()
@@ -234,6 +234,11 @@ def _drop_beside_delete(url: str) -> list[Outcome]:
                 "DELETE FROM results WHERE measured_at >= %s AND measured_at < %s", (lo, hi)
             ).rowcount
         delete_s = time.perf_counter() - t0
+        # the dead rows a DELETE leaves take their space until VACUUM; a drop frees it at once
+        t0 = time.perf_counter()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM results")
+        vacuum_s = time.perf_counter() - t0
         # the drop, as prune does it (the plan's count is not part of it)
         t0 = time.perf_counter()
         _drop_day(engine, dropped)
@@ -243,7 +248,7 @@ def _drop_beside_delete(url: str) -> list[Outcome]:
     finally:
         engine.dispose()
     ratio = delete_s / drop_s
-    line(f"DELETE of {n:,} rows: {delete_s * 1000:.0f} ms")
+    line(f"DELETE of {n:,} rows: {delete_s * 1000:.0f} ms, then VACUUM: {vacuum_s * 1000:.0f} ms")
     line(f"DROP of the day's partition ({PG_DAY_ROWS:,} rows): {drop_s * 1000:.1f} ms")
     line(f"rows left: {left} (both days gone)")
     line(f"drop / delete: {ratio:.0f}x faster")
@@ -288,8 +293,9 @@ def _fresh_pg(url: str, n: int) -> dict[str, str]:
         engine.dispose()
 
 
-def _floor(url: str) -> tuple[float, float]:
-    """Rows a second into the partitioned table: COPY, and executemany in 100-row batches."""
+def _floor(url: str) -> tuple[float, float, float]:
+    """Rows a second into the partitioned table: COPY, and executemany of 100-row batches with
+    a commit each, and with a commit every 16 (as the writer groups them)."""
     engine = open_engine(url)
     try:
         migrate(engine)
@@ -308,17 +314,23 @@ def _floor(url: str) -> tuple[float, float]:
         with engine.begin() as conn:
             conn.exec_driver_sql("TRUNCATE results")
         sql = INSERT_SQL.replace("?", "%s")
-        raw = engine.raw_connection()
-        try:
-            t0 = time.perf_counter()
-            with raw.cursor() as cur:
-                for k in range(0, len(rows), 100):
-                    cur.executemany(sql, rows[k : k + 100])
+        rates = []
+        for commit_every in (1, 16):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("TRUNCATE results")
+            raw = engine.raw_connection()
+            try:
+                t0 = time.perf_counter()
+                with raw.cursor() as cur:
+                    for i, k in enumerate(range(0, len(rows), 100)):
+                        cur.executemany(sql, rows[k : k + 100])
+                        if (i + 1) % commit_every == 0:
+                            raw.commit()
                     raw.commit()
-            many_rate = FLOOR_ROWS / (time.perf_counter() - t0)
-        finally:
-            raw.close()
-        return copy_rate, many_rate
+                rates.append(FLOOR_ROWS / (time.perf_counter() - t0))
+            finally:
+                raw.close()
+        return copy_rate, rates[0], rates[1]
     finally:
         engine.dispose()
 
@@ -355,9 +367,10 @@ def _pg_ingest(tmp: Path, url: str) -> list[Outcome]:
     errors = sum(r.errors for r in results)
     line(f"two replicas: {rate_two:,.0f} results/s together, {errors} errors")
     with _pg_database() as floor_url:
-        copy_rate, many_rate = _floor(floor_url)
+        copy_rate, many_rate, grouped_rate = _floor(floor_url)
     line(f"floor, COPY into the partitioned table: {copy_rate:,.0f} results/s")
     line(f"floor, executemany of 100-row batches, a commit each: {many_rate:,.0f} results/s")
+    line(f"floor, the same with a commit every 16 batches: {grouped_rate:,.0f} results/s")
     line(
         f"one collector / executemany floor: {rate_one / many_rate:.0%}; / COPY: "
         f"{rate_one / copy_rate:.0%}"
