@@ -158,7 +158,7 @@ def test_sqlite_reuses_and_gives_back_freed_pages(sqlite_engine: Engine) -> None
         assert conn.execute(text("PRAGMA auto_vacuum")).scalar() == 2  # incremental
     fill(sqlite_engine, 8)
     report = prune(sqlite_engine, now=NOW, raw_days=2, rollup_5m_days=400)
-    assert report.rows > 0 and report.chunks >= len(PROBES) * len(report.days)
+    assert report.rows > 0 and report.chunks >= len(report.days)
     assert report.pages_released > 0
     with sqlite_engine.connect() as conn:
         assert conn.execute(text("PRAGMA freelist_count")).scalar() == 0
