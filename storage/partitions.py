@@ -127,7 +127,28 @@ def create_ahead(conn: Connection, now: float, days: int = AHEAD_DAYS) -> list[d
     return made
 
 
-def drop_partition(conn: Connection, day: date) -> None:
-    """Drop ``day``'s partition: its rows go at once, without a row-by-row delete."""
+def detach_partition(conn: Connection, day: date) -> bool:
+    """Take ``day``'s partition out of ``results``: its rows leave the table at once, without
+    a row-by-row delete. The table stays until ``drop_detached``: removing its files is left out
+    of the transaction that holds the lock on ``results``, which ingest waits for."""
+    if day not in set(partition_days(conn)):
+        return False
     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{partition_name(day)}")
+    conn.exec_driver_sql(
+        f"ALTER TABLE public.results DETACH PARTITION {SCHEMA}.{partition_name(day)}"
+    )
+    return True
+
+
+def drop_detached(conn: Connection) -> list[str]:
+    """Drop the day tables of ``result_days`` that are no longer partitions of ``results``
+    (detached by pruning, or left by a prune killed between its two steps)."""
+    names = conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition",
+        (SCHEMA,),
+    ).scalars()
+    dropped = [name for name in names if _NAME.match(name)]
+    for name in dropped:
+        conn.exec_driver_sql(f"DROP TABLE {SCHEMA}.{name}")
+    return dropped

@@ -43,7 +43,8 @@ from lomsong.storage.partitions import (
     day_bounds,
     day_of,
     day_start,
-    drop_partition,
+    detach_partition,
+    drop_detached,
     is_partitioned,
     partition_days,
     partition_name,
@@ -95,7 +96,9 @@ class PruneReport:
     days: list[ExpiredDay] = field(default_factory=list)
     rollup_rows: int = 0
     chunks: int = 0
-    #: the longest a chunk's transaction took (SQLite: a delete or a vacuum step), seconds
+    #: how long each chunk's transaction took (SQLite: a delete or a vacuum step), seconds
+    chunk_seconds: list[float] = field(default_factory=list)
+    #: the longest of them
     max_chunk_seconds: float = 0.0
     pages_released: int = 0
     failed: tuple[date, str] | None = None
@@ -281,17 +284,21 @@ def _adopt_kept_days(engine: Engine, first_kept: date, today: date) -> None:
 
 
 def _drop_day(engine: Engine, day: date) -> None:
-    """PostgreSQL: drop the day's partition and its strays in DEFAULT, in one transaction.
+    """PostgreSQL: detach the day's partition and delete its strays in DEFAULT, in one short
+    transaction (the day is gone from ``results`` when it commits), then drop the detached
+    table in another that holds no lock on ``results``.
 
     The rows are not counted again here (the plan counted them): a count scans the whole day.
     """
     lo, hi = day_bounds(day)
     with engine.begin() as conn:
-        drop_partition(conn, day)
+        detach_partition(conn, day)
         conn.exec_driver_sql(
             f"DELETE FROM {DEFAULT_PARTITION} WHERE measured_at >= %s AND measured_at < %s",
             (lo, hi),
         )
+    with engine.begin() as conn:
+        drop_detached(conn)
 
 
 def _delete_day(
@@ -363,6 +370,7 @@ class _Chunker:
             yield conn
         took = time.perf_counter() - started
         self.report.chunks += 1
+        self.report.chunk_seconds.append(took)
         self.report.max_chunk_seconds = max(self.report.max_chunk_seconds, took)
         if took > CHUNK_TARGET_SECONDS * 1.5:
             self.size = max(MIN_CHUNK, self.size // 2)
@@ -401,6 +409,7 @@ def release_free_pages(engine: Engine, report: PruneReport | None = None) -> int
             raw.executescript(f"PRAGMA incremental_vacuum({step});")
             took = time.perf_counter() - started
             if report is not None:
+                report.chunk_seconds.append(took)
                 report.max_chunk_seconds = max(report.max_chunk_seconds, took)
             released += step
 

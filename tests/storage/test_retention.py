@@ -21,6 +21,7 @@ from lomsong.storage.partitions import (
     create_partition,
     day_bounds,
     day_of,
+    detach_partition,
     partition_days,
 )
 from lomsong.storage.places import load_places
@@ -269,8 +270,15 @@ def test_rows_waiting_in_default_move_into_their_new_partition(pg_url: str) -> N
             ).scalar()
         assert n == PER_DAY * len(PROBES)
         assert digest(engine) == before
+        with engine.begin() as conn:  # as a prune killed between its detach and its drop
+            assert detach_partition(conn, old)
         report = prune(engine, now=NOW, raw_days=10, rollup_5m_days=400)
-        assert report.rows == 29 * PER_DAY * len(PROBES)  # 40 days, 11 kept
+        assert report.rows == 28 * PER_DAY * len(PROBES)  # 40 days, 11 kept, 1 detached
+        with engine.connect() as conn:
+            orphan = conn.execute(
+                text("SELECT to_regclass(:t)"), {"t": f"result_days.results_{old:%Y_%m_%d}"}
+            ).scalar()
+        assert orphan is None
         with engine.connect() as conn:
             assert min(partition_days(conn)) >= keep_from(NOW, 10)
             assert conn.execute(text(f"SELECT count(*) FROM {DEFAULT_PARTITION}")).scalar() == 0
