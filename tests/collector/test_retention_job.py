@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from lomsong.collector.pipeline import ReportPipeline
 from lomsong.errors import ConfigError
+from lomsong.storage.database import open_engine
 from tests.conftest import make_settings, ready_engine
 from tests.storage.test_retention import NOW, PER_DAY, PROBES, digest, fill
 
@@ -20,7 +21,7 @@ def pipeline(url: str, engine: Engine, **overrides: object) -> ReportPipeline:
 
 
 def test_only_the_leader_prunes(pg_url: str) -> None:
-    one, two = ready_engine(pg_url), ready_engine(pg_url)
+    one, two = ready_engine(pg_url), open_engine(pg_url)
     try:
         fill(one, 6)
         leader = pipeline(pg_url, one, retention={"raw_days": 2})

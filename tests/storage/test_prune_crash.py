@@ -22,7 +22,7 @@ from lomsong.storage.partitions import day_bounds, day_of
 from tests.conftest import ready_engine
 from tests.storage.test_retention import NOW, digest
 
-KILLS = 4
+KILLS = 3
 SEED = 20_261_206
 RAW_DAYS = 3
 DAYS = 10

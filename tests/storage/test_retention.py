@@ -182,7 +182,6 @@ def test_migration_takes_an_unpartitioned_table_over_without_losing_a_row(pg_url
     engine = open_engine(pg_url)
     try:
         migrate(engine, "0005")
-        load_places(engine)
         fill(engine, 5)
         with engine.begin() as conn:  # one row far back, one ahead: their days are made too
             conn.execute(
@@ -253,7 +252,6 @@ def test_rows_waiting_in_default_move_into_their_new_partition(pg_url: str) -> N
     engine = open_engine(pg_url)
     try:
         migrate(engine)
-        load_places(engine)
         fill(engine, 40)  # older than any partition the migration made: DEFAULT takes them
         old = day_of(NOW) - timedelta(days=39)
         with engine.connect() as conn:
