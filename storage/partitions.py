@@ -34,7 +34,7 @@ DEFAULT_PARTITION: Final = f"{SCHEMA}.results_default"
 #: (``ingest.max_clock_skew_seconds``), and one more covers the midnight in between.
 AHEAD_DAYS: Final = 8
 #: How long pruning waits for the lock on ``results`` before trying again at its next run:
-#: a DROP waits behind a long query, and every insert would queue behind the DROP.
+#: a DETACH waits behind a long query, and every insert would queue behind the DETACH.
 LOCK_TIMEOUT: Final = "5s"
 
 _NAME = re.compile(r"^results_(\d{4})_(\d{2})_(\d{2})$")

@@ -8,8 +8,9 @@ failing or killed archive leaves the day in the database, and pruning stops ther
 
 How a day goes depends on the engine:
 
-- PostgreSQL (``results`` partitioned by day, ``partitions``): its partition is dropped, and
-  any rows of it in the DEFAULT partition are deleted, in one short transaction.
+- PostgreSQL (``results`` partitioned by day, ``partitions``): its partition is detached, and
+  any rows of it in the DEFAULT partition deleted, in one short transaction; the detached table
+  is dropped in another, which holds no lock on ``results``.
 - SQLite: its rows are deleted probe by probe in chunks through the (probe_id, measured_at)
   index, each chunk its own short write transaction sized to take about ``CHUNK_TARGET_SECONDS``,
   so the writer never waits long for the lock. The pages freed are reused by new rows, and given
