@@ -38,8 +38,9 @@ from bench.ingest_sqlite import INSERT_SQL, migrated
 from bench.report import Outcome, check, heading, line
 from bench.workload import COLUMNS, ROUND, UPLINKS, prepared
 from lomsong.collector.registry import register_probe
-from lomsong.storage.archive import archive_day, day_bounds
+from lomsong.storage.archive import archive_day
 from lomsong.storage.database import migrate, open_engine
+from lomsong.storage.partitions import day_bounds
 from lomsong.storage.schema import communes
 
 PROVINCE = "04"

@@ -32,6 +32,9 @@
     every ``availability_refresh_seconds`` ("availability", first at start): on the leader
     AvailabilityKeeper.refresh (availability_daily from the outages), then on every replica
     AvailabilityGauges.reload (the /metrics availability families).
+    every ``retention.prune_every_seconds`` ("retention"), on the leader only: prune, which
+    archives and removes the expired days and, on PostgreSQL, makes the coming days' partitions
+    (storage/retention.py).
 
 ``start`` checks the database, loads the live state, builds the detector where this process
 always leads (SQLite), starts the store's writer and then the scheduler; ``stop`` undoes it in
@@ -43,7 +46,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi.concurrency import run_in_threadpool
@@ -64,8 +68,12 @@ from lomsong.collector.store import ReportStore, StoredBatch
 from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.storage.database import check_ready, unavailable
+from lomsong.storage.retention import PruneReport, archiver_for, prune
 
 log = logging.getLogger(__name__)
+
+#: The first prune runs this long after start (the next ones every prune_every_seconds).
+PRUNE_FIRST_AFTER_SECONDS = 60.0
 
 
 class ReportPipeline:
@@ -116,6 +124,8 @@ class ReportPipeline:
             engine, alerts.maintenance if alerts else (), clock=clock
         )
         self.availability_gauges = AvailabilityGauges(engine, self.live, clock=clock)
+        #: refuses to start where archive.path is set and no archive writer is built in
+        self._archiver = archiver_for(settings, engine)
         #: built when this process takes the lead, dropped when it stands by
         self.dispatcher: Dispatcher | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -175,6 +185,41 @@ class ReportPipeline:
         """Reload the live state from the database: other replicas store reports too."""
         await run_in_threadpool(self.live.reload, self.engine)
 
+    async def prune(self) -> PruneReport | None:
+        """Prune what expired, on the detector's leader only (one replica prunes at a time)."""
+        if not self.feed.leader:
+            return None
+        keep = self.settings.retention
+        try:
+            report = await run_in_threadpool(
+                partial(
+                    prune,
+                    self.engine,
+                    now=self.clock(),
+                    raw_days=keep.raw_days,
+                    rollup_5m_days=keep.rollup_5m_days,
+                    archiver=self._archiver,
+                )
+            )
+        except Exception as exc:  # the next run tries again
+            away = unavailable(exc)
+            if away is None:
+                log.exception("pruning expired results failed")
+            else:
+                log.warning("pruning expired results: %s", away)
+            return None
+        if report.days or report.rollup_rows:
+            log.info(
+                "pruned %d days of raw results (%d results) and %d 5-minute rollups; kept from %s",
+                len(report.days),
+                report.rows,
+                report.rollup_rows,
+                report.plan.keep_from,
+            )
+        if report.failed is not None:
+            log.error("archiving %s failed, so it is kept: %s", *report.failed)
+        return report
+
     async def start(self) -> None:
         """Check the database, load the live state, start the writer, then the scheduled jobs."""
         warn_if_nobody_notified(self.settings.alerts_file, self.alerts)
@@ -207,6 +252,16 @@ class ReportPipeline:
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            self.prune,
+            "interval",
+            seconds=self.settings.retention.prune_every_seconds,
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+            # a minute after start, when the leader is known, and then on the interval
+            next_run_time=datetime.now(UTC) + timedelta(seconds=PRUNE_FIRST_AFTER_SECONDS),
         )
         scheduler.start()
         self._scheduler = scheduler

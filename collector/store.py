@@ -360,7 +360,10 @@ class _Sql:
             sql = self._inserts[columns] = (
                 f"INSERT INTO results ({', '.join(columns)}) "
                 f"VALUES ({', '.join([self.p] * len(columns))}) "
-                "ON CONFLICT (probe_id, seq) DO NOTHING"
+                # No conflict target: on PostgreSQL the key is (probe_id, seq, measured_at),
+                # the partition key being part of it; a seq already stored on another day is
+                # left out before this by the read of stored seqs (``_one``).
+                "ON CONFLICT DO NOTHING"
             )
         return sql
 

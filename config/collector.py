@@ -89,6 +89,21 @@ class MapSettings(BaseModel):
         return value
 
 
+class RetentionSettings(BaseModel):
+    """How long results are kept: raw rows for weeks, 5-minute rollups for a year or so; the
+    hourly and daily rollups are kept for ever (they are small)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Days of raw results kept (whole Asia/Ho_Chi_Minh days); older days are pruned, after
+    #: being archived when ``archive.path`` is set.
+    raw_days: Annotated[int, Field(ge=1, le=3_660)] = 35
+    #: Days of 5-minute rollups kept.
+    rollup_5m_days: Annotated[int, Field(ge=1, le=36_600)] = 400
+    #: How often the detector's leader prunes what expired.
+    prune_every_seconds: Annotated[float, Field(ge=60, le=7 * 86_400)] = 3_600.0
+
+
 class ArchiveSettings(BaseModel):
     """The open archive: raw results written as Parquet before they expire (``lomsong archive``)."""
 
@@ -154,6 +169,7 @@ class CollectorSettings(FileSettings):
     ingest: IngestLimits = IngestLimits()
     detector: DetectorSettings = DetectorSettings()
     maps: MapSettings = MapSettings()
+    retention: RetentionSettings = RetentionSettings()
     archive: ArchiveSettings = ArchiveSettings()
     rollups: RollupSettings = RollupSettings()
 

@@ -37,8 +37,13 @@ _FALSE = {"0", "false", "f", "no", "n", "khong"}
 def texts_of(values: ObjArray) -> ObjArray:
     """Values as stripped text; None and NaN become empty."""
     series = pd.Series(values, dtype=object)
-    text = series.where(~series.isna(), "").astype(str).str.strip()
-    return np.asarray(text.to_numpy(dtype=object), dtype=object)
+    # kept as Python objects: with pyarrow installed, pandas' own text dtype is Arrow's, which
+    # cannot hold a lone surrogate, and such text must reach storable() to be refused by name
+    missing = series.isna().to_numpy()
+    out = np.empty(len(series), dtype=object)
+    for i, (value, gone) in enumerate(zip(series.to_numpy(dtype=object), missing, strict=True)):
+        out[i] = "" if gone else str(value).strip()
+    return out
 
 
 #: the era of every time a reading may carry, in epoch seconds: the wire's

@@ -256,9 +256,10 @@ def cell_text(value: object) -> str:
 
 
 def _numbers(values: pd.Series) -> npt.NDArray[np.float64]:
-    series = pd.Series(values.to_numpy(dtype=object), dtype=object)
-    text = series.where(~series.isna(), "").astype(str).str.strip().str.replace(",", ".")
-    return np.asarray(pd.to_numeric(text, errors="coerce"), dtype=np.float64)
+    # Python strings, not pandas' text dtype (Arrow's when pyarrow is installed, which cannot
+    # hold a lone surrogate): such a cell is then simply not a number
+    text = np.array([cell_text(v).replace(",", ".") for v in values.to_numpy(dtype=object)])
+    return np.asarray(pd.to_numeric(pd.Series(text, dtype=object), errors="coerce"), np.float64)
 
 
 def _parse_points(

@@ -5,10 +5,10 @@ Layout under ``archive.path`` (hive partitioning, which DuckDB, pyarrow and Spar
     results/date=2026-11-03/province=04/part-00000.parquet
 
 One file per day and province, zstd-compressed, with exactly the columns and types of the
-``results`` table (``RESULTS_SCHEMA``). **A day is the UTC date of ``measured_at``**
-(``[00:00 UTC, 24:00 UTC)``), the same day the database is partitioned and pruned by, so a day
-is archived whole before it is dropped whole; a local (Asia/Ho_Chi_Minh) day spans two archive
-days. The province is the one of the probe's commune; results of a probe that is not registered
+``results`` table (``RESULTS_SCHEMA``). **A day is the Asia/Ho_Chi_Minh day of
+``measured_at``** (``storage/partitions.py``: UTC+7 all year), the same day the database is
+partitioned, pruned and reported by, so a day is archived whole before it is dropped whole.
+The province is the one of the probe's commune; results of a probe that is not registered
 go to ``province=unknown``.
 
 Why no crash can leave a gap: the archive never deletes a row. A file is written under a hidden
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, text
 from sqlalchemy.types import BigInteger, Boolean, Float, Integer, String, Text
 
 from lomsong.errors import StorageError
+from lomsong.storage.partitions import day_bounds
 from lomsong.storage.schema import archived_files, communes, probes, results
 
 #: the partition of results whose probe is not (or no longer) registered
@@ -128,12 +129,6 @@ class ArchivedDay:
         return sum(f.rows for f in self.files if f.action not in ("missing", "damaged"))
 
 
-def day_bounds(day: date) -> tuple[float, float]:
-    """The epoch seconds ``[start, end)`` of a UTC day."""
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start.timestamp(), (start + timedelta(days=1)).timestamp()
-
-
 def relative_path(day: date, province: str) -> str:
     return f"results/date={day.isoformat()}/province={province}/{PART_NAME}"
 
@@ -141,7 +136,7 @@ def relative_path(day: date, province: str) -> str:
 def archive_day(
     engine: Engine, day: date, root: Path, *, clock: Callable[[], float] = time.time
 ) -> ArchivedDay:
-    """Write the results measured on UTC ``day`` under ``root``, one Parquet file a province,
+    """Write the results measured on the local ``day`` under ``root``, one Parquet file a province,
     and record each file once it is in place; idempotent, and safe to run again after a crash.
 
     Returns every file of the day, with what was done to it; raises ``StorageError`` when the
@@ -312,7 +307,7 @@ _RECORD_UPSERT = text(
 
 
 def day_counts(engine: Engine, day: date) -> dict[str, tuple[int, list[str]]]:
-    """Per province, the rows the database holds for UTC ``day`` and the probes they are of.
+    """Per province, the rows the database holds for the local ``day`` and the probes they are of.
 
     Only index seeks on ``(probe_id, measured_at)``: the probes that have any results are found
     one after another (the smallest id above the last), then each one's day is counted by a

@@ -6,6 +6,8 @@ inside the functions, so the ``lomsong`` command starts where only the probe age
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
@@ -15,10 +17,13 @@ import typer
 from lomsong.errors import ConfigError, MigrationError, StorageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
     from sqlalchemy import Engine
 
     from lomsong.storage.archive import ArchivedDay
     from lomsong.storage.archive_verify import ArchiveCheck
+    from lomsong.storage.retention import ExpiredDay
 
 ConfigOpt = Annotated[
     Path | None,
@@ -128,7 +133,10 @@ def _archive_root(config: Path | None, path: Path | None) -> Path:
 @archive_app.command("day")
 def archive_day_command(
     day: Annotated[
-        str, typer.Option("--date", help="The UTC day of measured_at, YYYY-MM-DD.", callback=_day)
+        str,
+        typer.Option(
+            "--date", help="The day (Asia/Ho_Chi_Minh) of measured_at, YYYY-MM-DD.", callback=_day
+        ),
     ],
     config: ConfigOpt = None,
     path: PathOpt = None,
@@ -152,17 +160,17 @@ def _print_day(done: ArchivedDay) -> None:
     columns.append(Column("done"))
     rows = [[f.province, f"{f.rows:,}", f"{f.bytes:,}", f.action] for f in done.files]
     footer = ["total", f"{done.rows:,}", f"{sum(f.bytes for f in done.files):,}", ""]
-    title = f"results/date={done.day.isoformat()}/ (UTC day)"
+    title = f"results/date={done.day.isoformat()}/ (local day)"
     console().print(table(columns, rows, title=title, footer=footer if rows else None))
     if not rows:
-        typer.echo(f"no results measured on {done.day.isoformat()} (UTC)")
+        typer.echo(f"no results measured on {done.day.isoformat()} (Asia/Ho_Chi_Minh)")
 
 
 @archive_app.command("verify")
 def archive_verify_command(
     day: Annotated[
         str | None,
-        typer.Option("--date", help="Only this UTC day, YYYY-MM-DD.", callback=_day),
+        typer.Option("--date", help="Only this day (Asia/Ho_Chi_Minh), YYYY-MM-DD.", callback=_day),
     ] = None,
     checksums: Annotated[
         bool, typer.Option("--sha256", help="Also read every file and compare its sha256.")
@@ -218,6 +226,105 @@ def _print_checks(checks: list[ArchiveCheck]) -> None:
         typer.echo("the archive is empty")
         return
     console().print(table(columns, rows))
+
+
+@db_app.command("prune")
+def db_prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would go, and change nothing.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove the raw results older than retention.raw_days, whole days at a time (archived
+    first when archive.path is set), and the 5-minute rollups older than rollup_5m_days."""
+    import time
+
+    from lomsong.config.collector import load_collector_settings
+    from lomsong.errors import StorageError
+    from lomsong.storage.retention import archiver_for, plan_prune, prune
+    from lomsong.tables import console
+
+    settings = load_collector_settings(config, check_secrets=False)
+    engine = open_database(config, upgrade=False)
+    keep = settings.retention
+    now = time.time()
+    out = console()
+    try:
+        if dry_run:
+            plan = plan_prune(
+                engine, now=now, raw_days=keep.raw_days, rollup_5m_days=keep.rollup_5m_days
+            )
+            if plan.days:
+                out.print("raw results that would be pruned (dry run):")
+                out.print(prune_table(plan.days, engine.dialect.name, done=False))
+            else:
+                out.print(f"raw results: none from before {plan.keep_from} (dry run)")
+            out.print(rollup_line(plan.rollup_rows, plan.rollup_cutoff, done=False))
+            out.print(f"kept: every result from {plan.keep_from} on (raw_days={keep.raw_days})")
+            return
+        with _progress(out) as advance:
+            report = prune(
+                engine,
+                now=now,
+                raw_days=keep.raw_days,
+                rollup_5m_days=keep.rollup_5m_days,
+                archiver=archiver_for(settings, engine),
+                on_progress=advance,
+            )
+    finally:
+        engine.dispose()
+    if report.days:
+        out.print("raw results pruned:")
+        out.print(prune_table(report.days, engine.dialect.name, done=True))
+    else:
+        out.print(f"raw results: none from before {report.plan.keep_from}")
+    rolled = None if report.plan.rollup_rows is None else report.rollup_rows
+    out.print(rollup_line(rolled, 0, done=True))
+    out.print(f"kept: every result from {report.plan.keep_from} on (raw_days={keep.raw_days})")
+    if report.failed is not None:
+        day, why = report.failed
+        raise StorageError(
+            f"archiving {day} failed ({why}); it and every later day stay in the database"
+        )
+
+
+def prune_table(days: Sequence[ExpiredDay], dialect: str, *, done: bool) -> Table:
+    """The days of raw results pruned (or that would be), with their rows and how they go."""
+    from lomsong.tables import Column, table
+
+    how = "partition dropped" if dialect == "postgresql" else "rows deleted"
+    if not done:
+        how = "partition to drop" if dialect == "postgresql" else "rows to delete"
+    rows = [[f"{d.day}", f"{d.rows:,}", how] for d in days]
+    total = [f"{len(days)} days", f"{sum(d.rows for d in days):,}", ""]
+    columns = [Column("day"), Column("results", numeric=True), Column("how", drop=1)]
+    return table(columns, rows, footer=total)
+
+
+def rollup_line(rows: int | None, cutoff: float, *, done: bool) -> str:
+    """What went (or would go) of the 5-minute rollups."""
+    if rows is None:
+        return "5-minute rollups: none kept in this database"
+    if done:
+        return f"5-minute rollups deleted: {rows:,}"
+    from lomsong.storage.partitions import day_of
+
+    return f"5-minute rollups that would be deleted (before {day_of(cutoff)}): {rows:,}"
+
+
+@contextmanager
+def _progress(out: Console) -> Iterator[Callable[[int], None]]:
+    """A bar of rows removed, on a terminal only (a pipe or a log gets the table alone)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    if not out.is_terminal:
+        yield lambda _n: None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("pruning: {task.completed:,} results"), console=out
+    ) as bar:
+        task = bar.add_task("prune", total=None)
+        yield lambda n: bar.advance(task, n)
 
 
 def add_commands(root: typer.Typer) -> None:

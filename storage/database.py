@@ -113,6 +113,13 @@ def _sqlite_pragmas(engine: Engine, synchronous: str, busy_timeout_ms: int) -> N
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        # A new, empty file is made in incremental auto-vacuum mode, so that the pages pruning
+        # frees can be given back (``retention``). An existing file is left as it is (the
+        # pragma would write to it, and switching needs a VACUUM); its freed pages are still
+        # reused from SQLite's free list.
+        cursor.execute("PRAGMA page_count")
+        if cursor.fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")

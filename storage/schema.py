@@ -85,6 +85,8 @@ tokens = Table(
     Column("revoked_at", Float, nullable=True),
 )
 
+# On PostgreSQL (migration 0008) ``results`` is partitioned by the local day of measured_at and
+# its key is (probe_id, seq, measured_at); see storage/partitions.py.
 results = Table(
     "results",
     metadata,

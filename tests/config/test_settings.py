@@ -126,6 +126,7 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
         DetectorSettings,
         IngestLimits,
         MapSettings,
+        RetentionSettings,
     )
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
@@ -137,7 +138,11 @@ def test_the_readme_reference_lists_every_setting_with_its_variable_and_default(
         assert f"| `ingest.{name}` | `LOMSONG_INGEST__{name.upper()}` |" in readme, name
     for name in MapSettings.model_fields:
         assert f"| `maps.{name}` | `LOMSONG_MAPS__{name.upper()}` |" in readme, name
-    for table, model in (("ingest", IngestLimits), ("detector", DetectorSettings)):
+    for table, model in (
+        ("ingest", IngestLimits),
+        ("detector", DetectorSettings),
+        ("retention", RetentionSettings),
+    ):
         defaults = model()
         for name in model.model_fields:
             value = getattr(defaults, name)

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from lomsong.storage.archive import RESULTS_SCHEMA, day_bounds
+from lomsong.storage.archive import RESULTS_SCHEMA
+from lomsong.storage.partitions import day_bounds, day_of
 from lomsong.storage.schema import probes, results
 
 #: probe → commune: two in Cao Bằng (04), one in Hà Nội (01)
@@ -79,7 +80,7 @@ def result_row(probe_id: str, seq: int, at: float, rng: random.Random) -> dict[s
 
 
 def seed(engine: Engine, day: date, *, per_probe: int = 60, seed: int = 14) -> None:
-    """``per_probe`` results a probe within UTC ``day``, including its first and last instants,
+    """``per_probe`` results a probe within the local ``day``, including its first and last instants,
     and results just outside it, which the day's archive must leave out."""
     rng = random.Random(seed)
     start, end = day_bounds(day)
@@ -120,7 +121,7 @@ def duckdb_rows(root: Path) -> list[tuple[Any, ...]]:
     out = []
     for *row, province, day in found:
         assert province == PROVINCE.get(row[0], "unknown"), (row[0], province)
-        assert date.fromisoformat(day) == _utc_day(row[2]), row
+        assert date.fromisoformat(day) == _local_day(row[2]), row
         out.append(tuple(row))
     return sorted(out)
 
@@ -144,7 +145,6 @@ def pyarrow_rows(root: Path) -> list[tuple[Any, ...]]:
     return sorted(zip(*columns, strict=True))
 
 
-def _utc_day(at: float) -> date:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(at, UTC).date()
+def _local_day(at: float) -> date:
+    """The archive's day of a time: the Asia/Ho_Chi_Minh day."""
+    return day_of(at)

@@ -32,7 +32,7 @@ DAY = date(2026, 11, 3)
 
 def test_duckdb_and_pyarrow_read_back_the_days_rows(engine: Engine, tmp_path: Path) -> None:
     """On SQLite and PostgreSQL: one file per province, hive layout, the table's rows exactly
-    (first and last instant of the UTC day in, the neighbouring days out), recorded."""
+    (first and last instant of the local day in, the neighbouring days out), recorded."""
     register(engine)
     seed(engine, DAY)
     expected = db_rows(engine, DAY)

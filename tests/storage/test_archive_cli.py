@@ -105,4 +105,7 @@ def test_archive_mistakes_are_one_line(
     assert bad_date.returncode == 2 and bad_date.stderr.count("\n") == 1
     assert "'3/11/2026' is not a date; expected YYYY-MM-DD" in bad_date.stderr
     empty = run("archive", "day", "--date", "2026-11-04", url=sqlite_url, archive=tmp_path)
-    assert empty.returncode == 0 and "no results measured on 2026-11-04 (UTC)" in empty.stdout
+    assert (
+        empty.returncode == 0
+        and "no results measured on 2026-11-04 (Asia/Ho_Chi_Minh)" in empty.stdout
+    )

@@ -14,6 +14,7 @@ import duckdb
 from sqlalchemy import Engine
 
 from lomsong.storage.archive import archive_day
+from lomsong.storage.partitions import day_of
 from lomsong.storage.schema import results
 from lomsong.timefmt import LOCAL_TZ
 from tests.storage.archive_rows import PROBES, PROVINCE, register, result_row
@@ -87,9 +88,10 @@ def test_the_readmes_duckdb_query_gives_the_months_availability(
     register(sqlite_engine)
     rows = seed_month(sqlite_engine)
     root = tmp_path / "archive"
-    for day in {datetime.fromtimestamp(r["measured_at"], UTC).date() for r in rows}:
+    for day in {day_of(r["measured_at"]) for r in rows}:
         archive_day(sqlite_engine, day, root)
-    # local 1 November begins in the UTC folder of 31 October, which the query must read
+    # the folders are local days: results of the evening of 31 October (local) sit in their own
+    # folder, which the query leaves out, and 1 November's early hours in November's
     assert (root / "results" / "date=2026-10-31").is_dir()
 
     query = readme_query().replace(README_PATH, f"'{root}/results/*/*/*.parquet'")

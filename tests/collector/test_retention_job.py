@@ -1,0 +1,67 @@
+"""The detector's leader prunes on a schedule; a standby replica leaves it to the leader."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from lomsong.collector.pipeline import ReportPipeline
+from lomsong.errors import ConfigError
+from lomsong.storage.database import open_engine
+from tests.conftest import make_settings, ready_engine
+from tests.storage.test_retention import NOW, PER_DAY, PROBES, digest, fill
+
+
+def pipeline(url: str, engine: Engine, **overrides: object) -> ReportPipeline:
+    return ReportPipeline(make_settings(url, **overrides), engine, clock=lambda: NOW)
+
+
+def test_only_the_leader_prunes(pg_url: str) -> None:
+    one, two = ready_engine(pg_url), open_engine(pg_url)
+    try:
+        fill(one, 6)
+        leader = pipeline(pg_url, one, retention={"raw_days": 2})
+        standby = pipeline(pg_url, two, retention={"raw_days": 2})
+        assert leader.feed.tick().leader and not standby.feed.tick().leader
+        before = digest(one)
+        assert asyncio.run(standby.prune()) is None
+        assert digest(one) == before
+        report = asyncio.run(leader.prune())
+        assert report is not None and len(report.days) == 3
+        assert digest(one)[0] == 3 * PER_DAY * len(PROBES)
+        leader.feed.stand_down()
+        standby.feed.stand_down()
+    finally:
+        one.dispose()
+        two.dispose()
+
+
+def test_sqlite_always_leads_and_prunes(sqlite_url: str) -> None:
+    engine = ready_engine(sqlite_url)
+    try:
+        fill(engine, 4)
+        job = pipeline(sqlite_url, engine, retention={"raw_days": 1})
+        job.feed.prepare()
+        report = asyncio.run(job.prune())
+        assert report is not None and report.rows == 2 * PER_DAY * len(PROBES)
+    finally:
+        engine.dispose()
+
+
+def test_an_archive_path_gets_the_archive_writer_or_refuses_to_start(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = ready_engine(sqlite_url)
+    try:
+        if importlib.util.find_spec("lomsong.storage.archive") is None:
+            with pytest.raises(ConfigError, match=r"archive\.path .*nothing is pruned"):
+                pipeline(sqlite_url, engine, archive={"path": tmp_path})
+        else:  # built with the archive: pruning hands every day to it first
+            assert pipeline(sqlite_url, engine, archive={"path": tmp_path})._archiver
+        assert pipeline(sqlite_url, engine)._archiver is None
+    finally:
+        engine.dispose()
