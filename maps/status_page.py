@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from html import escape
 
 from lomsong.maps import labels as lb
+from lomsong.maps.availability_bars import BARS_STYLE
 from lomsong.maps.pages import both, page
 from lomsong.maps.probes import ProbeMarker
 from lomsong.maps.status_model import (
@@ -89,7 +90,7 @@ def status_page(
     """The whole status page.
 
     ``expanded``: the reader sees a few provinces only (a viewer's), so each is shown open,
-    healthy or not. ``availability`` draws the 90-day bars when a later issue provides them.
+    healthy or not. ``availability`` draws the 90-day bars (``availability_bars.Bars``).
     """
     updated = (
         f'<p class="muted">Cập nhật / Updated: {escape(local_time(now))} '
@@ -110,7 +111,7 @@ def status_page(
         body,
         refresh=refresh,
         who=who,
-        style=STATUS_STYLE,
+        style=STATUS_STYLE + (BARS_STYLE if availability is not None else ""),
     )
 
 
@@ -325,15 +326,10 @@ def province(
         cards = "".join(centre(m, now, availability) for m in troubled)
         parts.append(f'<ul class="cards wide probes">{cards}</ul>')
     if up:
-        chips = "".join(
-            f'<li data-probe="{escape(m.id)}" data-state="{escape(m.state)}">'
-            f"{escape(m.commune_name)}</li>"
-            for m in up
-        )
         parts.append(
             f'<details class="up"><summary>{len(up)} '
             f"{both(('trung tâm hoạt động bình thường', 'centres up'))}</summary>"
-            f'<ul class="chips">{chips}</ul></details>'
+            f"{up_list(up, availability)}</details>"
         )
     missing = p.communes - len({m.commune_code for m in p.probes})
     if missing > 0 and p.probes:
@@ -378,6 +374,25 @@ def centre(m: ProbeMarker, now: float, availability: AvailabilityBars | None) ->
         f'<p class="muted">{escape(label)} · {both(lb.FIELDS["last_seen"])}: {seen}</p>'
         f"{bars}</li>"
     )
+
+
+def up_list(up: Sequence[ProbeMarker], availability: AvailabilityBars | None) -> str:
+    """The healthy centres: names in a line, or with their bars when there are bars."""
+    if availability is None:
+        chips = "".join(
+            f'<li data-probe="{escape(m.id)}" data-state="{escape(m.state)}">'
+            f"{escape(m.commune_name)}</li>"
+            for m in up
+        )
+        return f'<ul class="chips">{chips}</ul>'
+    rows = "".join(
+        f'<li class="card probe" data-probe="{escape(m.id)}" data-state="{escape(m.state)}" '
+        f'style="border-left-color:{colour(m.state)}">'
+        f'<p class="title">{escape(m.commune_name)} ({escape(m.commune_code)})</p>'
+        f"{availability.centre(m.id)}</li>"
+        for m in up
+    )
+    return f'<ul class="cards wide probes up-list">{rows}</ul>'
 
 
 def links(code: str) -> str:
