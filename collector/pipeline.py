@@ -86,7 +86,12 @@ class ReportPipeline:
         self.clock = clock
         # stored → live state and outage feed
         self.live = LiveState()
-        self.store = ReportStore(engine, on_commit=self._committed, on_heard=self.live.heard)
+        self.store = ReportStore(
+            engine,
+            on_commit=self._committed,
+            on_heard=self.live.heard,
+            rollups=settings.rollups.enabled,
+        )
         # feed → detector tick → history
         self.feed = OutageFeed(
             engine,

@@ -10,6 +10,12 @@ rows in one ``executemany`` per shape of row (the set of its non-NULL columns), 
 newest result of each check and one update of the states; a re-sent batch adds one read of the
 seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row parameter processing
 costs more than SQLite's insert itself.
+
+With rollups on, the same transaction folds the rows it inserted into the 5-minute, hourly and
+daily rollups (``storage/rollups.py``): one additive upsert per level. Which rows are new is
+known before the insert (the probe's ``probe_state`` row is locked, and a re-send's stored seqs
+are read); the insert's own row count is checked against it, and a disagreement fails the
+group rather than count a result twice or never.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sqlalchemy import Connection, Engine
 from lomsong.collector.ingest import CheckKey, PreparedBatch, Running
 from lomsong.errors import StorageError, StorageUnavailable
 from lomsong.storage.database import enable_immediate_transactions, unavailable
+from lomsong.storage.rollups import RollupWriter, fold
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,7 @@ class ReportStore:
         on_commit: Callable[[Sequence[StoredBatch]], None] | None = None,
         on_heard: Callable[[Sequence[HeardState]], None] | None = None,
         max_group: int = 64,
+        rollups: bool = True,
     ) -> None:
         enable_immediate_transactions(engine)
         self._engine = engine
@@ -102,6 +110,8 @@ class ReportStore:
         self._on_heard = on_heard
         self._max_group = max_group
         self._sql = _Sql(engine.dialect.name)
+        #: None: rollups off (``rollups.enabled``)
+        self._rollups = RollupWriter(engine.dialect.name) if rollups else None
         self._queue: queue.Queue[
             tuple[PreparedBatch, concurrent.futures.Future[ReportAck]] | None
         ] = queue.Queue()
@@ -268,7 +278,7 @@ class ReportStore:
         order = sorted(range(len(batches)), key=lambda i: batches[i].probe_id)
         with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
             with conn.begin():
-                done = _Group(conn, self._sql).write([batches[i] for i in order])
+                done = _Group(conn, self._sql, self._rollups).write([batches[i] for i in order])
         self.groups_written += 1
         stored: list[StoredBatch] = [done[0]] * len(batches)
         for i, s in zip(order, done, strict=True):
@@ -394,9 +404,13 @@ class _State:
 class _Group:
     """One transaction: the batches of a group, in probe order."""
 
-    def __init__(self, conn: Connection, sql: _Sql) -> None:
+    def __init__(self, conn: Connection, sql: _Sql, rollups: RollupWriter | None) -> None:
         self.conn = conn
         self.sql = sql
+        self.rollups = rollups
+        #: the rows the group inserts (for the rollups), and the count the inserts reported
+        self.accepted: list[dict[str, Any]] = []
+        self.inserted = 0
         #: rows not yet inserted, by their columns
         self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         #: the newest result of each (probe, check) the group stores
@@ -406,6 +420,8 @@ class _Group:
         states = self._lock_states(sorted({b.probe_id for b in batches}))
         out = [self._one(states[b.probe_id], b) for b in batches]
         self._flush()
+        if self.rollups is not None and self.accepted:
+            self._roll_up(self.rollups)
         self._forget_stale(states)
         if self.latest:
             self.conn.exec_driver_sql(
@@ -449,6 +465,16 @@ class _Group:
         )
         return out
 
+    def _roll_up(self, rollups: RollupWriter) -> None:
+        if self.inserted >= 0 and self.inserted != len(self.accepted):
+            # Never seen: the locked probe_state row makes the count exact. Folding anyway
+            # would count a result twice or miss one, for good.
+            raise StorageError(
+                f"the insert stored {self.inserted} results where {len(self.accepted)} were "
+                "new: rollups would disagree with the rows"
+            )
+        rollups.write(self.conn, fold(self.accepted))
+
     def _forget_stale(self, states: dict[str, _State]) -> None:
         """Leave out of ``latest_results`` the checks a probe no longer runs: delete their rows
         when a newer list came, and never upsert their results (a backfill after the list)."""
@@ -487,7 +513,11 @@ class _Group:
     def _flush(self) -> None:
         """Insert the pending rows: before any read of ``results`` and at the end."""
         for columns, params in self.pending.items():
-            self.conn.exec_driver_sql(self.sql.insert_results(columns), params)
+            done = self.conn.exec_driver_sql(self.sql.insert_results(columns), params)
+            # -1 where the driver cannot tell: then it stays -1 and is not checked
+            self.inserted = (
+                -1 if self.inserted < 0 or done.rowcount < 0 else (self.inserted + done.rowcount)
+            )
         self.pending.clear()
 
     def _one(self, st: _State, b: PreparedBatch) -> StoredBatch:
@@ -515,6 +545,8 @@ class _Group:
         accepted = len(rows)
         if accepted:
             self._note_latest(b, rows)
+            if self.rollups is not None:
+                self.accepted.extend(rows)
         max_seq = max(st.max_seq, hi)
         through = self._advance(b, st.stored_through_seq, max_seq)
         skew = smoothed_skew(

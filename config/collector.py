@@ -99,6 +99,16 @@ class ArchiveSettings(BaseModel):
     path: Path | None = None
 
 
+class RollupSettings(BaseModel):
+    """The rollups kept as results arrive (``storage/rollups.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Fold every stored result into the 5-minute, hourly and daily rollups in the same
+    #: transaction. Off only to measure what they cost; turned on again, ``rebuild`` them.
+    enabled: bool = True
+
+
 class CollectorSettings(FileSettings):
     """Everything the collector reads at start; unknown keys are refused."""
 
@@ -145,6 +155,7 @@ class CollectorSettings(FileSettings):
     detector: DetectorSettings = DetectorSettings()
     maps: MapSettings = MapSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    rollups: RollupSettings = RollupSettings()
 
     def check_secrets(self) -> None:
         """Refuse a placeholder or short admin secret unless running in development mode."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -428,3 +430,41 @@ availability_probes = Table(
     Column("probe_id", String(64), primary_key=True),
     Column("first_heard_at", Float, nullable=False),
 )
+
+
+def _rollup_table(name: str) -> Table:
+    """One level of rollups (``storage/rollups.py``): every value merges by +, min or max."""
+    counts = [Column(c, BigInteger, nullable=False, server_default="0") for c in _ROLLUP_COUNTS]
+    stats: list[Column[Any]] = []
+    for m in ("rtt", "rsrp", "rsrq", "snr"):
+        stats += [
+            Column(f"{m}_count", BigInteger, nullable=False, server_default="0"),
+            Column(f"{m}_sum", Float, nullable=False, server_default="0"),
+            Column(f"{m}_min", Float, nullable=True),
+            Column(f"{m}_max", Float, nullable=True),
+        ]
+    return Table(
+        name,
+        metadata,
+        Column("probe_id", String(64), primary_key=True),
+        # "" for results of no uplink (heartbeat)
+        Column("uplink", String(64), primary_key=True),
+        Column("kind", String(16), primary_key=True),
+        Column("target", String(512), primary_key=True),
+        # epoch seconds of the bucket's start (of measured_at)
+        Column("bucket_start", BigInteger, primary_key=True, autoincrement=False),
+        *counts,
+        *stats,
+        # JSON {"bin": count} of the latency histogram (storage/latency_bins.py)
+        Column("hist", Text, nullable=False, server_default="{}"),
+        # JSON {"mcc-mnc-tac-cid": count} of the serving cells seen
+        Column("cells", Text, nullable=False, server_default="{}"),
+        # the key is the table: no second copy of it in a rowid table's primary-key index
+        sqlite_with_rowid=False,
+    )
+
+
+_ROLLUP_COUNTS = ("runs", "successes", "packets_sent", "packets_received")
+rollup_5m = _rollup_table("rollup_5m")
+rollup_1h = _rollup_table("rollup_1h")
+rollup_1d = _rollup_table("rollup_1d")

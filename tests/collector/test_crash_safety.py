@@ -6,7 +6,8 @@ Twenty kills run with the other tests; the soak (marker ``soak``, run by ``make 
 Probes keep sending batches and re-send whatever was not acknowledged to the next collector
 process, as an agent's uploader does. At the end every acknowledged result is stored, no result is
 stored twice, every result sent is stored after the last retries, the derived state
-(``probe_state``, ``latest_results``) agrees with the rows, and SQLite's integrity check passes.
+(``probe_state``, ``latest_results``, the 5-minute, hourly and daily rollups) agrees with the
+rows, and SQLite's integrity check passes.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import pytest
 
 from lomsong.collector.auth import create_token
 from lomsong.collector.registry import Uplink, register_probe
+from lomsong.storage.database import open_engine
 from tests.conftest import free_port, ready_engine
 from tests.factories import body, iso, result
+from tests.rollup_checks import check_against_raw
 from tests.waiting import wait_until
 
 KILLS = 20
@@ -409,6 +412,13 @@ def _kill_during_ingest(tmp_path: Path, kills: int) -> None:
 
     assert not traffic.problems, traffic.problems
     stored_total, lost, stored_twice = _check_database(db, traffic)
+    # Rollups are folded in the transaction that stores the rows: after every kill they count
+    # each stored result once, no more, no less.
+    engine = open_engine(f"sqlite:///{db}")
+    try:
+        check_against_raw(engine, [*SEQUENTIAL, CONCURRENT])
+    finally:
+        engine.dispose()
     busy_kills = sum(1 for n in in_flight_at_kill if n > 0)
     acked = sum(len(s) for s in traffic.acked.values())
     print(

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from lomsong.storage.schema import probe_state, results
 from tests.conftest import CollectorFactory
 from tests.factories import batch, body
+from tests.rollup_checks import check_against_raw
 
 
 def test_concurrent_replicas_store_each_result_once(
@@ -47,3 +48,5 @@ def test_concurrent_replicas_store_each_result_once(
     assert sum(x["accepted"] for x in answers) == 440
     assert sum(x["accepted"] + x["duplicates"] for x in answers) == 60 * len(answers)
     assert state["stored_through_seq"] == 440 and state["results_total"] == 440
+    # the rollups count each result once too, whichever replica stored it
+    check_against_raw(a.engine, ["cb-1"])

@@ -1,0 +1,185 @@
+"""History of a probe's checks over time, read from the rollups: what the charts draw.
+
+For pages and the API (one query per chart, never a scan of raw results)::
+
+    from lomsong.collector.history import series, probe_series
+
+    points = series(engine, "cb-04-001", "viettel-4g", "icmp", since, until)
+    for p in points:            # oldest first; a bucket without results has no point
+        p.start, p.seconds      # the bucket: epoch seconds of its start, and its length
+        p.runs, p.success_ratio, p.loss_ratio
+        p.p5, p.p50, p.p95, p.p99          # latency, seconds (within 2 %; None: no success)
+        p.rtt_mean, p.rtt_min, p.rtt_max   # seconds
+        p.rsrp_min, p.rsrp_mean, p.rsrp_max, p.rsrq_mean, p.snr_mean, p.top_cell  # modem
+        p.as_dict()             # the same, JSON-ready
+
+    charts = probe_series(engine, "cb-04-001", since, until)   # {(uplink, kind): [Point]}
+
+``since`` and ``until`` are epoch seconds (``until`` excluded). The resolution is chosen from
+the span unless given (``"5m"``, ``"1h"``, ``"1d"``): up to two days 5-minute points (288 for
+24 h), up to 35 days hourly ones (168 for 7 d, 720 for 30 d), beyond that daily ones (365 for a
+year), days being Asia/Ho_Chi_Minh days. Points of a check with several targets (icmp to the
+portal and to a resolver) are merged unless ``target`` is given: their histograms add up, so
+the percentiles are those of all the check's runs.
+
+A SmokePing-style band is ``p50`` as the line, ``p5``–``p95`` as the shade and ``loss_ratio``
+as the colour (icmp; for checks that send no packets, ``1 − success_ratio``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from lomsong.storage import latency_bins
+from lomsong.storage.rollups import KEY_COLUMNS, LEVEL_BY_NAME, VALUE_COLUMNS, Level, Rollup
+
+#: The spans (seconds) up to which a resolution is chosen; beyond the last, daily points.
+AUTO_RESOLUTION = ((2 * 86_400.0, "5m"), (35 * 86_400.0, "1h"))
+QUANTILES = (0.05, 0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One bucket of a check's history."""
+
+    start: int
+    seconds: int
+    runs: int
+    successes: int
+    success_ratio: float | None
+    #: lost packets ÷ packets sent; None for checks that send no packets
+    loss_ratio: float | None
+    p5: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    rtt_mean: float | None
+    rtt_min: float | None
+    rtt_max: float | None
+    rsrp_min: float | None
+    rsrp_mean: float | None
+    rsrp_max: float | None
+    rsrq_mean: float | None
+    snr_mean: float | None
+    top_cell: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolution_for(since: float, until: float) -> str:
+    """The level a chart of ``[since, until)`` reads."""
+    span = until - since
+    for limit, name in AUTO_RESOLUTION:
+        if span <= limit:
+            return name
+    return "1d"
+
+
+def series(
+    engine: Engine,
+    probe_id: str,
+    uplink: str,
+    kind: str,
+    since: float,
+    until: float,
+    resolution: str | None = None,
+    *,
+    target: str | None = None,
+) -> list[Point]:
+    """One check's points, oldest first (see the module docstring)."""
+    got = probe_series(
+        engine, probe_id, since, until, resolution, uplink=uplink, kind=kind, target=target
+    )
+    return got.get((uplink, kind), [])
+
+
+def probe_series(
+    engine: Engine,
+    probe_id: str,
+    since: float,
+    until: float,
+    resolution: str | None = None,
+    *,
+    uplink: str | None = None,
+    kind: str | None = None,
+    target: str | None = None,
+) -> dict[tuple[str, str], list[Point]]:
+    """Every check of a probe in one query: ``{(uplink, kind): points}`` (uplink ``""`` for the
+    heartbeat)."""
+    level = _level(resolution or resolution_for(since, until))
+    t = level.table
+    query = select(*(t.c[c] for c in (*KEY_COLUMNS, *VALUE_COLUMNS))).where(
+        t.c.probe_id == probe_id,
+        t.c.bucket_start >= level.bucket(since),
+        t.c.bucket_start < until,
+    )
+    if uplink is not None:
+        query = query.where(t.c.uplink == uplink)
+    if kind is not None:
+        query = query.where(t.c.kind == kind)
+    if target is not None:
+        query = query.where(t.c.target == target)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return points_of(((r[1], r[2], int(r[4]), r[5:]) for r in rows), level.seconds)
+
+
+def points_of(
+    rows: Iterable[tuple[str, str, int, Sequence[Any]]], seconds: int
+) -> dict[tuple[str, str], list[Point]]:
+    """Rows ``(uplink, kind, bucket_start, values)`` merged per check and bucket into points."""
+    merged: dict[tuple[str, str], dict[int, Rollup]] = {}
+    for uplink, kind, start, values in rows:
+        r = Rollup.from_values(values)
+        buckets = merged.setdefault((uplink, kind), {})
+        have = buckets.get(start)
+        if have is None:
+            buckets[start] = r
+        else:
+            have.merge(r)
+    return {
+        check: [point(start, seconds, r) for start, r in sorted(buckets.items())]
+        for check, buckets in sorted(merged.items())
+    }
+
+
+def point(start: int, seconds: int, r: Rollup) -> Point:
+    """What a chart shows of one bucket's rollup."""
+    p5, p50, p95, p99 = latency_bins.quantiles(r.hist, QUANTILES, low=r.rtt.low, high=r.rtt.high)
+    sent = r.packets_sent
+    return Point(
+        start=start,
+        seconds=seconds,
+        runs=r.runs,
+        successes=r.successes,
+        success_ratio=r.successes / r.runs if r.runs else None,
+        loss_ratio=(sent - r.packets_received) / sent if sent else None,
+        p5=p5,
+        p50=p50,
+        p95=p95,
+        p99=p99,
+        rtt_mean=r.rtt.mean,
+        rtt_min=r.rtt.low,
+        rtt_max=r.rtt.high,
+        rsrp_min=r.rsrp.low,
+        rsrp_mean=r.rsrp.mean,
+        rsrp_max=r.rsrp.high,
+        rsrq_mean=r.rsrq.mean,
+        snr_mean=r.snr.mean,
+        top_cell=r.top_cell,
+    )
+
+
+def _level(name: str) -> Level:
+    level = LEVEL_BY_NAME.get(name)
+    if level is None:
+        raise ValueError(
+            f"resolution: {name!r} is not a rollup level; expected one of "
+            f"{{{', '.join(repr(n) for n in LEVEL_BY_NAME)}}}"
+        )
+    return level
