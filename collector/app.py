@@ -33,6 +33,7 @@ from lomsong.collector.routes import (
     outage_pages,
     outages,
     pages,
+    probe_pages,
     probes,
     reports,
 )
@@ -152,6 +153,7 @@ def create_app(
         health,
         pages,
         outage_pages,
+        probe_pages,
         maps,
         docs,
     ):

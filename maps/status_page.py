@@ -369,7 +369,7 @@ def centre(m: ProbeMarker, now: float, availability: AvailabilityBars | None) ->
     return (
         f'<li class="card probe" data-probe="{escape(m.id)}" data-state="{escape(m.state)}" '
         f'style="border-left-color:{colour(m.state)}">'
-        f'<p class="title">{escape(m.commune_name)} ({escape(m.commune_code)}) {state}</p>'
+        f'<p class="title">{centre_link(m)} {state}</p>'
         f"{when}<p>{uplinks}</p>"
         f'<p class="muted">{escape(label)} · {both(lb.FIELDS["last_seen"])}: {seen}</p>'
         f"{bars}</li>"
@@ -388,11 +388,19 @@ def up_list(up: Sequence[ProbeMarker], availability: AvailabilityBars | None) ->
     rows = "".join(
         f'<li class="card probe" data-probe="{escape(m.id)}" data-state="{escape(m.state)}" '
         f'style="border-left-color:{colour(m.state)}">'
-        f'<p class="title">{escape(m.commune_name)} ({escape(m.commune_code)})</p>'
+        f'<p class="title">{centre_link(m)}</p>'
         f"{availability.centre(m.id)}</li>"
         for m in up
     )
     return f'<ul class="cards wide probes up-list">{rows}</ul>'
+
+
+def centre_link(m: ProbeMarker) -> str:
+    """The centre's name, linking to its own page (``probe_page.py``)."""
+    return (
+        f'<a href="/probes/{escape(m.id)}">{escape(m.commune_name)} '
+        f"({escape(m.commune_code)})</a>"
+    )
 
 
 def links(code: str) -> str:
