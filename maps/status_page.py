@@ -398,8 +398,7 @@ def up_list(up: Sequence[ProbeMarker], availability: AvailabilityBars | None) ->
 def centre_link(m: ProbeMarker) -> str:
     """The centre's name, linking to its own page (``probe_page.py``)."""
     return (
-        f'<a href="/probes/{escape(m.id)}">{escape(m.commune_name)} '
-        f"({escape(m.commune_code)})</a>"
+        f'<a href="/probes/{escape(m.id)}">{escape(m.commune_name)} ({escape(m.commune_code)})</a>'
     )
 
 
