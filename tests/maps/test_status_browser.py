@@ -178,6 +178,8 @@ def test_the_status_page_on_a_desk_and_a_phone_and_an_outage_page(
         assert "30 phút / 30 min" in page.inner_text("#resolved-list")
         assert page.locator("#healthy").get_attribute("open") is None
         assert page.locator("#p-04 > .avail[data-province='04'] .bar i").count() == 90
+        # each centre links to its own page
+        assert page.locator("#p-04 .probe a[href='/probes/cb-01290']").count() == 1
         # the centres with problems show their bars unfolded
         assert page.locator("#p-04 ul.probes:not(.up-list) .avail .bar i").count() >= 90
         keep(page.screenshot(), name, tmp_path)
