@@ -28,6 +28,7 @@ from lomsong.collector.pipeline import ReportPipeline
 from lomsong.collector.routes import (
     availability,
     docs,
+    enrolments,
     health,
     maps,
     outage_pages,
@@ -147,6 +148,7 @@ def create_app(
     for routes in (
         reports,
         probes,
+        enrolments,
         outages,
         availability,
         coverage_routes,

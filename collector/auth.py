@@ -21,13 +21,16 @@ from lomsong.errors import NotFoundError, ValidationError
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import probes, provinces, tokens
 
-Role = Literal["probe", "viewer", "admin"]
+Role = Literal["probe", "viewer", "province_admin", "admin"]
+#: roles that read the provinces listed on their token; a province admin may also approve the
+#: enrolments of boxes in them (``collector/enrolments.py``)
+PROVINCIAL_ROLES = ("viewer", "province_admin")
 TOKEN_PREFIX = "lst_"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a probe, a viewer of some provinces, or an admin."""
+    """Who is calling: a probe, a viewer or a province admin of some provinces, or an admin."""
 
     role: Role
     token_id: int | None = None
@@ -39,7 +42,11 @@ class Principal:
         return self.role == "admin"
 
     def may_read_province(self, code: str) -> bool:
-        return self.role == "admin" or (self.role == "viewer" and code in self.provinces)
+        return self.role == "admin" or (self.role in PROVINCIAL_ROLES and code in self.provinces)
+
+    def may_enrol_in(self, code: str) -> bool:
+        """Whether this caller may see and decide the enrolments of boxes in province ``code``."""
+        return self.role == "admin" or (self.role == "province_admin" and code in self.provinces)
 
     def readable_provinces(self) -> frozenset[str] | None:
         """Province codes this principal may read; ``None`` means all of them."""
@@ -47,7 +54,7 @@ class Principal:
             None
             if self.role == "admin"
             else self.provinces
-            if self.role == "viewer"
+            if self.role in PROVINCIAL_ROLES
             else frozenset()
         )
 
@@ -72,7 +79,8 @@ def create_token(
     label: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> IssuedToken:
-    """Make a token for a probe, a viewer of provinces or an admin; return it (shown once)."""
+    """Make a token for a probe, a viewer or province admin of provinces, or an admin; return it
+    (shown once)."""
     codes = sorted(set(province_codes))
     with write_transaction(engine) as conn:
         if role == "probe":
@@ -80,10 +88,10 @@ def create_token(
                 raise ValidationError("--probe", None, "a probe token needs the probe id")
             if conn.execute(select(probes.c.id).where(probes.c.id == probe_id)).first() is None:
                 raise NotFoundError(f"probe {probe_id!r} is not registered")
-        elif role == "viewer":
+        elif role in PROVINCIAL_ROLES:
             if not codes:
                 raise ValidationError(
-                    "--province", None, "a viewer token needs at least one province"
+                    "--province", None, f"a {role} token needs at least one province"
                 )
             known = set(conn.execute(select(provinces.c.code)).scalars())
             for code in codes:
@@ -101,7 +109,7 @@ def create_token(
                 prefix=token[:10],
                 role=role,
                 probe_id=probe_id if role == "probe" else None,
-                provinces=",".join(codes) if role == "viewer" else None,
+                provinces=",".join(codes) if role in PROVINCIAL_ROLES else None,
                 label=label,
                 created_at=clock(),
             )

@@ -184,6 +184,13 @@ def token_create(
         list[str] | None, typer.Option(help="Province code a viewer may read; repeat.")
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="A token with the admin role.")] = False,
+    province_admin: Annotated[
+        bool,
+        typer.Option(
+            "--province-admin",
+            help="A token that reads some provinces and approves their enrolments.",
+        ),
+    ] = False,
     label: Annotated[str | None, typer.Option(help="Free text to recognise the token by.")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -192,20 +199,33 @@ def token_create(
 
     chosen = [
         name
-        for name, on in (("--probe", probe is not None), ("--viewer", viewer), ("--admin", admin))
+        for name, on in (
+            ("--probe", probe is not None),
+            ("--viewer", viewer),
+            ("--province-admin", province_admin),
+            ("--admin", admin),
+        )
         if on
     ]
     if len(chosen) != 1:
         raise ValidationError(
-            "role", chosen or None, "give exactly one of --probe ID, --viewer, --admin"
+            "role",
+            chosen or None,
+            "give exactly one of --probe ID, --viewer, --province-admin, --admin",
         )
-    if province and not viewer:
-        raise ValidationError("--province", province, "only a --viewer token takes provinces")
+    if province and not (viewer or province_admin):
+        raise ValidationError(
+            "--province", province, "only a --viewer or --province-admin token takes provinces"
+        )
     engine = open_database(config, upgrade=True)
     if probe is not None:
         issued = create_token(engine, role="probe", probe_id=probe, label=label)
     elif viewer:
         issued = create_token(engine, role="viewer", province_codes=province or [], label=label)
+    elif province_admin:
+        issued = create_token(
+            engine, role="province_admin", province_codes=province or [], label=label
+        )
     else:
         issued = create_token(engine, role="admin", label=label)
     typer.echo(f"token {issued.id} ({issued.role}) created; it is shown only now:", err=True)
@@ -311,3 +331,216 @@ def add_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
     root.add_typer(report_app, name="report")
     probe.command("register")(probe_register)
     probe.command("list")(probe_list)
+    add_enrolment_commands(root, probe=probe)
+
+
+# --- zero-touch enrolment: provincial keys, and the boxes waiting for approval ---
+
+enrolment_app = typer.Typer(
+    help="Provincial enrolment keys that let new boxes ask to be enrolled.",
+    no_args_is_help=True,
+)
+
+
+@enrolment_app.command("create")
+def enrolment_create(
+    province: Annotated[str, typer.Option(help="Province code the key enrols in, e.g. 04.")],
+    expires: Annotated[
+        str | None, typer.Option(help="Valid for this long, e.g. 30d or 12h (default: no end).")
+    ] = None,
+    max_uses: Annotated[
+        int | None, typer.Option(help="At most this many boxes (default: no limit).")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Free text to recognise the key by.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make a provincial enrolment key; it is printed once, as the last line, stored hashed."""
+    from lomsong.collector.enrolment_keys import create_key
+    from lomsong.config.alerts import parse_duration
+    from lomsong.timefmt import iso
+
+    seconds = None
+    if expires is not None:
+        try:
+            seconds = parse_duration(expires)
+        except ValueError as exc:
+            raise ValidationError("--expires", expires, str(exc)) from None
+    issued = create_key(
+        open_database(config, upgrade=True),
+        province,
+        expires_in_seconds=seconds,
+        max_uses=max_uses,
+        label=label,
+    )
+    limits = [f"until {iso(issued.expires_at)}" if issued.expires_at else "no expiry"]
+    limits.append(f"{issued.max_uses} uses" if issued.max_uses else "no use limit")
+    typer.echo(
+        f"enrolment key {issued.id} for province {issued.province_code} ({', '.join(limits)}) "
+        "created; it is shown only now:",
+        err=True,
+    )
+    typer.echo(issued.key)
+
+
+@enrolment_app.command("list")
+def enrolment_list(config: ConfigOpt = None) -> None:
+    """List enrolment keys (never the keys), with their uses; times are local."""
+    from lomsong.collector.enrolment_keys import list_keys
+    from lomsong.tables import Column, console, table
+    from lomsong.words import local_time
+
+    columns = [
+        Column("id", numeric=True),
+        Column("prefix"),
+        Column("prov."),
+        Column("uses", numeric=True),
+        Column("expires", wrap=True, min_width=10),
+        Column("revoked", wrap=True, min_width=10),
+        Column("label", drop=1, wrap=True, min_width=10),
+        Column("created", drop=2, wrap=True, min_width=10),
+    ]
+    rows = [
+        [
+            str(k["id"]),
+            k["prefix"] + "…",
+            k["province_code"],
+            f"{k['uses']}/{k['max_uses']}" if k["max_uses"] is not None else str(k["uses"]),
+            local_time(k["expires_at"]) if k["expires_at"] is not None else "never",
+            local_time(k["revoked_at"]) if k["revoked_at"] is not None else "",
+            k["label"] or "",
+            local_time(k["created_at"]),
+        ]
+        for k in list_keys(open_database(config, upgrade=False))
+    ]
+    console().print(table(columns, rows))
+
+
+@enrolment_app.command("revoke")
+def enrolment_revoke(
+    key_id: Annotated[int, typer.Argument(help="Key id from `enrolment list`.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke an enrolment key: boxes asking with it are refused from now on."""
+    from lomsong.collector.enrolment_keys import revoke_key
+
+    revoke_key(open_database(config, upgrade=True), key_id)
+    typer.echo(f"enrolment key {key_id} revoked")
+
+
+def probe_pending(
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every enrolment, not only the pending ones.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Boxes waiting for approval, what they said of themselves and the uplinks proposed."""
+    from lomsong.collector.auth import Principal
+    from lomsong.collector.enrolments import list_enrolments
+    from lomsong.tables import Column, console, table
+
+    rows = list_enrolments(
+        open_database(config, upgrade=False), Principal(role="admin"), None if all_ else "pending"
+    )
+    columns = [
+        Column("id", numeric=True),
+        Column("commune", wrap=True, min_width=10),
+        Column("box", wrap=True, min_width=12),
+        Column("modems", wrap=True, min_width=10),
+        Column("proposed uplinks", wrap=True, min_width=24),
+    ]
+    if all_:
+        columns.append(Column("status", drop=1))
+    out = []
+    for e in rows:
+        box = f"{e['hostname']} ({e['machine_id'][:8]}…, {e['agent_version']})"
+        if e["reused_machine"]:
+            box += "\n⚠ machine id seen before: " + "; ".join(e["reused_machine"])
+        modems = "\n".join(
+            " ".join(
+                v
+                for v in (
+                    m["operator_name"],
+                    m["imsi_prefix"] or m["operator_code"],
+                    m["interface"],
+                )
+                if v
+            )
+            or "?"
+            for m in e["modems"]
+        )
+        ups = "\n".join(
+            f"{u['name']}:{u['operator']}" + (f"@{u['interface']}" if u["interface"] else "")
+            for u in e["proposed_uplinks"]
+        )
+        row = [
+            str(e["id"]),
+            f"{e['commune']['name']} ({e['commune']['code']})",
+            box,
+            modems or "none",
+            ups or "none",
+        ]
+        out.append(row + [e["status"]] if all_ else row)
+    console().print(table(columns, out))
+    if not rows:
+        typer.echo("no enrolment is pending" if not all_ else "no enrolment yet", err=True)
+
+
+def probe_approve(
+    enrolment_id: Annotated[int, typer.Argument(help="Enrolment id from `probe pending`.")],
+    probe_id: Annotated[str, typer.Option("--id", help="The probe's id, e.g. cb-thuc-phan.")],
+    uplink: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME:OPERATOR[@INTERFACE], once per uplink; default: the proposed uplinks."
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Free text shown beside the id.")] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Update a probe of that id already registered (a new box).")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Approve a pending box: register it as a probe; its next poll receives its token."""
+    from lomsong.collector.auth import Principal
+    from lomsong.collector.enrolments import approve
+
+    done = approve(
+        open_database(config, upgrade=True),
+        enrolment_id,
+        Principal(role="admin"),
+        probe_id=probe_id,
+        uplinks=uplink,
+        label=label,
+        replace=replace,
+    )
+    ups = ", ".join(
+        f"{u['name']} ({u['operator']}{', ' + u['interface'] if u['interface'] else ''})"
+        for u in done["uplinks"]
+    )
+    typer.echo(
+        f"enrolment {enrolment_id} approved: probe {probe_id} at {done['commune']['name']} "
+        f"({done['commune']['code']}): {ups}"
+    )
+
+
+def probe_reject(
+    enrolment_id: Annotated[int, typer.Argument(help="Enrolment id from `probe pending`.")],
+    reason: Annotated[str | None, typer.Option(help="Told to the box, which stops.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Reject a pending box; it stops asking."""
+    from lomsong.collector.auth import Principal
+    from lomsong.collector.enrolments import reject
+
+    reject(
+        open_database(config, upgrade=True), enrolment_id, Principal(role="admin"), reason=reason
+    )
+    typer.echo(f"enrolment {enrolment_id} rejected")
+
+
+def add_enrolment_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
+    """Mount ``enrolment …`` and the collector's ``probe pending|approve|reject``."""
+    root.add_typer(enrolment_app, name="enrolment")
+    probe.command("pending")(probe_pending)
+    probe.command("approve")(probe_approve)
+    probe.command("reject")(probe_reject)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: set in the scope of a HEAD served as GET
+HEAD_MARK = "lomsong.head"
+
 
 class HeadAsGet:
     """Pure ASGI middleware: runs a ``HEAD`` request as ``GET`` and sends no body.
@@ -34,5 +37,6 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        # a copy: the server keeps its own scope saying HEAD, and so sends no body either
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        # a copy: the server keeps its own scope saying HEAD, and so sends no body either; a
+        # route whose GET hands something out once (an enrolment's token) reads HEAD_MARK
+        await self.app({**scope, "method": "GET", HEAD_MARK: True}, receive, headers_only)

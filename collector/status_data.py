@@ -18,14 +18,22 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from lomsong.collector.alerts.dispatcher import SEVERITY
+from lomsong.collector.auth import Principal
 from lomsong.collector.coverage_service import CoverageService
+from lomsong.collector.enrolments import list_enrolments
 from lomsong.collector.live import LiveState
 from lomsong.collector.outage_history import outage_from_row
 from lomsong.config.alerts import AlertsConfig, MaintenanceConfig
 from lomsong.coverage.overlay import SILENT_CAUSES
-from lomsong.maps.status_model import Impact, MaintenanceView, NotificationView, OutageView
+from lomsong.maps.status_model import (
+    Impact,
+    MaintenanceView,
+    NotificationView,
+    OutageView,
+    PendingEnrolment,
+)
 from lomsong.storage.schema import communes, hamlets, notification_attempts, outages
-from lomsong.timefmt import LOCAL_TZ
+from lomsong.timefmt import LOCAL_TZ, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +264,26 @@ def _scope(w: MaintenanceConfig) -> str:
         if values
     ]
     return " · ".join(parts)
+
+
+def pending_enrolments(engine: Engine, caller: Principal) -> list[PendingEnrolment]:
+    """The boxes waiting for this caller's approval: none unless it may decide some."""
+    if caller.role not in ("admin", "province_admin"):
+        return []
+    return [
+        PendingEnrolment(
+            id=e["id"],
+            commune_code=e["commune"]["code"],
+            commune_name=e["commune"]["name"] or e["commune"]["code"],
+            province_name=e["province"]["name"] or e["province"]["code"],
+            hostname=e["hostname"],
+            machine_id=e["machine_id"],
+            created_at=parse_time("created_at", e["created_at"]),
+            proposed=tuple(
+                f"{u['name']}:{u['operator']}" + (f"@{u['interface']}" if u["interface"] else "")
+                for u in e["proposed_uplinks"]
+            ),
+            reused=tuple(e["reused_machine"]),
+        )
+        for e in list_enrolments(engine, caller, "pending")
+    ]

@@ -137,3 +137,20 @@ class AvailabilityBars(Protocol):
     def province(self, code: str) -> str: ...
 
     def centre(self, probe_id: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class PendingEnrolment:
+    """A box waiting for approval, as an admin or its province's admin sees it on the page."""
+
+    id: int
+    commune_code: str
+    commune_name: str
+    province_name: str
+    hostname: str
+    machine_id: str
+    created_at: float
+    #: ``name:operator@interface`` of each uplink proposed
+    proposed: tuple[str, ...] = ()
+    #: what the machine id was seen with before (flagged, never merged)
+    reused: tuple[str, ...] = ()

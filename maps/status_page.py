@@ -23,6 +23,7 @@ from lomsong.maps.status_model import (
     Impact,
     MaintenanceView,
     OutageView,
+    PendingEnrolment,
     ProvinceStatus,
     state_rank,
     worst_first,
@@ -86,11 +87,14 @@ def status_page(
     resolved_days: int = 7,
     availability: AvailabilityBars | None = None,
     refresh: int = 60,
+    enrolments: Sequence[PendingEnrolment] = (),
 ) -> str:
     """The whole status page.
 
     ``expanded``: the reader sees a few provinces only (a viewer's), so each is shown open,
     healthy or not. ``availability`` draws the 90-day bars (``availability_bars.Bars``).
+    ``enrolments``: boxes waiting for the reader's approval (an admin's or a province
+    admin's); the section is left out when there are none.
     """
     updated = (
         f'<p class="muted">Cập nhật / Updated: {escape(local_time(now))} '
@@ -101,6 +105,7 @@ def status_page(
             updated,
             outages_section(open_outages, now),
             maintenance_section(maintenance),
+            enrolments_section(enrolments),
             provinces_section(provinces, now, expanded, availability),
             resolved_section(resolved, resolved_days),
         )
@@ -267,6 +272,34 @@ def maintenance_section(windows: Sequence[MaintenanceView]) -> str:
     )
     head = both(("Đang bảo trì (không gửi thông báo)", "Maintenance in force (muted)"))
     return f'<h2>{head} ({len(windows)})</h2><ul class="cards" id="maintenance">{items}</ul>'
+
+
+def enrolments_section(rows: Sequence[PendingEnrolment]) -> str:
+    """Boxes waiting for approval: where, which box, the uplinks proposed, and the command
+    that approves it (``lomsong probe approve``)."""
+    if not rows:
+        return ""
+    items = []
+    for e in rows:
+        flag = (
+            f'<p class="reused">⚠ {both(("máy đã thấy trước đây", "machine id seen before"))}: '
+            f"{escape('; '.join(e.reused))}</p>"
+            if e.reused
+            else ""
+        )
+        edge = colour("down" if e.reused else "unknown")
+        items.append(
+            f'<li class="card" style="border-left-color:{edge}">'
+            f'<p class="title">#{e.id} · {escape(e.commune_name)} ({escape(e.commune_code)}), '
+            f"{escape(e.province_name)}</p>"
+            f"<p>{escape(e.hostname)} · {escape(e.machine_id[:8])}… · "
+            f"{escape(local_time(e.created_at))}</p>{flag}"
+            f"<p>{both(('Đường truyền đề xuất', 'Proposed uplinks'))}: "
+            f"{escape(', '.join(e.proposed)) or '—'}</p>"
+            f"<p><code>lomsong probe approve {e.id} --id …</code></p></li>"
+        )
+    head = both(("Trạm đo chờ duyệt", "Probes waiting for approval"))
+    return f'<h2>{head} ({len(rows)})</h2><ul class="cards" id="enrolments">{"".join(items)}</ul>'
 
 
 def provinces_section(

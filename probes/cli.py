@@ -90,8 +90,95 @@ def probe_check_config(
     )
 
 
+def probe_enrol(
+    collector: Annotated[str, typer.Option(help="Base URL of the collector.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            help="The provincial enrolment key (`lomsong enrolment create`); "
+            "LOMSONG_ENROLMENT_KEY keeps it off the command line.",
+            envvar="LOMSONG_ENROLMENT_KEY",
+        ),
+    ],
+    commune: Annotated[str, typer.Option(help="2025 commune code of this centre, e.g. 01273.")],
+    out: Annotated[Path, typer.Option(help="Where probe.toml and probe.token are written.")] = Path(
+        "/etc/lomsong"
+    ),
+    spool: Annotated[Path, typer.Option(help="The spool path written into probe.toml.")] = Path(
+        "/var/lib/lomsong/spool.db"
+    ),
+    checks: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file whose [[checks]] replace the example checks."),
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="Extra CA (PEM) for the collector's HTTPS.")
+    ] = None,
+    machine_id_file: Annotated[
+        Path | None, typer.Option(help="Read the machine id here (default /etc/machine-id).")
+    ] = None,
+    mmcli: Annotated[
+        str, typer.Option(help="The command that runs ModemManager's mmcli.")
+    ] = "mmcli",
+    poll_seconds: Annotated[
+        float, typer.Option(help="First pause between polls; it doubles up to --poll-max.")
+    ] = 5.0,
+    poll_max: Annotated[float, typer.Option(help="Longest pause between polls.")] = 300.0,
+    force: Annotated[bool, typer.Option(help="Replace an existing probe.toml.")] = False,
+    run: Annotated[
+        bool, typer.Option("--run", help="Go on running the agent once enrolled.")
+    ] = False,
+) -> None:
+    """Ask the collector to enrol this box, wait for approval, write its token and settings.
+
+    Exits 0 once probe.toml and probe.token are written, so that systemd starts the agent;
+    with --run it goes on as `lomsong probe run`.
+    """
+    import logging
+    import re
+    import shlex
+    import tomllib
+
+    from lomsong.enrolwire import ENROLMENT_KEY_PREFIX
+    from lomsong.errors import ConfigError, ValidationError
+    from lomsong.probes.enrol import EnrolOptions, enrol
+    from lomsong.probes.selfdesc import describe
+    from lomsong.wire import COMMUNE_CODE
+
+    if not re.match(COMMUNE_CODE, commune):
+        raise ValidationError("--commune", commune, "expected a 5-digit 2025 commune code")
+    if not key.startswith(ENROLMENT_KEY_PREFIX):
+        raise ValidationError(
+            "--key", key[:6] + "…", f"an enrolment key starts with {ENROLMENT_KEY_PREFIX!r}"
+        )
+    check_tables = None
+    if checks is not None:
+        try:
+            check_tables = tomllib.loads(checks.read_text(encoding="utf-8")).get("checks", [])
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--checks {str(checks)!r}: {exc}") from exc
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll says nothing
+    opts = EnrolOptions(
+        collector_url=collector,
+        key=key,
+        commune=commune,
+        out_dir=out,
+        spool_path=spool,
+        checks=check_tables,
+        ca_file=ca_file,
+        poll_initial_seconds=poll_seconds,
+        poll_max_seconds=poll_max,
+        force=force,
+    )
+    description = describe(machine_id_file=machine_id_file, mmcli_command=shlex.split(mmcli))
+    config = enrol(opts, description, say=lambda line: typer.echo(line, err=True))
+    if run:
+        probe_run(config)
+
+
 def add_commands(*, probe: typer.Typer) -> None:
     """Add the agent's half of ``lomsong probe`` (the registry's half comes from the collector)."""
+    probe.command("enrol")(probe_enrol)
     probe.command("run")(probe_run)
     probe.command("once")(probe_once)
     probe.command("check-config")(probe_check_config)

@@ -468,3 +468,53 @@ _ROLLUP_COUNTS = ("runs", "successes", "packets_sent", "packets_received")
 rollup_5m = _rollup_table("rollup_5m")
 rollup_1h = _rollup_table("rollup_1h")
 rollup_1d = _rollup_table("rollup_1d")
+
+
+# --- zero-touch enrolment (issue #16) ---
+
+#: Provincial enrolment keys: a box holding one may ask to be enrolled in a commune of that
+#: province, nothing more. Stored as the SHA-256 of the key, as tokens are.
+enrolment_keys = Table(
+    "enrolment_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("province_code", String(2), ForeignKey("provinces.code"), nullable=False),
+    Column("label", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    # null: never expires, no limit on uses
+    Column("expires_at", Float, nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("revoked_at", Float, nullable=True),
+)
+
+#: A box that asked to be enrolled: what it said of itself, and what became of it.
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", Integer, ForeignKey("enrolment_keys.id"), nullable=False),
+    Column("commune_code", String(5), ForeignKey("communes.code"), nullable=False),
+    Column("province_code", String(2), nullable=False, index=True),
+    Column("machine_id", String(64), nullable=False, index=True),
+    Column("hostname", String(255), nullable=False),
+    Column("agent_version", String(32), nullable=False),
+    # the whole self-description (OS, interfaces, modems, boot id) as JSON text
+    Column("description", Text, nullable=False),
+    # sha256 of the secret the box polls with: only it can collect the token
+    Column("poll_hash", String(64), nullable=False),
+    # pending, approved (token not yet collected), delivered, rejected
+    Column("status", String(16), nullable=False, index=True),
+    # set when another enrolment or probe already had this machine id (JSON list of what)
+    Column("reused_machine", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("probe_id", String(64), nullable=True),
+    # the approved uplinks with the interface each binds, as JSON
+    Column("uplinks", Text, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+)

@@ -102,7 +102,7 @@ ERRORS = [
         "99",
     ),
     (("token", "create", "--viewer"), "a viewer token needs at least one province", "--province"),
-    (("token", "create"), "give exactly one of --probe ID, --viewer, --admin", "role"),
+    (("token", "create"), "give exactly one of --probe ID, --viewer, --province-admin", "role"),
     (("token", "revoke", "42"), "token 42 does not exist", "42"),
 ]
 
@@ -209,6 +209,18 @@ MISTAKES = [
         "--month: ",
         "lomsong report availability",
     ),
+    (
+        ("probe", "enrol", "--collector", "http://127.0.0.1:9", "--key", "lse_k", "--commune", "1"),
+        1,
+        "--commune: expected a 5-digit 2025 commune code",
+        "lomsong probe enrol",
+    ),
+    (
+        ("enrolment", "create", "--province", "04", "--expires", "soon"),
+        1,
+        "--expires: expected a duration",
+        "lomsong enrolment create",
+    ),
 ]
 #: these run as real processes; the rest call ``main`` in this one, which is what the
 #: ``lomsong`` script does, at a fraction of the cost
@@ -277,6 +289,8 @@ def test_serve_refuses_a_placeholder_secret(tmp_path: Path) -> None:
 READ_ONLY = [
     ("token", "list"),
     ("probe", "list"),
+    ("enrolment", "list"),
+    ("probe", "pending"),
     ("map", "--national", "-o", "{tmp}/vn.html"),
     ("geodata", "imports"),
     ("geodata", "versions", "h1"),

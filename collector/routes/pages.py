@@ -34,7 +34,12 @@ from lomsong.collector import sessions
 from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Context, Ctx, request_token
 from lomsong.collector.probe_markers import current_probes
-from lomsong.collector.status_data import RESOLVED_DAYS, StatusData, resolved_outages
+from lomsong.collector.status_data import (
+    RESOLVED_DAYS,
+    StatusData,
+    pending_enrolments,
+    resolved_outages,
+)
 from lomsong.collector.status_history import availability_bars
 from lomsong.maps import pages
 from lomsong.maps.status_model import ProvinceStatus
@@ -150,6 +155,7 @@ def status_page(
         title=names[shown[0]] if len(shown) == 1 else "",
         resolved_days=RESOLVED_DAYS,
         availability=bars,
+        enrolments=pending_enrolments(ctx.engine, caller),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
@@ -254,7 +260,7 @@ def _token_facts(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
             else None
         )
     facts = [("Quyền / Role", ROLES.get(principal.role, principal.role))]
-    if principal.role == "viewer":
+    if principal.role in ("viewer", "province_admin"):
         shown = (f"{names.get(c, '?')} ({c})" for c in sorted(principal.provinces))
         facts.append(("Tỉnh / Provinces", ", ".join(shown)))
     if principal.probe_id:
@@ -267,6 +273,7 @@ def _token_facts(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
 ROLES = {
     "admin": "Quản trị / Admin",
     "viewer": "Xem tỉnh / Viewer",
+    "province_admin": "Quản trị tỉnh / Province admin",
     "probe": "Trạm đo / Probe",
 }
 

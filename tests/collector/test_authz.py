@@ -25,6 +25,9 @@ import pytest
 from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token, revoke_token
 from lomsong.collector.deps import TOKEN_COOKIE
+from lomsong.collector.enrolment_keys import create_key
+from lomsong.collector.enrolments import record
+from lomsong.enrolwire import EnrolRequest
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import outages
 from lomsong.timefmt import iso
@@ -57,6 +60,12 @@ def login_form(token: str | None) -> tuple[bytes, dict[str, str]]:
 #: a field reading in province 04, where probe A stands and probe B does not
 READING = {"lat": 22.9455, "lon": 105.6335, "operator": "viettel", "rsrp_dbm": -104.5}
 WHATIF_04 = {"province": "04", "sites": [{"lat": 22.94, "lon": 105.63, "operator": "viettel"}]}
+#: a box asking to be enrolled in commune 01273 (province 04), and its approval
+ENROL_04 = {
+    "commune": "01273",
+    "description": {"machine_id": "0123456789abcdef", "hostname": "box", "agent_version": "1"},
+}
+APPROVAL = {"probe_id": "authz-enrolled", "uplinks": ["fibre:fibre"]}
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,16 @@ MATRIX: list[Case] = [
     Case("GET",  "/probes/{probe_id}", f"/probes/{PROBE_A}",          (401, 401, 401, 403, 403, 200, 403, 200)),
     Case("GET",  "/probes/{probe_id}", f"/probes/{PROBE_B}?range=1y", (401, 401, 401, 403, 403, 403, 200, 200)),
     Case("GET",  "/probes/{probe_id}", "/probes/no-such-probe",       (401, 401, 401, 403, 403, 404, 404, 404)),
+    # enrolment: only a provincial enrolment key asks (no token is one, the admin's neither);
+    # only the admin (and a province admin of its province, test_enrolment.py) decides
+    Case("POST", "/api/v1/enrolments", "/api/v1/enrolments",          (401,) * 8, json_body(ENROL_04)),
+    Case("GET",  "/api/v1/enrolments", "/api/v1/enrolments",          (401, 401, 401, 403, 403, 403, 403, 200)),
+    Case("GET",  "/api/v1/enrolments/{enrolment_id}", "/api/v1/enrolments/1",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 200)),
+    Case("POST", "/api/v1/enrolments/{enrolment_id}/approve", "/api/v1/enrolments/1/approve",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 200), json_body(APPROVAL)),
+    Case("POST", "/api/v1/enrolments/{enrolment_id}/reject", "/api/v1/enrolments/2/reject",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 200), json_body({})),
 ]
 # fmt: on
 
@@ -176,6 +195,12 @@ def callers(collector_factory: CollectorFactory, db_url: str) -> tuple[RunningCo
                 updated_at=time.time() - 3600,
             )
         )
+    # two boxes waiting in province 04: enrolments 1 and 2, and what each side holds
+    key = create_key(c.engine, "04").key
+    enrol = EnrolRequest.model_validate(ENROL_04)
+    tokens["enrolment_key"] = key
+    tokens["poll_secret"] = record(c.engine, key, enrol)[1]
+    record(c.engine, key, enrol)
     # The list answers from the live state, which learns of new probes within
     # live_state_refresh_seconds; load it now rather than wait.
     c.ctx.live.reload(c.engine)
@@ -251,3 +276,37 @@ def test_the_sign_in_cookie_reads_but_never_writes(callers: tuple[RunningCollect
     with httpx.Client(base_url=c.url, cookies=probe_cookie, timeout=30) as http:
         raw, headers = report(None)
         assert http.post("/api/v1/reports", content=raw, headers=headers).status_code == 401
+
+
+def test_an_enrolment_key_or_poll_secret_is_worth_no_token(
+    callers: tuple[RunningCollector, dict],
+) -> None:
+    """Every route answers a provincial enrolment key, and a box's poll secret, as it answers
+    no token at all: neither writes a report nor reads anything. The two exceptions are their
+    own: the key asks to enrol (201), the secret polls its own enrolment (200)."""
+    c, tokens = callers
+    READING["measured_at"] = iso(time.time() - 60)
+    own = {
+        ("enrolment_key", "POST", "/api/v1/enrolments"): 201,
+        ("poll_secret", "GET", "/api/v1/enrolments/1"): 200,
+    }
+    got: list[str] = []
+    with httpx.Client(base_url=c.url, timeout=30, follow_redirects=False) as http:
+        for holder in ("enrolment_key", "poll_secret"):
+            for case in MATRIX:
+                if (case.method, case.route) == ("POST", "/login"):
+                    continue  # its token is a form field, not a header
+                expected = own.get((holder, case.method, case.path), case.expected[0])
+                content, headers = case.body(None) if case.body else (b"", {})
+                headers["Authorization"] = f"Bearer {tokens[holder]}"
+                if case.method == "POST" and case.route == "/logout":
+                    headers["Origin"] = c.url
+                r = http.request(case.method, case.path, headers=headers, content=content)
+                if r.status_code != expected:
+                    got.append(f"{case.method} {case.path} as {holder}: {r.status_code}")
+            # the batch of probe A, with the key or the secret instead of its token
+            raw, headers = report(None)
+            headers["Authorization"] = f"Bearer {tokens[holder]}"
+            r = http.post("/api/v1/reports", content=raw, headers=headers)
+            assert r.status_code == 401, r.text
+    assert not got, "\n".join(got)

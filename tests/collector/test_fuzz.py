@@ -65,6 +65,12 @@ BUDGET = {
     ("POST", "/api/v1/reports"): 600,
     ("POST", "/api/v1/field-measurements"): 220,
     ("POST", "/api/v1/coverage/whatif"): 160,
+    # enrolment: small bodies behind a key or a role, so fewer cases reach as far
+    ("POST", "/api/v1/enrolments"): 60,
+    ("GET", "/api/v1/enrolments"): 30,
+    ("GET", "/api/v1/enrolments/{enrolment_id}"): 30,
+    ("POST", "/api/v1/enrolments/{enrolment_id}/approve"): 40,
+    ("POST", "/api/v1/enrolments/{enrolment_id}/reject"): 30,
 }
 PER_HIDDEN_ROUTE = 35
 

@@ -39,7 +39,7 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.storage.database import migrate, open_engine
 from lomsong.storage.places import load_places
 from lomsong.storage.schema import results
-from tests.collector.test_outages_agents import Agent, Target
+from tests.collector.test_outages_agents import Agent
 from tests.conftest import (
     ADMIN_SECRET,
     PG_ADMIN_URL,
@@ -50,6 +50,7 @@ from tests.conftest import (
     serve_in_thread,
 )
 from tests.factories import batch
+from tests.servers import TcpTarget
 from tests.waiting import wait_until
 
 LOMSONG = str(Path(sys.executable).with_name("lomsong"))
@@ -190,7 +191,9 @@ def app_routes(c: RunningCollector) -> list[tuple[str, str]]:
 def call(
     client: httpx.Client, method: str, path: str, token: str, probe_token: str, seqs: range
 ) -> httpx.Response:
-    url = path.format(probe_id=PROBE, code="04", outage_id="any-outage", asset="swagger-ui.css")
+    url = path.format(
+        probe_id=PROBE, code="04", outage_id="any-outage", asset="swagger-ui.css", enrolment_id=1
+    )
     params = QUERIES.get(path, {})
     headers = {"Authorization": f"Bearer {token}"}
     if (method, path) == ("POST", "/api/v1/reports"):
@@ -213,8 +216,21 @@ def call(
     if (method, path) == ("POST", "/api/v1/coverage/whatif"):
         site = {"lat": 22.68, "lon": 106.19, "operator": "viettel"}
         return client.post(url, json={"province": "04", "sites": [site]}, headers=headers)
+    if method == "POST" and path.startswith("/api/v1/enrolments"):
+        return client.post(url, json=ENROLMENT_BODIES[path], headers=headers)
     assert method == "GET", (method, path)
     return client.get(url, params=params, headers=headers)
+
+
+#: valid bodies of the enrolment routes: whatever they need is in the database
+ENROLMENT_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/enrolments": {
+        "commune": COMMUNE,
+        "description": {"machine_id": "0123456789abcdef", "hostname": "box", "agent_version": "1"},
+    },
+    "/api/v1/enrolments/{enrolment_id}/approve": {"probe_id": "enrolled", "uplinks": []},
+    "/api/v1/enrolments/{enrolment_id}/reject": {},
+}
 
 
 def assert_unavailable(r: httpx.Response, route: str, cause: str) -> None:
@@ -547,7 +563,7 @@ def test_a_real_agent_waits_retry_after_while_postgres_is_away_and_loses_nothing
     pg_url: str, gate: Gate, collector_factory: CollectorFactory, tmp_path: Path
 ) -> None:
     c = collector_factory(through(pg_url, gate))
-    target = Target()
+    target = TcpTarget()
     # backoff_max_seconds well above the collector's Retry-After, so the wait seen is its
     agent = Agent(
         tmp_path, c, PROBE, COMMUNE, target, c.url, timeout_seconds=5.0, backoff_max_seconds=60.0
@@ -593,4 +609,4 @@ def test_a_real_agent_waits_retry_after_while_postgres_is_away_and_loses_nothing
         assert [s for s in seqs if s <= mark] == list(range(seqs[0], mark + 1))
     finally:
         agent.stop(signal.SIGKILL)
-        target.stop()
+        target.close()
