@@ -336,7 +336,11 @@ def _province_key(p: ProvinceStatus) -> tuple[bool, int, int, str]:
 def province(
     p: ProvinceStatus, now: float, opened: bool, availability: AvailabilityBars | None
 ) -> str:
-    """One province: its problem centres as cards, its healthy ones folded into a line."""
+    """One province: its problem centres as cards, its healthy ones folded into a line.
+
+    A province shown folded (nothing wrong, on the national page) has its own bar but not its
+    centres': 3,321 bars of 90 cells would make a 30 MB page. They are on its province's page
+    (``/?province=NN``), where it is open, and on each centre's page."""
     code = escape(p.code)
     troubled = sorted(
         (m for m in p.probes if m.state != "up"),
@@ -362,7 +366,7 @@ def province(
         parts.append(
             f'<details class="up"><summary>{len(up)} '
             f"{both(('trung tâm hoạt động bình thường', 'centres up'))}</summary>"
-            f"{up_list(up, availability)}</details>"
+            f"{up_list(up, availability if opened else None)}</details>"
         )
     missing = p.communes - len({m.commune_code for m in p.probes})
     if missing > 0 and p.probes:

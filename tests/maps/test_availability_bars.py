@@ -86,3 +86,16 @@ def test_every_centre_and_each_province_has_its_bar_on_the_page() -> None:
     # without bars, the page is as before
     plain = status_page(ps, [], [], now=T0, who="admin", expanded=True)
     assert 'class="avail"' not in plain and 'class="chips"' in plain
+
+
+def test_a_folded_healthy_province_has_its_bar_but_not_its_centres() -> None:
+    ps = provinces()
+    probes = {m.id: [day(i, 0.0) for i in range(90)] for p in ps for m in p.probes}
+    cells = [day(i, 0.0) for i in range(90)]
+    bars = Bars(CALENDAR, probes, {"04": cells, "02": cells})
+    html = status_page(ps, [], [], now=T0, who="admin", expanded=False, availability=bars)
+    healthy = html[html.index('<details id="healthy">') :]
+    assert '<div class="avail" data-province="02">' in healthy  # Tuyên Quang: all up
+    assert 'data-probe="tq-a"' in healthy and '<div class="avail" data-probe' not in healthy
+    shown = re.findall(r'<div class="avail" data-probe="([\w-]+)">', html)
+    assert sorted(shown) == ["cb-a", "cb-b", "cb-c", "cb-d", "cb-e", "lc-a"]
