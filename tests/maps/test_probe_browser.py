@@ -144,6 +144,15 @@ def test_a_centres_page_draws_its_history_on_a_desk_and_a_phone(
         assert "45 phút / 45 min" in item.inner_text()
         keep(page.screenshot(full_page=True), name, tmp_path)
         if viewport is NARROW:
+            # a month (hourly points) and a year (daily ones): eight days drawn at the right
+            for key in ("30d", "1y"):
+                page.goto(f"{c.url}/probes/{PROBE}?range={key}", wait_until="load")
+                charts = page.evaluate(SHAPES)
+                assert [ch["kind"] for ch in charts] == ["band", "band", "lines"], key
+                for ch in charts:
+                    widths = [p["w"] for p in ch["paths"] if p["d"] > 0 and p["cls"] != "grid"]
+                    assert widths and max(widths) > 5, (key, ch["kind"], widths)
+                assert no_sideways_scroll(page), key
             page.click("#outage-list a")
             page.wait_for_url(f"{c.url}/outages/ob-old-01290")
         context.close()
