@@ -34,6 +34,7 @@ from lomsong.collector.routes import (
     outage_pages,
     outages,
     pages,
+    probe_pages,
     probes,
     reports,
 )
@@ -154,6 +155,7 @@ def create_app(
         health,
         pages,
         outage_pages,
+        probe_pages,
         maps,
         docs,
     ):

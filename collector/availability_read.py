@@ -269,8 +269,8 @@ def daily_availability(
     Give ``probe_ids``, a ``province``, or both. Answers::
 
         {"days": ["2026-09-03", …, "2026-12-01"],
-         "probes": {probe_id: [{"day", "ratio", "outages", "down_seconds",
-                                "maintenance_seconds"} | None per day]},
+         "probes": {probe_id: [{"day", "ratio", "outages", "observed_seconds",
+                                "down_seconds", "maintenance_seconds"} | None per day]},
          "provinces": {code: [the same, summed over its centres]}}
 
     A day is ``None`` when nothing was observed that day (before the probe was first heard,
@@ -318,6 +318,7 @@ def daily_availability(
                 "day": calendar[i],
                 "ratio": None if c[0] <= 0 else 1.0 - c[1] / c[0],
                 "outages": int(c[3]),
+                "observed_seconds": c[0],
                 "down_seconds": c[1],
                 "maintenance_seconds": c[2],
             }

@@ -131,8 +131,8 @@ class ProvinceStatus:
 
 
 class AvailabilityBars(Protocol):
-    """The 90-day availability bars per centre and per province, as HTML (a later issue fills
-    this in from the history; until then the page passes none and draws nothing)."""
+    """The 90-day availability bars per centre and per province, as HTML
+    (``availability_bars.Bars``; without it the page draws none)."""
 
     def province(self, code: str) -> str: ...
 

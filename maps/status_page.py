@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from html import escape
 
 from lomsong.maps import labels as lb
+from lomsong.maps.availability_bars import BARS_STYLE
 from lomsong.maps.pages import both, page
 from lomsong.maps.probes import ProbeMarker
 from lomsong.maps.status_model import (
@@ -91,7 +92,7 @@ def status_page(
     """The whole status page.
 
     ``expanded``: the reader sees a few provinces only (a viewer's), so each is shown open,
-    healthy or not. ``availability`` draws the 90-day bars when a later issue provides them.
+    healthy or not. ``availability`` draws the 90-day bars (``availability_bars.Bars``).
     ``enrolments``: boxes waiting for the reader's approval (an admin's or a province
     admin's); the section is left out when there are none.
     """
@@ -115,7 +116,7 @@ def status_page(
         body,
         refresh=refresh,
         who=who,
-        style=STATUS_STYLE,
+        style=STATUS_STYLE + (BARS_STYLE if availability is not None else ""),
     )
 
 
@@ -335,7 +336,11 @@ def _province_key(p: ProvinceStatus) -> tuple[bool, int, int, str]:
 def province(
     p: ProvinceStatus, now: float, opened: bool, availability: AvailabilityBars | None
 ) -> str:
-    """One province: its problem centres as cards, its healthy ones folded into a line."""
+    """One province: its problem centres as cards, its healthy ones folded into a line.
+
+    A province shown folded (nothing wrong, on the national page) has its own bar but not its
+    centres': 3,321 bars of 90 cells would make a 30 MB page. They are on its province's page
+    (``/?province=NN``), where it is open, and on each centre's page."""
     code = escape(p.code)
     troubled = sorted(
         (m for m in p.probes if m.state != "up"),
@@ -358,15 +363,10 @@ def province(
         cards = "".join(centre(m, now, availability) for m in troubled)
         parts.append(f'<ul class="cards wide probes">{cards}</ul>')
     if up:
-        chips = "".join(
-            f'<li data-probe="{escape(m.id)}" data-state="{escape(m.state)}">'
-            f"{escape(m.commune_name)}</li>"
-            for m in up
-        )
         parts.append(
             f'<details class="up"><summary>{len(up)} '
             f"{both(('trung tâm hoạt động bình thường', 'centres up'))}</summary>"
-            f'<ul class="chips">{chips}</ul></details>'
+            f"{up_list(up, availability if opened else None)}</details>"
         )
     missing = p.communes - len({m.commune_code for m in p.probes})
     if missing > 0 and p.probes:
@@ -406,10 +406,36 @@ def centre(m: ProbeMarker, now: float, availability: AvailabilityBars | None) ->
     return (
         f'<li class="card probe" data-probe="{escape(m.id)}" data-state="{escape(m.state)}" '
         f'style="border-left-color:{colour(m.state)}">'
-        f'<p class="title">{escape(m.commune_name)} ({escape(m.commune_code)}) {state}</p>'
+        f'<p class="title">{centre_link(m)} {state}</p>'
         f"{when}<p>{uplinks}</p>"
         f'<p class="muted">{escape(label)} · {both(lb.FIELDS["last_seen"])}: {seen}</p>'
         f"{bars}</li>"
+    )
+
+
+def up_list(up: Sequence[ProbeMarker], availability: AvailabilityBars | None) -> str:
+    """The healthy centres: names in a line, or with their bars when there are bars."""
+    if availability is None:
+        chips = "".join(
+            f'<li data-probe="{escape(m.id)}" data-state="{escape(m.state)}">'
+            f"{escape(m.commune_name)}</li>"
+            for m in up
+        )
+        return f'<ul class="chips">{chips}</ul>'
+    rows = "".join(
+        f'<li class="card probe" data-probe="{escape(m.id)}" data-state="{escape(m.state)}" '
+        f'style="border-left-color:{colour(m.state)}">'
+        f'<p class="title">{centre_link(m)}</p>'
+        f"{availability.centre(m.id)}</li>"
+        for m in up
+    )
+    return f'<ul class="cards wide probes up-list">{rows}</ul>'
+
+
+def centre_link(m: ProbeMarker) -> str:
+    """The centre's name, linking to its own page (``probe_page.py``)."""
+    return (
+        f'<a href="/probes/{escape(m.id)}">{escape(m.commune_name)} ({escape(m.commune_code)})</a>'
     )
 
 

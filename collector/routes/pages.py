@@ -40,6 +40,7 @@ from lomsong.collector.status_data import (
     pending_enrolments,
     resolved_outages,
 )
+from lomsong.collector.status_history import availability_bars
 from lomsong.maps import pages
 from lomsong.maps.status_model import ProvinceStatus
 from lomsong.maps.status_page import status_page as status_html
@@ -139,6 +140,10 @@ def status_page(
             statuses[row["province_code"]].open_outages += 1
     since = now - RESOLVED_DAYS * 86_400
     resolved = data.views(resolved_outages(ctx.engine, scope, since), names, now, impacts=False)
+    # one query for every centre's 90 days, whatever their number
+    bars = availability_bars(
+        ctx.engine, None if scope is None else [m.id for m in markers], now=now
+    )
     html = status_html(
         list(statuses.values()),
         data.views(open_rows, names, now),
@@ -149,6 +154,7 @@ def status_page(
         expanded=len(shown) <= 3,
         title=names[shown[0]] if len(shown) == 1 else "",
         resolved_days=RESOLVED_DAYS,
+        availability=bars,
         enrolments=pending_enrolments(ctx.engine, caller),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -144,6 +144,10 @@ MATRIX: list[Case] = [
     # an outage's page: as the read API, a viewer of its province and the admin; 404 when none
     Case("GET",  "/outages/{outage_id}", f"/outages/{OUTAGE_04}",     (401, 401, 401, 403, 403, 200, 403, 200)),
     Case("GET",  "/outages/{outage_id}", "/outages/no-such-outage",   (401, 401, 401, 403, 403, 404, 404, 404)),
+    # a centre's page: as /api/v1/probes/{probe_id} for viewers and the admin, never a probe
+    Case("GET",  "/probes/{probe_id}", f"/probes/{PROBE_A}",          (401, 401, 401, 403, 403, 200, 403, 200)),
+    Case("GET",  "/probes/{probe_id}", f"/probes/{PROBE_B}?range=1y", (401, 401, 401, 403, 403, 403, 200, 200)),
+    Case("GET",  "/probes/{probe_id}", "/probes/no-such-probe",       (401, 401, 401, 403, 403, 404, 404, 404)),
     # enrolment: only a provincial enrolment key asks (no token is one, the admin's neither);
     # only the admin (and a province admin of its province, test_enrolment.py) decides
     Case("POST", "/api/v1/enrolments", "/api/v1/enrolments",          (401,) * 8, json_body(ENROL_04)),

@@ -50,7 +50,7 @@ import lomsong
 from lomsong.collector.app import create_app
 from lomsong.collector.deps import TOKEN_COOKIE
 from lomsong.coverage.compute import generate_and_store
-from lomsong.wire import ReportBatch
+from lomsong.wire import NAME_PATTERN, ReportBatch
 from tests.app_routes import routes_of
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 
@@ -708,6 +708,11 @@ HIDDEN_ROUTES: dict[tuple[str, str], list[Param]] = {
     ("GET", "/maps/national"): [TOKEN_PARAM],
     ("GET", "/outages/{outage_id}"): [
         Param("outage_id", "path", {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,32}$"}, True),
+        TOKEN_PARAM,
+    ],
+    ("GET", "/probes/{probe_id}"): [
+        Param("probe_id", "path", {"type": "string", "pattern": NAME_PATTERN}, True),
+        Param("range", "query", {"enum": ["24h", "7d", "30d", "1y"]}, False),
         TOKEN_PARAM,
     ],
 }

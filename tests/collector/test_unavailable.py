@@ -162,6 +162,7 @@ PAGES = {
     "/login",
     "/logout",
     "/outages/{outage_id}",
+    "/probes/{probe_id}",
 }
 QUERIES = {
     "/api/v1/hamlets": {"province": "04"},

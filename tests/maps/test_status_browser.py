@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
+from lomsong.collector.availability_keeper import AvailabilityKeeper
 from lomsong.coverage.compute import generate_and_store
 from lomsong.storage.database import write_transaction
-from lomsong.storage.schema import notification_attempts, outages
+from lomsong.storage.schema import (
+    availability_daily,
+    availability_probes,
+    notification_attempts,
+    outages,
+)
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.maps.conftest import keep
 from tests.waiting import wait_until
@@ -49,10 +56,13 @@ def outage(oid: str, commune: str, condition: str, cause: str | None, **kw: Any)
     return row
 
 
+COMMUNES = ("01290", "01321", "01273", "01324", "01279", "01288")
+
+
 def seven_outages(c: RunningCollector) -> None:
     """Open outages of several kinds in Cao Bằng, one resolved, and the message sent of one."""
     now = time.time()
-    for commune in ("01290", "01321", "01273", "01324", "01279", "01288"):
+    for commune in COMMUNES:
         c.register(f"cb-{commune}", commune, ("fibre:fibre", "viettel-4g:viettel"))
     link = {"uplink": "viettel-4g", "operator": "viettel"}
     rows = [
@@ -88,6 +98,41 @@ def seven_outages(c: RunningCollector) -> None:
     c.ctx.live.reload(c.engine)
 
 
+def ninety_days_of_history(c: RunningCollector) -> None:
+    """The six centres heard since 80 days ago, two of them silent for hours weeks ago, and
+    ``availability_daily`` computed from that by the keeper (from scratch: the table emptied,
+    so the run backfills every day, whether or not the leader's own run came first)."""
+    now = time.time()
+    heard = [{"probe_id": f"cb-{p}", "first_heard_at": now - 80 * 86_400} for p in COMMUNES]
+    old = [
+        outage(
+            f"ob-old-{p}-{k}",
+            p,
+            "probe_silent",
+            "power",
+            started_at=now - days * 86_400,
+            ended_at=now - days * 86_400 + hours * 3600,
+            resolved_at=now - days * 86_400 + hours * 3600,
+        )
+        for k, (p, days, hours) in enumerate(
+            (("01288", 40, 3), ("01288", 20, 0.5), ("01273", 60, 10))
+        )
+    ]
+    with write_transaction(c.engine) as conn:
+        conn.execute(availability_probes.insert(), heard)
+        conn.execute(outages.insert(), old)
+        conn.execute(delete(availability_daily))
+    assert AvailabilityKeeper(c.engine, clock=time.time).refresh() > 0
+
+
+BARS = """() => [...document.querySelectorAll('.avail')].map(a => ({
+  key: a.dataset.probe || 'province-' + a.dataset.province,
+  widths: [...a.querySelectorAll('.bar i')].map(i => i.getBoundingClientRect().width),
+  right: Math.max(...[...a.querySelectorAll('.bar i')].map(i => i.getBoundingClientRect().right)),
+  colours: new Set([...a.querySelectorAll('.bar i')].map(i => getComputedStyle(i).backgroundColor)).size,
+}))"""
+
+
 def within(page: Any, selector: str, viewport: dict[str, int]) -> bool:
     """Whether the element is drawn wholly inside the first screen."""
     box = page.locator(selector).first.bounding_box()
@@ -116,6 +161,7 @@ def test_the_status_page_on_a_desk_and_a_phone_and_an_outage_page(
     )
     generate_and_store(c.engine, province="04", seed=2026)  # synthetic hamlets and sites
     seven_outages(c)
+    ninety_days_of_history(c)
     first = "#outages > li:first-child"
     for viewport, name in ((WIDE, "status-1400.png"), (NARROW, "status-390.png")):
         context = browser.new_context(viewport=viewport, locale="vi-VN")
@@ -131,7 +177,33 @@ def test_the_status_page_on_a_desk_and_a_phone_and_an_outage_page(
         assert page.locator("#resolved-list > li").count() == 1
         assert "30 phút / 30 min" in page.inner_text("#resolved-list")
         assert page.locator("#healthy").get_attribute("open") is None
+        assert page.locator("#p-04 > .avail[data-province='04'] .bar i").count() == 90
+        # each centre links to its own page
+        assert page.locator("#p-04 .probe a[href='/probes/cb-01290']").count() == 1
+        # the centres with problems show their bars unfolded
+        assert page.locator("#p-04 ul.probes:not(.up-list) .avail .bar i").count() >= 90
         keep(page.screenshot(), name, tmp_path)
+        # every centre's bar, the folded ones unfolded: 90 drawn cells each, inside the screen
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        bars = {b["key"]: b for b in page.evaluate(BARS)}
+        assert set(bars) == {"province-04", *(f"cb-{p}" for p in COMMUNES)}, sorted(bars)
+        for key, b in bars.items():
+            assert len(b["widths"]) == 90 and min(b["widths"]) > 0, (name, key)
+            assert b["right"] <= viewport["width"], (name, key, b["right"])
+        # the centre silent for 10 hours 60 days ago: green days, a red one, grey before
+        assert bars["cb-01273"]["colours"] >= 3, bars["cb-01273"]
+        assert no_sideways_scroll(page), name
+        page.locator(".avail[data-probe='cb-01288'] .bar i").nth(69).click()
+        tip = page.evaluate("getComputedStyle(document.activeElement, '::after').content")
+        assert "sự cố / outages" in tip and "%" in tip, tip
+        if viewport is NARROW:  # the bars on a phone, one day's figures tapped open
+            page.evaluate("document.activeElement.closest('li').scrollIntoView({block: 'end'})")
+            keep(page.screenshot(), "status-390-bars.png", tmp_path)
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = false)")
+        page.evaluate(
+            "document.querySelectorAll('details.province[data-problems]')"
+            ".forEach(d => d.open = true)"
+        )
         light = page.evaluate("getComputedStyle(document.body).backgroundColor")
         page.emulate_media(color_scheme="dark")
         dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
