@@ -265,6 +265,8 @@ boot_id_file = "{tmp / "boot_id"}"
 
 [upload]
 interval_seconds = 0.2
+# each round at once: the new heartbeat's list must not wait for the 10-s batch deadline
+batch_deadline_seconds = 0.2
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 0.5
 
