@@ -113,6 +113,8 @@ _SIGNAL_FIELDS = (
     "lac",
     "cid",
 )
+#: Signal fields without a column of their own (a UMTS cell's measures): kept in ``details``.
+SIGNAL_DETAILS = ("rscp_dbm", "ecio_db")
 
 
 @dataclass
@@ -342,6 +344,9 @@ def prepare(checked: CheckedBatch) -> PreparedBatch:
                 value = sig.get(name)
                 if value is not None:
                     row[name] = value
+            extras = {name: sig[name] for name in SIGNAL_DETAILS if sig.get(name) is not None}
+            if extras:
+                row["details"] = orjson.dumps(extras).decode()
         row["boot_id"] = boot_id
         key = (get("uplink") or "", f["kind"], f["target"])
         if f["kind"] == "heartbeat":

@@ -415,11 +415,6 @@ def _detail_text(o: Outcome) -> str:
         parts.append(
             " ".join(f"{k}={v}" for k, v in o.signal.model_dump(exclude_none=True).items())
         )
-    # UMTS readings the wire has no field for: shown here only.
-    if o.details.get("rscp_dbm") is not None:
-        parts.append(f"RSCP {o.details['rscp_dbm']} dBm")
-    if o.details.get("ecio_db") is not None:
-        parts.append(f"Ec/Io {o.details['ecio_db']} dB")
     if o.uptime_seconds is not None:
         parts.append(f"up {o.uptime_seconds / 3600:.1f} h, load {o.load1}")
     if o.spool_depth is not None:

@@ -42,6 +42,8 @@ def _full_batch() -> dict[str, object]:
                 "rsrq_db": -12.0,
                 "snr_db": 3.5,
                 "rssi_dbm": -71.0,
+                "rscp_dbm": -96.0,  # a UMTS cell's: every field once, not a real reading
+                "ecio_db": -3.5,
                 "mcc": "452",
                 "mnc": "04",
                 "tac": 13021,

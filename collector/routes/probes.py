@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from lomsong.collector.deps import Caller, Ctx, check_may_read_probe
-from lomsong.collector.ingest import PLAIN_FIELDS
+from lomsong.collector.ingest import PLAIN_FIELDS, SIGNAL_DETAILS
 from lomsong.collector.live import ProbeLive
 from lomsong.collector.registry import ProbeInfo
 from lomsong.errors import ValidationError
@@ -220,8 +220,9 @@ def result_view(r: dict[str, Any]) -> dict[str, Any]:
         "boot_id": r["boot_id"],
     }
     out.update({k: r[k] for k in _OPTIONAL if r[k] is not None})
+    details = orjson.loads(r["details"]) if r["details"] else {}
     if r["kind"] == "modem":
         out["signal"] = {k: r[k] for k in _SIGNAL}
-    if r["details"]:
-        out.update(orjson.loads(r["details"]))
+        out["signal"].update({k: details.pop(k, None) for k in SIGNAL_DETAILS})
+    out.update(details)
     return out

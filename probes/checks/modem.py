@@ -54,9 +54,6 @@ _FAILED_REASONS = {
 #: Area codes and cell ids that modems report when they do not know the real one.
 _NOT_AN_AREA = frozenset({0, 0xFFFE, 0xFFFF, 0xFFFFFF})
 _NOT_A_CELL = frozenset({0, 0xFFFFFFFF, 0xFFFFFFFFF})
-#: UMTS readings the wire has no field for (kept in the details): plausible ranges, 3GPP TS 25.133.
-_RSCP_DBM = (-130.0, -20.0)
-_ECIO_DB = (-40.0, 0.0)
 #: mmcli calls ``setlocale(LC_ALL, "")`` and prints readings with ``%.2lf``: under a locale with a
 #: decimal comma (vi_VN among them) RSRP would read "-92,00". Run it in the C locale, keeping UTF-8
 #: so an operator name with diacritics is not mangled.
@@ -75,9 +72,6 @@ class ModemReading:
     operator_code: str | None = None
     quality_percent: int | None = None
     access_technologies: list[str] = field(default_factory=list)
-    #: UMTS received signal code power (dBm) and Ec/Io (dB); only for a UMTS serving cell.
-    rscp_dbm: float | None = None
-    ecio_db: float | None = None
     dropped: list[str] = field(default_factory=list)
 
 
@@ -104,8 +98,6 @@ async def run(spec: ModemCheck, ctx: CheckContext) -> Outcome:
         "signal_quality_percent": reading.quality_percent,
         "access_technologies": reading.access_technologies,
     }
-    if reading.rscp_dbm is not None or reading.ecio_db is not None:
-        details.update(rscp_dbm=reading.rscp_dbm, ecio_db=reading.ecio_db)
     if reading.dropped:
         details["dropped_values"] = reading.dropped
     if spec.signal_refresh_seconds and signal_doc is not None and _refresh_rate(signal_doc) == 0:
@@ -165,9 +157,9 @@ def parse_mmcli(
     elif rat == "umts":
         umts = _obj(sig.get("umts"))
         values["rssi_dbm"] = _float(umts.get("rssi"))
-        # The wire has no RSCP or Ec/Io (a UMTS cell's own measures): local details only.
-        reading.rscp_dbm = _ranged("rscp_dbm", _float(umts.get("rscp")), _RSCP_DBM, reading.dropped)
-        reading.ecio_db = _ranged("ecio_db", _float(umts.get("ecio")), _ECIO_DB, reading.dropped)
+        # A UMTS cell's own measures; the wire's ranges drop what is out of them, by name.
+        values["rscp_dbm"] = _float(umts.get("rscp"))
+        values["ecio_db"] = _float(umts.get("ecio"))
     elif rat == "gsm":
         values["rssi_dbm"] = _float(_obj(sig.get("gsm")).get("rssi"))
 
@@ -258,17 +250,6 @@ def _technologies(value: Any) -> list[str]:
         if isinstance(item, str):
             out += [t for t in (p.strip().lower() for p in item.split(",")) if _known(t)]
     return out
-
-
-def _ranged(
-    name: str, value: float | None, bounds: tuple[float, float], dropped: list[str]
-) -> float | None:
-    if value is None:
-        return None
-    if not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
-        dropped.append(f"{name}={value!r}")
-        return None
-    return value
 
 
 def _refresh_rate(signal_doc: dict[str, Any]) -> int | None:

@@ -65,6 +65,9 @@ class Signal(_Strict):
     rsrq_db: Annotated[float, Field(ge=-45.0, le=20.0)] | None = None
     snr_db: Annotated[float, Field(ge=-30.0, le=50.0)] | None = None
     rssi_dbm: Annotated[float, Field(ge=-130.0, le=0.0)] | None = None
+    #: UMTS only: received signal code power and Ec/Io of the serving cell (3GPP TS 25.133)
+    rscp_dbm: Annotated[float, Field(ge=-130.0, le=-20.0)] | None = None
+    ecio_db: Annotated[float, Field(ge=-40.0, le=0.0)] | None = None
     mcc: Annotated[str, Field(pattern=r"^[0-9]{3}$")] | None = None
     mnc: Annotated[str, Field(pattern=r"^[0-9]{2,3}$")] | None = None
     tac: Annotated[int, Field(ge=0, le=0xFFFFFF)] | None = None

@@ -338,6 +338,24 @@ def test_kinds_are_stored_with_their_fields(collector: RunningCollector) -> None
     assert page[1]["spool_dropped"] == 3 and page[1]["uplink"] is None
 
 
+def test_a_umts_cell_keeps_its_rscp_and_ecio(any_collector: RunningCollector) -> None:
+    # RSCP and Ec/Io have no column: kept in the row's details, answered inside ``signal``.
+    token = any_collector.register("cb-1")
+    doc = batch("cb-1", [1])
+    umts = {"rat": "umts", "rscp_dbm": -96.0, "ecio_db": -3.5, "mcc": "452", "lac": 4242}
+    doc["results"] = [result(1, kind="modem", target="modem0", signal=umts)]  # type: ignore[index]
+    assert _post(any_collector, token, orjson.dumps(doc)).status_code == 200
+    with any_collector.client(token) as http:
+        (row,) = http.get("/api/v1/probes/cb-1/results").json()["results"]
+    assert {k: v for k, v in row["signal"].items() if v is not None} == umts
+    assert "rscp_dbm" not in row
+    doc["results"] = [result(2, kind="modem", target="modem0", signal={"ecio_db": 3.0})]  # type: ignore[index]
+    refused = _post(any_collector, token, orjson.dumps(doc))
+    assert refused.status_code == 422
+    assert "results[0].signal.ecio_db" in refused.json()["detail"]
+    assert "3.0" in refused.json()["detail"]
+
+
 def test_a_counter_beyond_64_bits_is_refused_by_name(collector: RunningCollector) -> None:
     import json
 

@@ -92,7 +92,7 @@ def test_lte_capture_signal_rsrp_rsrq_snr_in_dbm_and_db() -> None:
     assert reading.signal == Signal(
         rat="lte", rsrp_dbm=-92.0, rsrq_db=-9.0, snr_db=19.2, rssi_dbm=-64.0
     )
-    assert (reading.rscp_dbm, reading.ecio_db, reading.dropped) == (None, None, [])
+    assert reading.dropped == []
 
 
 def test_lte_capture_location_cell_ids_from_hex() -> None:
@@ -109,8 +109,8 @@ def test_umts_capture_rscp_and_ecio() -> None:
     # The poster replaced operator code and name with placeholders; they are kept as printed.
     assert (reading.operator_code, reading.operator_name) == ("00000", "OperatorName")
     assert (reading.access_technologies, reading.quality_percent) == (["hsdpa", "hsupa"], 29)
-    assert (reading.rscp_dbm, reading.ecio_db) == (-96.0, -3.5)
-    assert reading.signal == Signal(rat="umts")  # its RSSI is "--"
+    # RSCP and Ec/Io go on the wire; its RSSI is "--".
+    assert reading.signal == Signal(rat="umts", rscp_dbm=-96.0, ecio_db=-3.5)
 
 
 # -- plain-text captures: the state mapping --------------------------------------------------------
@@ -220,8 +220,8 @@ _SIGNAL_KEYS = {
     "rsrq": "signal.rsrq_db",
     "snr": "signal.snr_db",
     "rssi": "signal.rssi_dbm",
-    "rscp": "rscp_dbm",
-    "ecio": "ecio_db",
+    "rscp": "signal.rscp_dbm",
+    "ecio": "signal.ecio_db",
 }
 _LOCATION_KEYS = {
     "mcc": {"signal.mcc", "signal.mnc"},
@@ -341,7 +341,7 @@ def test_access_technologies_as_one_string_or_a_joined_entry() -> None:
         doc["modem"]["generic"]["access-technologies"] = spelt
         reading = parse_mmcli(doc, load(UMTS_SIGNAL), None)
         assert reading.access_technologies == ["hsdpa", "hsupa"]
-        assert reading.signal == Signal(rat="umts")
+        assert reading.signal == Signal(rat="umts", rscp_dbm=-96.0, ecio_db=-3.5)
     doc = load(LTE_MODEM)
     doc["modem"]["generic"]["access-technologies"] = "lte"
     assert parse_mmcli(doc, None, None).signal == Signal(rat="lte")
@@ -351,7 +351,10 @@ def test_without_access_technologies_the_filled_signal_block_names_the_radio() -
     doc = load(UMTS_MODEM)
     del doc["modem"]["generic"]["access-technologies"]
     reading = parse_mmcli(doc, load(UMTS_SIGNAL), None)
-    assert (reading.error, reading.signal, reading.rscp_dbm) == (None, Signal(rat="umts"), -96.0)
+    assert (reading.error, reading.signal) == (
+        None,
+        Signal(rat="umts", rscp_dbm=-96.0, ecio_db=-3.5),
+    )
     # An explicit "unknown" (mmcli's empty list) while registered is still a finding.
     doc["modem"]["generic"]["access-technologies"] = []
     assert parse_mmcli(doc, load(UMTS_SIGNAL), None).error == "no radio access technology"
@@ -393,7 +396,7 @@ def test_out_of_range_values_are_dropped_and_noted() -> None:
     umts = load(UMTS_SIGNAL)
     umts["modem"]["signal"]["umts"] |= {"rscp": "-3.00", "ecio": "nan"}
     reading = parse_mmcli(load(UMTS_MODEM), umts, None)
-    assert (reading.rscp_dbm, reading.ecio_db) == (None, None)
+    assert reading.signal == Signal(rat="umts")
     assert reading.dropped == ["rscp_dbm=-3.0", "ecio_db=nan"]
 
 
@@ -444,14 +447,12 @@ def test_the_check_runs_mmcli_and_reports_the_serving_cell(tmp_path: Path) -> No
     ]
 
 
-def test_the_check_reports_umts_rscp_and_ecio_in_its_details(tmp_path: Path) -> None:
+def test_the_check_sends_umts_rscp_and_ecio_in_its_signal(tmp_path: Path) -> None:
     outcome = _run(_spec(MMCLI / "umts", tmp_path / "calls.log"))  # no location recorded
-    assert (outcome.ok, outcome.signal) == (True, Signal(rat="umts"))
-    assert (outcome.details["rscp_dbm"], outcome.details["ecio_db"]) == (-96.0, -3.5)
-    assert "rscp_dbm" not in outcome.wire_fields()["signal"]
-    assert (
-        _detail_text(outcome) == "rat=umts; RSCP -96.0 dBm; Ec/Io -3.5 dB; operator: OperatorName"
-    )
+    assert (outcome.ok, outcome.signal) == (True, Signal(rat="umts", rscp_dbm=-96.0, ecio_db=-3.5))
+    assert outcome.wire_fields()["signal"] == {"rat": "umts", "rscp_dbm": -96.0, "ecio_db": -3.5}
+    assert "rscp_dbm" not in outcome.details
+    assert _detail_text(outcome) == "rat=umts rscp_dbm=-96.0 ecio_db=-3.5; operator: OperatorName"
 
 
 def test_the_check_sets_up_signal_polling_when_it_is_off(tmp_path: Path) -> None:
