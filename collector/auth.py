@@ -36,6 +36,10 @@ class Principal:
     token_id: int | None = None
     probe_id: str | None = None
     provinces: frozenset[str] = frozenset()
+    #: a probe's pending token rotation (``collector/token_rotation.py``), and the new token's
+    #: id once drawn: found by the same lookup as the token, so reports pay nothing for it
+    rotation_id: int | None = None
+    rotation_token_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -169,8 +173,9 @@ class Authenticator:
         # misses the cache, and building a Core statement each time costs more than the query.
         p = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._lookup_sql = (
-            "SELECT id, role, probe_id, provinces FROM tokens "
-            f"WHERE token_hash = {p} AND revoked_at IS NULL"
+            "SELECT t.id, t.role, t.probe_id, t.provinces, r.id, r.new_token_id FROM tokens t "
+            "LEFT JOIN token_rotations r ON r.probe_id = t.probe_id AND r.completed_at IS NULL "
+            f"WHERE t.token_hash = {p} AND t.revoked_at IS NULL"
         )
 
     def authenticate(self, token: str) -> Principal | None:
@@ -195,6 +200,19 @@ class Authenticator:
             row = conn.exec_driver_sql(self._lookup_sql, (digest,)).first()
         if row is None:
             return None
-        token_id, role, probe_id, province_codes = row
+        token_id, role, probe_id, province_codes, rotation_id, rotation_token_id = row
         codes = frozenset(province_codes.split(",")) if province_codes else frozenset()
-        return Principal(role=role, token_id=token_id, probe_id=probe_id, provinces=codes)
+        return Principal(
+            role=role,
+            token_id=token_id,
+            probe_id=probe_id,
+            provinces=codes,
+            rotation_id=rotation_id,
+            rotation_token_id=rotation_token_id,
+        )
+
+    def forget(self) -> None:
+        """Drop the cache: a token was revoked or a rotation moved on here, and this replica
+        should know at once (others know within ``cache_seconds``)."""
+        with self._lock:
+            self._cache.clear()
