@@ -42,8 +42,8 @@ def fleet_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Every probe's agent version, last heard, clock skew, spool and uptime; silent and
-    outdated agents first. Times are local (Asia/Ho_Chi_Minh)."""
+    """Every probe's agent version, how long ago it was heard, clock skew, spool depth, results
+    dropped or refused, and uptime since boot; silent and outdated agents first."""
     from sqlalchemy import select
 
     from lomsong.collector.fleet import fleet_status as gather
@@ -78,21 +78,21 @@ def fleet_status(
 
 def print_fleet(fleet: Fleet) -> None:
     from lomsong.tables import Column, console, table
-    from lomsong.words import duration, local_time
 
     now = fleet.now
-    # on a narrow terminal the boot time goes first, then the skew: the probe, where it is,
-    # whether it is heard and how full its spool is are what a duty officer acts on
+    # on a narrow terminal the boot time goes first, then the skew, the province and the
+    # drops: the probe, where it is, whether it is heard and its spool are what people act on
     columns = [
-        Column("probe", wrap=True, min_width=12),
-        Column("commune, province", wrap=True, min_width=14),
+        Column("probe", wrap=True, min_width=10),
+        Column("commune", wrap=True, min_width=12),
+        Column("province", wrap=True, min_width=8, drop=2),
         Column("version"),
-        Column("last heard", wrap=True, min_width=10),
-        Column("skew s", numeric=True, drop=2),
+        Column("heard ago"),
+        Column("skew s", numeric=True, drop=3),
         Column("spool", numeric=True),
         Column("drops", numeric=True, drop=1),
-        Column("up since", wrap=True, min_width=10, drop=3),
-        Column("marks", wrap=True, min_width=8),
+        Column("uptime", numeric=True, drop=4),
+        Column("marks", wrap=True, min_width=11),
     ]
     rows = []
     for p in fleet.probes:
@@ -102,13 +102,14 @@ def print_fleet(fleet: Fleet) -> None:
         rows.append(
             [
                 p.probe_id,
-                f"{p.commune_name} ({p.commune_code}), {p.province_name}",
+                f"{p.commune_name} ({p.commune_code})",
+                p.province_name,
                 p.agent_version or "?",
-                "never" if quiet is None else f"{duration(quiet, 'en')} ago",
+                "never" if quiet is None else short(quiet),
                 "" if p.clock_skew_seconds is None else f"{p.clock_skew_seconds:+.1f}",
                 "" if p.spool_depth is None else str(p.spool_depth),
                 "" if drops is None else str(drops),
-                "" if booted is None else local_time(booted),
+                "" if booted is None else short(max(0.0, now - booted)),
                 ", ".join(MARK_WORDS[m] for m in p.marks),
             ]
         )
@@ -120,6 +121,18 @@ def print_fleet(fleet: Fleet) -> None:
         f"{fleet.newest_version or '?'} (newest of the fleet and this collector's "
         f"{fleet.collector_version})"
     )
+
+
+def short(seconds: float) -> str:
+    """``<1m``, ``42m``, ``5h 03m``, ``12d 4h``: a duration in at most 7 columns."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "<1m"
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
 
 
 def token_rotate(
