@@ -3,7 +3,8 @@
 Phone first, as the status page: the probes that need someone (silent, outdated) come first
 as a list of their own, then each province folded with its probes. Each probe is a table row
 on a desk and a card on a phone (below 700 px the cells stack, each with its header beside
-it), so the page never scrolls sideways. 3,321 probes make one page of about 2 MB of plain
+it; the value is one element, so the grid keeps it in its column), so the page never
+scrolls sideways. 3,321 probes make one page of about 2 MB of plain
 HTML and no script.
 """
 
@@ -66,7 +67,7 @@ table.fleet tr.warn td:first-child { border-left: 6px solid #b07d00; }
     margin: 0 0 8px; padding: 4px 8px; }
   table.fleet tr.bad { border-left: 6px solid #c62828; }
   table.fleet tr.warn { border-left: 6px solid #b07d00; }
-  table.fleet tr td:first-child { border-left: 0; }
+  table.fleet tr.bad td:first-child, table.fleet tr.warn td:first-child { border-left: 0; }
   table.fleet td { border: 0; padding: 1px 0; display: grid;
     grid-template-columns: 8.5em minmax(0, 1fr); gap: 6px; }
   table.fleet td::before { content: attr(data-h); color: var(--muted); }
@@ -118,7 +119,7 @@ def _summary(fleet: Fleet) -> str:
         '<p class="summary">'
         f"<b>{number(n, 'vi')}</b> trạm / probes · "
         f"<b>{fleet.silent}</b> mất liên lạc / silent "
-        f"(&gt; {escape(duration(fleet.silent_after_seconds, 'vi'))}) · "
+        f"(&gt; {fleet.silent_after_seconds:g} s) · "
         f"<b>{fleet.outdated}</b> phiên bản cũ / outdated "
         f"(&lt; {escape(fleet.newest_version or '?')}; "
         f"máy chủ / collector {escape(fleet.collector_version)})</p>"
@@ -166,7 +167,7 @@ def _row(p: FleetProbe, now: float) -> str:
         ),
     ]
     tds = "".join(
-        f'<td data-h="{escape(vi)} / {escape(en)}"{"" if c else _EMPTY}>{c}</td>'
+        f'<td data-h="{escape(vi)} / {escape(en)}"{"" if c else _EMPTY}><div>{c}</div></td>'
         for (vi, en), c in zip(HEADERS, cells, strict=True)
     )
     level = "bad" if p.silent else "warn" if p.outdated else ""
