@@ -19,6 +19,8 @@ from lomsong.maps.pages import page
 from lomsong.maps.status_page import STATUS_STYLE
 from lomsong.words import Language, duration, local_time, number
 
+#: at most this many probes in the list on top; the others that stand out head their provinces
+ATTENTION_LIMIT = 200
 #: (Vietnamese, English) of each mark
 MARKS: dict[str, tuple[str, str]] = {
     "never_heard": ("Chưa từng liên lạc", "Never heard"),
@@ -79,8 +81,12 @@ table.fleet tr.warn td:first-child { border-left: 6px solid #b07d00; }
 def fleet_page(fleet: Fleet, *, who: str, province: str | None = None, refresh: int = 60) -> str:
     """The whole page: a summary, the probes that stand out, then every province folded."""
     now = fleet.now
-    attention = [p for p in fleet.probes if p.silent or p.outdated]
-    calm = [p for p in fleet.probes if not (p.silent or p.outdated)]
+    standing_out = [p for p in fleet.probes if p.silent or p.outdated]
+    # After a collector upgrade every agent is outdated: the list on top stays short enough to
+    # read and to load on a phone, and the rest wait in their provinces, first and marked.
+    attention = standing_out[:ATTENTION_LIMIT]
+    listed = {p.probe_id for p in attention}
+    calm = [p for p in fleet.probes if p.probe_id not in listed]
     by_province: dict[str, list[FleetProbe]] = {}
     for p in calm:
         by_province.setdefault(p.province_code, []).append(p)
@@ -92,6 +98,12 @@ def fleet_page(fleet: Fleet, *, who: str, province: str | None = None, refresh: 
         _summary(fleet),
         '<h2 id="attention">Cần xử lý / Needs attention</h2>',
         _table(attention, now, "attention")
+        + (
+            f'<p class="muted">{ATTENTION_LIMIT} / {len(standing_out)}: các trạm còn lại ở '
+            "tỉnh của chúng, xếp trước / the others are under their provinces, first.</p>"
+            if len(standing_out) > ATTENTION_LIMIT
+            else ""
+        )
         if attention
         else '<p class="muted">Không có / None: mọi trạm đều liên lạc và đúng phiên bản / '
         "every probe is heard and up to date.</p>",
