@@ -98,6 +98,15 @@ def request_rotation(
         if conn.execute(select(probes.c.id).where(probes.c.id == probe_id)).first() is None:
             raise NotFoundError(f"probe {probe_id!r} is not registered")
         pending = _pending(conn, probe_id)
+        if pending is not None and _dead(conn, pending):
+            # its new token was revoked by hand, or the token it replaces: it can never
+            # complete, so it is closed and a new one begins
+            conn.execute(
+                update(token_rotations)
+                .where(token_rotations.c.id == pending.id)
+                .values(completed_at=clock(), sealed=None)
+            )
+            pending = None
         if pending is not None:
             raise ConflictError(
                 f"probe {probe_id!r}: rotation {pending.id} is still {pending.state} "
@@ -193,7 +202,14 @@ def answer(
                 tokens.c.id == row.new_token_id, tokens.c.revoked_at.is_(None)
             )
         ).scalar()
-        if new_hash is None or not hmac.compare_digest(new_hash, hash_token(token)):
+        if new_hash is None:
+            log.warning(
+                "rotation %d: its new token %d was revoked; ask for a new rotation",
+                row.id,
+                row.new_token_id,
+            )
+            return None
+        if not hmac.compare_digest(new_hash, hash_token(token)):
             log.error("rotation %d: the sealed token does not match its hash", row.id)
             return None
         conn.execute(
@@ -294,6 +310,17 @@ def _complete(conn: Connection, rotation_id: int, new_token_id: int, now: float)
         "probe %s: rotation %d done; token %s revoked", row.probe_id, rotation_id, row.old_token_id
     )
     return True
+
+
+def _dead(conn: Connection, r: Rotation) -> bool:
+    """Whether a pending rotation can no longer complete: a token it names was revoked."""
+    ids = [i for i in (r.old_token_id, r.new_token_id) if i is not None]
+    if not ids:
+        return False
+    revoked = conn.execute(
+        select(tokens.c.id).where(tokens.c.id.in_(ids), tokens.c.revoked_at.is_not(None))
+    ).first()
+    return revoked is not None
 
 
 def _pending(conn: Connection, probe_id: str) -> Rotation | None:

@@ -167,3 +167,23 @@ def test_rotation_api_admin_and_province_admin(any_collector: RunningCollector) 
         assert client.post(path.format("rot-b")).status_code == 201
         assert client.post(path.format("no-such")).status_code == 404
         assert client.post(path.format("bad id")).status_code == 422
+
+
+def test_a_rotation_whose_new_token_was_revoked_gives_way_to_a_new_one(
+    any_collector: RunningCollector,
+) -> None:
+    c = any_collector
+    old = c.register(PROBE)
+    request_rotation(c.engine, PROBE)
+    first = post(c, old, range(1, 3))["new_token"]
+    assert isinstance(first, str)
+    from lomsong.collector.auth import revoke_token
+
+    revoke_token(c.engine, int(str(token_row(c, first)["id"])))
+    assert "new_token" not in post(c, old, range(3, 5))  # never offered again
+    again = request_rotation(c.engine, PROBE)  # the dead one is closed, a new one begins
+    assert again.id == 2
+    second = post(c, old, range(5, 7))["new_token"]
+    assert isinstance(second, str) and second != first
+    post(c, second, range(7, 9))
+    assert token_row(c, old)["revoked_at"] is not None
