@@ -115,8 +115,9 @@ def print_fleet(fleet: Fleet) -> None:
         )
     out = console()
     out.print(table(columns, rows))
+    n = len(fleet.probes)
     out.print(
-        f"{len(fleet.probes)} probes: {fleet.silent} silent (nothing for over "
+        f"{n} probe{'' if n == 1 else 's'}: {fleet.silent} silent (nothing for over "
         f"{fleet.silent_after_seconds:g} s), {fleet.outdated} older than "
         f"{fleet.newest_version or '?'} (newest of the fleet and this collector's "
         f"{fleet.collector_version})"
@@ -146,10 +147,7 @@ def token_rotate(
     if not re.fullmatch(NAME_PATTERN, probe):
         raise ValidationError("--probe", probe, f"probe id must match {NAME_PATTERN}")
     done = request_rotation(open_database(config, upgrade=True), probe, by="admin (CLI)")
-    typer.echo(
-        f"rotation {done.id} of probe {probe}'s token requested: the agent receives the new "
-        "token with its next report's answer"
-    )
+    typer.echo(f"rotation {done.id} of {probe}'s token asked: its next report gets the new one")
 
 
 def add_fleet_commands(root: typer.Typer, *, token: typer.Typer) -> None:

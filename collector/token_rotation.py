@@ -108,9 +108,14 @@ def request_rotation(
             )
             pending = None
         if pending is not None:
+            waiting = (
+                "its next report"
+                if pending.state == "requested"
+                else "the agent to use its new token"
+            )
             raise ConflictError(
-                f"probe {probe_id!r}: rotation {pending.id} is still {pending.state} "
-                "(the agent has not used its new token yet)"
+                f"probe {probe_id!r}: rotation {pending.id} is still {pending.state}, "
+                f"waiting for {waiting}"
             )
         if (
             conn.execute(

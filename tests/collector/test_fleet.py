@@ -186,7 +186,7 @@ def test_token_rotate_and_list_cli(collector: RunningCollector, sqlite_url: str)
     seed(collector)
     db = Path(sqlite_url.removeprefix("sqlite:///"))
     r = cli(db, "token", "rotate", "--probe", "fl-old")
-    assert r.returncode == 0 and "rotation 1 of probe fl-old" in r.stdout, r.stderr
+    assert r.returncode == 0 and "rotation 1 of fl-old's token asked" in r.stdout, r.stderr
     again = cli(db, "token", "rotate", "--probe", "fl-old")
     assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
     assert "rotation 1 is still requested" in again.stderr
