@@ -93,8 +93,9 @@ async def _rotation(ctx: Context, principal: Principal, token: str) -> str | Non
         )
     except Exception as exc:
         if unavailable(exc) is None:
-            raise
-        log.warning("token rotation %s waits: the database is away", principal.rotation_id)
+            log.exception("token rotation %s failed; the batch is stored", principal.rotation_id)
+        else:
+            log.warning("token rotation %s waits: the database is away", principal.rotation_id)
         return None
     if new is None:
         # completed (or nothing to give): the cached principals of the old and new tokens
