@@ -187,3 +187,22 @@ def test_a_rotation_whose_new_token_was_revoked_gives_way_to_a_new_one(
     assert isinstance(second, str) and second != first
     post(c, second, range(7, 9))
     assert token_row(c, old)["revoked_at"] is not None
+
+
+def test_a_rotation_that_fails_leaves_the_stored_batch_answered(
+    collector: RunningCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lomsong.collector import token_rotation
+
+    c = collector
+    old = c.register(PROBE)
+    request_rotation(c.engine, PROBE)
+
+    def broken(*args: object, **kw: object) -> str | None:
+        raise RuntimeError("a bug in the rotation")
+
+    monkeypatch.setattr(token_rotation, "answer", broken)
+    ack = post(c, old, range(1, 4))
+    assert ack == {"accepted": 3, "duplicates": 0, "stored_through_seq": 3}
+    monkeypatch.undo()
+    assert isinstance(post(c, old, range(4, 5))["new_token"], str)
