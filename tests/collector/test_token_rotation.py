@@ -206,3 +206,26 @@ def test_a_rotation_that_fails_leaves_the_stored_batch_answered(
     assert ack == {"accepted": 3, "duplicates": 0, "stored_through_seq": 3}
     monkeypatch.undo()
     assert isinstance(post(c, old, range(4, 5))["new_token"], str)
+
+
+def test_the_authenticator_learns_of_rotations_within_its_cache_time(
+    any_collector: RunningCollector,
+) -> None:
+    from lomsong.collector.auth import Authenticator
+
+    c = any_collector
+    old = c.register(PROBE)
+    now = [1000.0]
+    auth = Authenticator(c.engine, ADMIN_SECRET, cache_seconds=2.0, clock=lambda: now[0])
+    first = auth.authenticate(old)
+    assert first is not None and first.rotation_id is None
+    rotation = request_rotation(c.engine, PROBE)
+    now[0] += 1.0
+    cached = auth.authenticate(old)
+    assert cached is not None and cached.rotation_id is None  # within the cache time
+    now[0] += 1.5
+    seen = auth.authenticate(old)
+    assert seen is not None and (seen.rotation_id, seen.rotation_token_id) == (rotation.id, None)
+    assert seen.token_id == first.token_id and seen.probe_id == PROBE
+    viewer = auth.authenticate(c.viewer("04"))
+    assert viewer is not None and viewer.rotation_id is None
