@@ -236,8 +236,10 @@ def token_create(
 @token_app.command("list")
 def token_list(config: ConfigOpt = None) -> None:
     """List tokens (never their secrets), newest last; times are local (Asia/Ho_Chi_Minh).
-    A token being rotated says so: the old one ``→ N`` (replaced by token N once the agent uses
-    it), the new one ``← M``, and a probe's tokens ``rotate asked`` until its next report."""
+
+    A pending rotation shows as `#R asked` on the probe's tokens until its next report, then
+    `#R → N offered ×K` on the old token and `#R ← M, unused` on the new one, until it is used.
+    """
     from lomsong.collector.auth import list_tokens
     from lomsong.collector.token_rotation import list_rotations, rotation_notes
     from lomsong.tables import Column, console, table

@@ -42,8 +42,11 @@ def fleet_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Every probe's agent version, how long ago it was heard, clock skew, spool depth, results
-    dropped or refused, and uptime since boot; silent and outdated agents first."""
+    """Each probe's agent version, last heard, clock skew, spool, drops and uptime.
+
+    Silent agents (not heard for longer than the silence threshold) and outdated ones (older
+    than the newer of this collector's version and the fleet's newest) come first.
+    """
     from sqlalchemy import select
 
     from lomsong.collector.fleet import fleet_status as gather
@@ -140,8 +143,11 @@ def token_rotate(
     probe: Annotated[str, typer.Option(help="The probe whose token is replaced.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Give the probe a new token on its next report; its old token is revoked once the agent
-    has used the new one. `token list` shows the rotation until then."""
+    """Give a probe a new token with its next report; the old one ends when the new is used.
+
+    `token list` shows the rotation until then. The agent must read its token from a file
+    (token_file), which it rewrites.
+    """
     from lomsong.collector.token_rotation import request_rotation
 
     if not re.fullmatch(NAME_PATTERN, probe):

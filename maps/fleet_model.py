@@ -72,6 +72,8 @@ class FleetProbe:
     spool_refused: int | None = None
     #: a pending token rotation: ``requested`` or ``offered``
     rotation: str | None = None
+    # After the check profiles are merged, the configuration applied, pending or refused goes
+    # here (filled by ``collector/fleet.py``'s fifth query), with a mark for a stale one.
     silent: bool = False
     outdated: bool = False
     marks: list[str] = field(default_factory=list)
