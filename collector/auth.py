@@ -12,13 +12,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Engine, select, update
 
 from lomsong.errors import NotFoundError, ValidationError
-from lomsong.storage.database import write_transaction
+from lomsong.storage.database import unavailable, write_transaction
 from lomsong.storage.schema import probes, provinces, tokens
 
 Role = Literal["probe", "viewer", "province_admin", "admin"]
@@ -36,6 +36,10 @@ class Principal:
     token_id: int | None = None
     probe_id: str | None = None
     provinces: frozenset[str] = frozenset()
+    #: a probe's pending token rotation (``collector/token_rotation.py``), and the new token's
+    #: id once drawn (``Authenticator`` keeps the pending ones in memory)
+    rotation_id: int | None = None
+    rotation_token_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -172,6 +176,13 @@ class Authenticator:
             "SELECT id, role, probe_id, provinces FROM tokens "
             f"WHERE token_hash = {p} AND revoked_at IS NULL"
         )
+        # The pending token rotations, read at most once per cache_seconds for every probe
+        # together rather than joined to each lookup: a report pays a dict lookup for them.
+        self._rotations_sql = (
+            "SELECT probe_id, id, new_token_id FROM token_rotations WHERE completed_at IS NULL"
+        )
+        self._rotations: dict[str, tuple[int, int | None]] = {}
+        self._rotations_at: float | None = None
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal a token stands for, or ``None`` for an unknown or revoked token."""
@@ -182,13 +193,19 @@ class Authenticator:
         with self._lock:
             hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._cache_seconds:
-            return hit[1]
-        principal = self._lookup(digest)
-        with self._lock:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
-        return principal
+            principal = hit[1]
+        else:
+            principal = self._lookup(digest)
+            with self._lock:
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, principal)
+        if principal is None or principal.probe_id is None:
+            return principal
+        pending = self._pending_rotations(now).get(principal.probe_id)
+        if pending is None:
+            return principal
+        return replace(principal, rotation_id=pending[0], rotation_token_id=pending[1])
 
     def _lookup(self, digest: str) -> Principal | None:
         with self._engine.connect() as conn:
@@ -198,3 +215,30 @@ class Authenticator:
         token_id, role, probe_id, province_codes = row
         codes = frozenset(province_codes.split(",")) if province_codes else frozenset()
         return Principal(role=role, token_id=token_id, probe_id=probe_id, provinces=codes)
+
+    def _pending_rotations(self, now: float) -> dict[str, tuple[int, int | None]]:
+        """probe id → (rotation id, new token id) of the pending rotations, at most
+        ``cache_seconds`` old. With the database away the last ones read stand: a rotation
+        only waits, and a token known from the cache is still served from memory."""
+        with self._lock:
+            at, known = self._rotations_at, self._rotations
+        if at is not None and now - at < self._cache_seconds:
+            return known
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.exec_driver_sql(self._rotations_sql).all()
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            return known
+        fresh = {probe_id: (rid, new_id) for probe_id, rid, new_id in rows}
+        with self._lock:
+            self._rotations, self._rotations_at = fresh, now
+        return fresh
+
+    def forget(self) -> None:
+        """Drop the caches: a rotation moved on here, and this replica should know at once
+        (others know within ``cache_seconds``)."""
+        with self._lock:
+            self._cache.clear()
+            self._rotations_at = None

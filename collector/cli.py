@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from lomsong.collector.fleet_cli import add_fleet_commands
 from lomsong.errors import ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 from lomsong.words import Language
@@ -234,8 +235,13 @@ def token_create(
 
 @token_app.command("list")
 def token_list(config: ConfigOpt = None) -> None:
-    """List tokens (never their secrets), newest last; times are local (Asia/Ho_Chi_Minh)."""
+    """List tokens (never their secrets), newest last; times are local (Asia/Ho_Chi_Minh).
+
+    A pending rotation shows as `#R asked` on the probe's tokens until its next report, then
+    `#R → N offered ×K` on the old token and `#R ← M, unused` on the new one, until it is used.
+    """
     from lomsong.collector.auth import list_tokens
+    from lomsong.collector.token_rotation import list_rotations, rotation_notes
     from lomsong.tables import Column, console, table
     from lomsong.words import local_time
 
@@ -250,7 +256,11 @@ def token_list(config: ConfigOpt = None) -> None:
         Column("label", drop=1, wrap=True, min_width=10),
         Column("created", drop=2, wrap=True, min_width=10),
         Column("revoked", wrap=True, min_width=10),
+        Column("rotation", wrap=True, min_width=8),
     ]
+    engine = open_database(config, upgrade=False)
+    tokens = list_tokens(engine)
+    notes = rotation_notes(tokens, list_rotations(engine, pending_only=True))
     rows = [
         [
             str(t["id"]),
@@ -261,8 +271,9 @@ def token_list(config: ConfigOpt = None) -> None:
             t["label"] or "",
             local_time(t["created_at"]),
             local_time(t["revoked_at"]) if t["revoked_at"] is not None else "",
+            notes.get(t["id"], ""),
         ]
-        for t in list_tokens(open_database(config, upgrade=False))
+        for t in tokens
     ]
     console().print(table(columns, rows))
 
@@ -332,6 +343,7 @@ def add_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
     probe.command("register")(probe_register)
     probe.command("list")(probe_list)
     add_enrolment_commands(root, probe=probe)
+    add_fleet_commands(root, token=token_app)
 
 
 # --- zero-touch enrolment: provincial keys, and the boxes waiting for approval ---

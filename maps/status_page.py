@@ -98,7 +98,8 @@ def status_page(
     """
     updated = (
         f'<p class="muted">Cập nhật / Updated: {escape(local_time(now))} '
-        f'(giờ Việt Nam / Vietnam time) · <a href="/maps/">{both(lb.FIELDS["map"])}</a></p>'
+        f'(giờ Việt Nam / Vietnam time) · <a href="/maps/">{both(lb.FIELDS["map"])}</a> · '
+        '<a href="/fleet">Đội trạm đo / Probe fleet</a></p>'
     )
     body = "".join(
         (

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -262,6 +263,14 @@ async def run_once(settings: ProbeSettings) -> list[Measurement]:
     return list(await asyncio.gather(*(runner.measure(job) for job in jobs)))
 
 
+def rotatable_token_file(settings: ProbeSettings) -> Path | None:
+    """The file a rotated token is written to: the token file, unless an inline token (which
+    wins over it) is set; then rotation is refused (``uploader.py``)."""
+    if settings.token is not None and settings.token.get_secret_value():
+        return None
+    return settings.token_file
+
+
 async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) -> None:
     """The agent's life: open the spool, schedule the checks, upload, until ``stop`` or SIGTERM."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -284,6 +293,7 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         probe_id=settings.probe_id,
         boot_id=boot_id(settings.boot_id_file),
         agent_version=__version__,
+        token_file=rotatable_token_file(settings),
     )
     activity = Activity()
     runner = Runner(settings, spool, on_recorded=uploader.wake.set, on_measured=activity.note)

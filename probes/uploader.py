@@ -33,6 +33,7 @@ import contextlib
 import email.utils
 import gzip
 import logging
+import os
 import random
 import re
 import ssl
@@ -40,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import orjson
@@ -87,6 +89,7 @@ class Uploader:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        token_file: Path | None = None,
     ) -> None:
         self.spool = spool
         self.settings = settings
@@ -101,6 +104,9 @@ class Uploader:
         self.batch_size = settings.batch_size
         self._failures = 0
         self._token = token
+        #: where a rotated token is written; None: the token is not the agent's to change
+        self.token_file = token_file
+        self._refused_rotation = False
         self._transport = transport
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -184,7 +190,7 @@ class Uploader:
             response = await client.post("/api/v1/reports", content=body, headers=headers)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        return await self._answer(response, batch)
+        return await self._answer(response, batch, client)
 
     def due_in(self, batch: list[SpooledResult], more: bool) -> float:
         """Seconds until ``batch`` is due; 0 when it goes now.
@@ -216,12 +222,14 @@ class Uploader:
         return batch, len(batch) >= self.batch_size
 
     async def _answer(
-        self, response: httpx.Response, batch: list[SpooledResult]
+        self, response: httpx.Response, batch: list[SpooledResult], client: httpx.AsyncClient
     ) -> tuple[float, bool]:
         status = response.status_code
         if status == 200:
             ack = ReportAck.model_validate_json(response.content)
             await self.spool.acknowledge(ack.stored_through_seq, [r.seq for r in batch])
+            if ack.new_token and ack.new_token != self._token:
+                await self._take_token(ack.new_token, client)
             if not self.connected and self._failures:
                 log.info("collector reachable again after %d failed attempts", self._failures)
             self.connected = True
@@ -268,6 +276,32 @@ class Uploader:
         log.error("collector refuses the batch: HTTP %d: %s", status, detail)
         return self.settings.backoff_max_seconds, False
 
+    async def _take_token(self, token: str, client: httpx.AsyncClient) -> None:
+        """Keep the rotated token on disk first, then send with it (module docstring)."""
+        if self.token_file is None:
+            if not self._refused_rotation:
+                log.error(
+                    "the collector rotates this probe's token, but the token is not read from "
+                    "a file (token_file), so a new one could not outlive a restart; keeping "
+                    "the old one"
+                )
+                self._refused_rotation = True
+            return
+        try:
+            await asyncio.to_thread(write_token_file, self.token_file, token)
+        except OSError as exc:
+            if not self._refused_rotation:
+                log.error(
+                    "cannot write the rotated token to %s (%s); keeping the old one",
+                    self.token_file,
+                    exc.strerror or exc,
+                )
+                self._refused_rotation = True
+            return
+        self._token = token
+        client.headers["Authorization"] = f"Bearer {token}"
+        log.info("token rotated: the new token is in %s and in use", self.token_file)
+
     def _failed(self, why: str) -> tuple[float, bool]:
         self._failures += 1
         self.counters.failures += 1
@@ -299,6 +333,29 @@ class Uploader:
                 w.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def write_token_file(path: Path, token: str) -> None:
+    """Replace ``path`` with ``token`` atomically and durably: a temporary file in the same
+    folder, readable by its owner only, fsynced, renamed over ``path``, the folder fsynced."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def encode_batch(

@@ -520,3 +520,28 @@ enrolments = Table(
     Column("uplinks", Text, nullable=True),
     Column("delivered_at", Float, nullable=True),
 )
+
+
+#: A probe token being replaced (``collector/token_rotation.py``). ``lomsong token rotate``
+#: makes the row; the agent's next report with its token draws the new token, which is stored
+#: as a token row (by its hash) and here only sealed with the old token, so that it can be
+#: offered again until used and yet cannot be read back from the database. The first report
+#: with the new token revokes the old one and completes the rotation.
+token_rotations = Table(
+    "token_rotations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("probe_id", String(64), ForeignKey("probes.id", ondelete="CASCADE"), nullable=False),
+    Column("requested_at", Float, nullable=False),
+    # "admin", or the role and id of the token that asked ("province_admin token 7")
+    Column("requested_by", String(64), nullable=False),
+    # the token the agent held when the new one was drawn: revoked once the new one is used
+    Column("old_token_id", Integer, ForeignKey("tokens.id", ondelete="SET NULL"), nullable=True),
+    Column("new_token_id", Integer, ForeignKey("tokens.id", ondelete="SET NULL"), nullable=True),
+    # hex of salt + the new token XOR a keystream drawn from the old token; null once completed
+    Column("sealed", String(256), nullable=True),
+    Column("offered_at", Float, nullable=True),
+    Column("offers", Integer, nullable=False, default=0),
+    Column("completed_at", Float, nullable=True),
+)
+Index("ix_token_rotations_probe_id", token_rotations.c.probe_id)

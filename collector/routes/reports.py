@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from lomsong.collector import token_rotation
+from lomsong.collector.auth import Principal
 from lomsong.collector.deps import Context, bearer_token
 from lomsong.collector.ingest import (
     IngestRejected,
@@ -21,6 +25,9 @@ from lomsong.storage.database import unavailable
 from lomsong.wire import ReportAck
 
 router = APIRouter(tags=["ingest"])
+log = logging.getLogger(__name__)
+#: an answer that carries a new token is kept by no cache on the way
+_NO_STORE = {"Cache-Control": "no-store"}
 
 _ACK_EXAMPLE = {"accepted": 3, "duplicates": 0, "stored_through_seq": 1043}
 
@@ -47,7 +54,7 @@ async def post_reports(request: Request) -> Response:
     """
     ctx: Context = request.app.state.ctx
     try:
-        ack = await _ingest(request, ctx)
+        ack, principal, token = await _ingest(request, ctx)
     except IngestRejected as exc:
         ctx.metrics.rejected.labels(exc.reason).inc()
         return Response(
@@ -68,13 +75,39 @@ async def post_reports(request: Request) -> Response:
     ctx.metrics.results.labels("accepted").inc(ack.accepted)
     if ack.duplicates:
         ctx.metrics.results.labels("duplicate").inc(ack.duplicates)
-    return Response(orjson.dumps(ack.model_dump()), media_type="application/json")
+    if principal.rotation_id is not None:
+        ack.new_token = await _rotation(ctx, principal, token)
+    return Response(
+        orjson.dumps(ack.model_dump(exclude_none=True)),
+        media_type="application/json",
+        headers=_NO_STORE if ack.new_token else None,
+    )
 
 
-async def _ingest(request: Request, ctx: Context) -> ReportAck:
+async def _rotation(ctx: Context, principal: Principal, token: str) -> str | None:
+    """The new token to hand over, or None; a rotation the database cannot move now waits for
+    the next report (the batch is stored: its answer must not fail for this)."""
+    try:
+        new = await run_in_threadpool(
+            token_rotation.answer, ctx.engine, principal, token, clock=ctx.clock
+        )
+    except Exception as exc:
+        if unavailable(exc) is None:
+            log.exception("token rotation %s failed; the batch is stored", principal.rotation_id)
+        else:
+            log.warning("token rotation %s waits: the database is away", principal.rotation_id)
+        return None
+    if new is None:
+        # completed (or nothing to give): the cached principals of the old and new tokens
+        # must not outlive it on this replica
+        ctx.auth.forget()
+    return new
+
+
+async def _ingest(request: Request, ctx: Context) -> tuple[ReportAck, Principal, str]:
     token = bearer_token(request)
     principal = ctx.auth.authenticate(token) if token else None
-    if principal is None:
+    if principal is None or token is None:
         raise IngestRejected(
             401,
             "unauthorized",
@@ -130,8 +163,9 @@ async def _ingest(request: Request, ctx: Context) -> ReportAck:
                 checked.sent_at,
             )
         )
-        return ReportAck(accepted=0, duplicates=len(checked.seqs), stored_through_seq=through)
-    return await ctx.store.submit(prepare(checked))
+        ack = ReportAck(accepted=0, duplicates=len(checked.seqs), stored_through_seq=through)
+        return ack, principal, token
+    return await ctx.store.submit(prepare(checked)), principal, token
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:

@@ -211,6 +211,10 @@ class ReportAck(BaseModel):
     duplicates: int
     #: The highest seq up to which every result of this probe is stored (0 before the first).
     stored_through_seq: int
+    #: A new token for this probe while its token is being rotated: the agent writes it to
+    #: its token file and sends with it from then on; the old one is revoked once it is used.
+    #: Left out of the answer when there is none (older agents ignore it).
+    new_token: str | None = None
 
 
 def describe_validation_error(exc: PydanticValidationError, limit: int = 3) -> str:

@@ -158,6 +158,16 @@ MATRIX: list[Case] = [
                                                                       (401, 401, 401, 403, 403, 403, 403, 200), json_body(APPROVAL)),
     Case("POST", "/api/v1/enrolments/{enrolment_id}/reject", "/api/v1/enrolments/2/reject",
                                                                       (401, 401, 401, 403, 403, 403, 403, 200), json_body({})),
+    # the fleet: as the outages, viewers (their provinces) and the admin, never a probe
+    Case("GET",  "/api/v1/fleet", "/api/v1/fleet",                    (401, 401, 401, 403, 403, 200, 200, 200)),
+    Case("GET",  "/api/v1/fleet", "/api/v1/fleet?province=12",        (401, 401, 401, 403, 403, 403, 200, 200)),
+    Case("GET",  "/api/v1/fleet", "/api/v1/fleet?province=04&format=csv",
+                                                                      (401, 401, 401, 403, 403, 200, 403, 200)),
+    Case("GET",  "/fleet", "/fleet",                                  (401, 401, 401, 403, 403, 200, 200, 200)),
+    Case("GET",  "/fleet", "/fleet?province=12",                      (401, 401, 401, 403, 403, 403, 200, 200)),
+    # token rotation: the admin (and a province admin of its province, test_token_rotation.py)
+    Case("POST", "/api/v1/probes/{probe_id}/token-rotation", B + "/token-rotation",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 201)),
 ]
 # fmt: on
 

@@ -710,6 +710,7 @@ HIDDEN_ROUTES: dict[tuple[str, str], list[Param]] = {
         Param("outage_id", "path", {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,32}$"}, True),
         TOKEN_PARAM,
     ],
+    ("GET", "/fleet"): [Param("province", "query", PROVINCE_PATTERN, False), TOKEN_PARAM],
     ("GET", "/probes/{probe_id}"): [
         Param("probe_id", "path", {"type": "string", "pattern": NAME_PATTERN}, True),
         Param("range", "query", {"enum": ["24h", "7d", "30d", "1y"]}, False),

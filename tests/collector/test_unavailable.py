@@ -163,6 +163,7 @@ PAGES = {
     "/logout",
     "/outages/{outage_id}",
     "/probes/{probe_id}",
+    "/fleet",
 }
 QUERIES = {
     "/api/v1/hamlets": {"province": "04"},
@@ -216,6 +217,8 @@ def call(
     if (method, path) == ("POST", "/api/v1/coverage/whatif"):
         site = {"lat": 22.68, "lon": 106.19, "operator": "viettel"}
         return client.post(url, json={"province": "04", "sites": [site]}, headers=headers)
+    if (method, path) == ("POST", "/api/v1/probes/{probe_id}/token-rotation"):
+        return client.post(url, headers=headers)
     if method == "POST" and path.startswith("/api/v1/enrolments"):
         return client.post(url, json=ENROLMENT_BODIES[path], headers=headers)
     assert method == "GET", (method, path)
