@@ -208,6 +208,7 @@ def _print_checks(checks: list[ArchiveCheck]) -> None:
         Column("province"),
         Column("file", numeric=True),
         Column("recorded", numeric=True),
+        Column("pruned", numeric=True),
         Column("database", numeric=True),
         Column("state", wrap=True, min_width=16),
     ]
@@ -217,7 +218,8 @@ def _print_checks(checks: list[ArchiveCheck]) -> None:
             c.province,
             count(c.file_rows),
             count(c.recorded_rows),
-            count(c.database_rows) if c.database_rows else "pruned",
+            count(c.pruned_rows),
+            count(c.database_rows),
             c.problem or "ok",
         ]
         for c in checks

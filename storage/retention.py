@@ -10,15 +10,22 @@ How a day goes depends on the engine:
 
 - PostgreSQL (``results`` partitioned by day, ``partitions``): its partition is detached, and
   any rows of it in the DEFAULT partition deleted, in one short transaction; the detached table
-  is dropped in another, which holds no lock on ``results``.
+  is counted and dropped in another, which holds no lock on ``results`` — at the end of the same
+  run, or (``defer_drop``, the leader's schedule) at the start of the next one. A run killed in
+  between leaves the detached table, which the next run counts and drops: it is the record of
+  what is still to be counted, so nothing is left behind and nothing counted twice.
 - SQLite: its rows are deleted probe by probe in chunks through the (probe_id, measured_at)
   index, each chunk its own short write transaction sized to take about ``CHUNK_TARGET_SECONDS``,
   so the writer never waits long for the lock. The pages freed are reused by new rows, and given
   back to the filesystem by ``PRAGMA incremental_vacuum`` where the file is in incremental
   auto-vacuum mode (every file made by this version).
 
-5-minute rollups older than ``retention.rollup_5m_days`` are deleted in chunks too; hourly and
-daily rollups are kept.
+Every step records the rows it removed, per day and province, in ``pruned_days`` in its own
+transaction (``storage/pruned.py``), with the archive file of each province when one was
+written; ``lomsong archive verify`` compares the two.
+
+5-minute rollups older than ``retention.rollup_5m_days`` are deleted in chunks too, through
+the table's ``bucket_start`` index; hourly and daily rollups are kept.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from lomsong.errors import ConfigError
 from lomsong.storage.database import write_transaction
 from lomsong.storage.partitions import (
     DEFAULT_PARTITION,
+    LOCK_TIMEOUT,
     SCHEMA,
     create_ahead,
     create_partition,
@@ -45,10 +53,18 @@ from lomsong.storage.partitions import (
     day_of,
     day_start,
     detach_partition,
-    drop_detached,
+    detached_days,
     is_partitioned,
     partition_days,
     partition_name,
+)
+from lomsong.storage.pruned import (
+    UNKNOWN_PROVINCE,
+    Archived,
+    archived_of,
+    by_province,
+    probe_provinces,
+    record_pruned,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +119,10 @@ class PruneReport:
     max_chunk_seconds: float = 0.0
     pages_released: int = 0
     failed: tuple[date, str] | None = None
+    #: PostgreSQL: the detached days dropped by this run (an earlier run's too), with their rows
+    dropped: list[ExpiredDay] = field(default_factory=list)
+    #: PostgreSQL: days detached and left to be dropped by the next run (``defer_drop``)
+    pending_drop: list[date] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -137,12 +157,17 @@ def keep_from(now: float, raw_days: int) -> date:
     return day_of(now - raw_days * 86_400.0)
 
 
-def plan_prune(engine: Engine, *, now: float, raw_days: int, rollup_5m_days: int) -> PrunePlan:
-    """What would go at ``now``, counted (``lomsong db prune --dry-run`` prints it)."""
+def plan_prune(
+    engine: Engine, *, now: float, raw_days: int, rollup_5m_days: int, count: bool = True
+) -> PrunePlan:
+    """What would go at ``now``, counted (``lomsong db prune --dry-run`` prints it); without
+    ``count`` the days' rows are left 0 (a count reads the whole day)."""
     first = keep_from(now, raw_days)
     rollup_cutoff = day_start(keep_from(now, rollup_5m_days))
     with engine.connect() as conn:
-        days = [ExpiredDay(d, _count_day(conn, d)) for d in _expired_days(conn, first)]
+        days = [
+            ExpiredDay(d, _count_day(conn, d) if count else 0) for d in _expired_days(conn, first)
+        ]
         rollup_rows = None
         if _has_table(conn, "rollup_5m"):
             rollup_rows = int(
@@ -162,36 +187,56 @@ def prune(
     rollup_5m_days: int,
     archiver: Archiver | None = None,
     on_progress: Callable[[int], None] | None = None,
+    defer_drop: bool = False,
 ) -> PruneReport:
     """Remove what expired at ``now``; archive each day first when ``archiver`` is given.
 
     ``on_progress`` is told the rows removed after each chunk or day (a progress bar). On
-    PostgreSQL the coming days' partitions are made too (``partitions.create_ahead``).
+    PostgreSQL the coming days' partitions are made too (``partitions.create_ahead``), the days
+    an earlier run detached are counted and dropped first, and with ``defer_drop`` the days
+    detached now are left for the next run to drop.
     """
-    plan = plan_prune(engine, now=now, raw_days=raw_days, rollup_5m_days=rollup_5m_days)
-    report = PruneReport(plan)
     partitioned = _partitioned(engine)
+    # PostgreSQL counts a day when it drops it, not beforehand under the plan
+    plan = plan_prune(
+        engine,
+        now=now,
+        raw_days=raw_days,
+        rollup_5m_days=rollup_5m_days,
+        count=not partitioned,
+    )
+    report = PruneReport(plan)
     if partitioned:
+        report.dropped.extend(finish_detached(engine))
         with engine.begin() as conn:
             create_ahead(conn, now)
         _adopt_kept_days(engine, plan.keep_from, day_of(now))
     for expired in plan.days:
+        archived: Archived | None = None
         if archiver is not None:
             try:
-                archiver(expired.day)
+                archived = archived_of(archiver(expired.day))
             except Exception as exc:
                 log.error("archiving %s failed, so it stays in the database: %s", expired.day, exc)
                 report.failed = (expired.day, f"{type(exc).__name__}: {exc}")
                 break
         if partitioned:
-            _drop_day(engine, expired.day)
-            rows = expired.rows
+            rows = _detach_day(engine, expired.day, archived)
             if on_progress is not None:
                 on_progress(rows)
         else:
-            rows = _delete_day(engine, expired.day, report, on_progress)
+            rows = _delete_day(engine, expired.day, report, on_progress, archived)
         report.days.append(ExpiredDay(expired.day, rows))
         log.info("pruned %s: %d raw results", expired.day, rows)
+    if partitioned:
+        if defer_drop:
+            with engine.connect() as conn:
+                report.pending_drop = list(detached_days(conn))
+        else:
+            dropped = finish_detached(engine)
+            report.dropped.extend(dropped)
+            rows_of = {d.day: d.rows for d in dropped}
+            report.days = [ExpiredDay(d.day, d.rows + rows_of.get(d.day, 0)) for d in report.days]
     if plan.rollup_rows:
         report.rollup_rows = _delete_rollups(engine, plan.rollup_cutoff, report)
     if engine.dialect.name == "sqlite" and (report.days or report.rollup_rows):
@@ -284,22 +329,47 @@ def _adopt_kept_days(engine: Engine, first_kept: date, today: date) -> None:
 # -- removing --------------------------------------------------------------------------------
 
 
-def _drop_day(engine: Engine, day: date) -> None:
+def _detach_day(engine: Engine, day: date, archived: Archived | None) -> int:
     """PostgreSQL: detach the day's partition and delete its strays in DEFAULT, in one short
-    transaction (the day is gone from ``results`` when it commits), then drop the detached
-    table in another that holds no lock on ``results``.
-
-    The rows are not counted again here (the plan counted them): a count scans the whole day.
-    """
+    transaction (the day is gone from ``results`` when it commits) that records the strays'
+    count and the day's archive files; return the strays' count. The detached table's rows are
+    counted when it is dropped (``finish_detached``), not here under the lock on ``results``."""
     lo, hi = day_bounds(day)
     with engine.begin() as conn:
         detach_partition(conn, day)
-        conn.exec_driver_sql(
-            f"DELETE FROM {DEFAULT_PARTITION} WHERE measured_at >= %s AND measured_at < %s",
+        strays = conn.exec_driver_sql(
+            f"WITH gone AS (DELETE FROM {DEFAULT_PARTITION} WHERE measured_at >= %s "
+            "AND measured_at < %s RETURNING probe_id) SELECT probe_id, count(*) FROM gone "
+            "GROUP BY probe_id",
             (lo, hi),
-        )
-    with engine.begin() as conn:
-        drop_detached(conn)
+        ).all()
+        record_pruned(conn, day, by_province(conn, {str(p): int(n) for p, n in strays}), archived)
+    return sum(int(n) for _p, n in strays)
+
+
+def finish_detached(engine: Engine) -> list[ExpiredDay]:
+    """PostgreSQL: count each detached day table's rows per province, record them and drop the
+    table, one transaction a table; return the days and rows. A table only ever leaves
+    ``result_days`` in the transaction that records its rows, so a kill at any point leaves each
+    day either recorded and dropped or still there to be counted by the next run."""
+    done = []
+    with engine.connect() as conn:
+        pending = detached_days(conn)
+    for day, table in pending.items():
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            # the lock first, so that no other pruner counts the table beside this one
+            conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            counts = conn.exec_driver_sql(
+                f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id"
+            ).all()
+            per_province = by_province(conn, {str(p): int(n) for p, n in counts})
+            record_pruned(conn, day, per_province)
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        rows = sum(per_province.values())
+        done.append(ExpiredDay(day, rows))
+        log.info("dropped the detached day %s: %d raw results", day, rows)
+    return done
 
 
 def _delete_day(
@@ -307,12 +377,15 @@ def _delete_day(
     day: date,
     report: PruneReport,
     on_progress: Callable[[int], None] | None,
+    archived: Archived | None = None,
 ) -> int:
     """SQLite: delete the day's rows in chunks, each chunk one transaction that goes through
-    the probes in turn (by the (probe_id, measured_at) index) until it holds its size."""
+    the probes in turn (by the (probe_id, measured_at) index) until it holds its size, and
+    records the rows it deleted per province (the first chunk records the archive files too)."""
     lo, hi = day_bounds(day)
     with engine.connect() as conn:
         probes = _probes(conn, "results")
+        where = probe_provinces(conn)
     sql = (
         "DELETE FROM results WHERE rowid IN (SELECT rowid FROM results "
         "WHERE probe_id = ? AND measured_at >= ? AND measured_at < ? LIMIT ?)"
@@ -321,14 +394,19 @@ def _delete_day(
     total = 0
     while probes:
         n = 0
+        counts: dict[str, int] = {}
         with chunker.timed(engine) as conn:
             while probes and n < chunker.size:
                 gone = int(
                     conn.exec_driver_sql(sql, (probes[0], lo, hi, chunker.size - n)).rowcount
                 )
                 n += gone
+                province = where.get(probes[0], UNKNOWN_PROVINCE)
+                counts[province] = counts.get(province, 0) + gone
                 if n < chunker.size:  # this probe's day is done
                     probes.pop(0)
+            record_pruned(conn, day, {p: c for p, c in counts.items() if c}, archived)
+        archived = None  # recorded with the first chunk
         total += n
         if on_progress is not None and n:
             on_progress(n)

@@ -342,7 +342,7 @@ collector_heartbeat = Table(
 archived_files = Table(
     "archived_files",
     metadata,
-    # the UTC date of the results' measured_at, YYYY-MM-DD
+    # the Asia/Ho_Chi_Minh day of the results' measured_at, YYYY-MM-DD
     Column("day", String(10), primary_key=True),
     # the probe's province code; "unknown" for results whose probe is no longer registered
     Column("province", String(8), primary_key=True),
@@ -352,6 +352,25 @@ archived_files = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("written_at", Float, nullable=False),
+)
+
+#: What pruning removed, per local day and province, written in the transaction that removed
+#: the rows (SQLite: each chunk adds its count; PostgreSQL: the DEFAULT partition's strays with
+#: the DETACH, the detached day's rows with its DROP). ``lomsong archive verify`` compares them
+#: with the archive's files.
+pruned_days = Table(
+    "pruned_days",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    # as archived_files: "unknown" for results whose probe is not registered
+    Column("province", String(8), primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+    # the rows of the province's archive file when the day was pruned; NULL: no archive set
+    Column("archived_rows", BigInteger, nullable=True),
+    # that file, relative to archive.path
+    Column("archive_path", String(512), nullable=True),
+    Column("first_pruned_at", Float, nullable=False),
+    Column("last_pruned_at", Float, nullable=False),
 )
 
 
