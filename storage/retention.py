@@ -129,6 +129,13 @@ class PruneReport:
         return sum(d.rows for d in self.days)
 
 
+def step_hook(step: str, day: date) -> None:
+    """Called after each step of pruning a day; the crash tests replace it with one that kills
+    the process there. Steps: archived (the archiver returned), detached (PostgreSQL: the
+    DETACH committed), dropped (PostgreSQL: the detached table's count and DROP committed),
+    chunk (SQLite: a chunk's delete committed)."""
+
+
 def archiver_for(settings: CollectorSettings, engine: Engine) -> Archiver | None:
     """The archive writer for ``archive.path``, or ``None`` without one.
 
@@ -220,6 +227,7 @@ def prune(
                 log.error("archiving %s failed, so it stays in the database: %s", expired.day, exc)
                 report.failed = (expired.day, f"{type(exc).__name__}: {exc}")
                 break
+            step_hook("archived", expired.day)
         if partitioned:
             rows = _detach_day(engine, expired.day, archived)
             if on_progress is not None:
@@ -344,6 +352,7 @@ def _detach_day(engine: Engine, day: date, archived: Archived | None) -> int:
             (lo, hi),
         ).all()
         record_pruned(conn, day, by_province(conn, {str(p): int(n) for p, n in strays}), archived)
+    step_hook("detached", day)
     return sum(int(n) for _p, n in strays)
 
 
@@ -366,6 +375,7 @@ def finish_detached(engine: Engine) -> list[ExpiredDay]:
             per_province = by_province(conn, {str(p): int(n) for p, n in counts})
             record_pruned(conn, day, per_province)
             conn.exec_driver_sql(f"DROP TABLE {table}")
+        step_hook("dropped", day)
         rows = sum(per_province.values())
         done.append(ExpiredDay(day, rows))
         log.info("dropped the detached day %s: %d raw results", day, rows)
@@ -406,6 +416,7 @@ def _delete_day(
                 if n < chunker.size:  # this probe's day is done
                     probes.pop(0)
             record_pruned(conn, day, {p: c for p, c in counts.items() if c}, archived)
+        step_hook("chunk", day)
         archived = None  # recorded with the first chunk
         total += n
         if on_progress is not None and n:
