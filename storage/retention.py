@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,7 +169,7 @@ def plan_prune(
     engine: Engine, *, now: float, raw_days: int, rollup_5m_days: int, count: bool = True
 ) -> PrunePlan:
     """What would go at ``now``, counted (``lomsong db prune --dry-run`` prints it); without
-    ``count`` the days' rows are left 0 (a count reads the whole day)."""
+    ``count`` the days' rows and the rollups are left 0 (a count reads the whole day)."""
     first = keep_from(now, raw_days)
     rollup_cutoff = day_start(keep_from(now, rollup_5m_days))
     with engine.connect() as conn:
@@ -177,12 +178,12 @@ def plan_prune(
         ]
         rollup_rows = None
         if _has_table(conn, "rollup_5m"):
-            rollup_rows = int(
-                conn.exec_driver_sql(
-                    f"SELECT count(*) FROM rollup_5m WHERE bucket_start < {_p(conn)}",
-                    (rollup_cutoff,),
-                ).scalar_one()
-            )
+            rollup_rows = 0
+            if count:
+                sql = rollup_sql(conn.dialect.name)["count"]
+                for series in expiring_series(conn, rollup_cutoff):
+                    params = (*series, bucket_cutoff(rollup_cutoff))
+                    rollup_rows += int(conn.exec_driver_sql(sql, params).scalar_one())
     return PrunePlan(now, first, days, rollup_cutoff, rollup_rows)
 
 
@@ -245,7 +246,7 @@ def prune(
             report.dropped.extend(dropped)
             rows_of = {d.day: d.rows for d in dropped}
             report.days = [ExpiredDay(d.day, d.rows + rows_of.get(d.day, 0)) for d in report.days]
-    if plan.rollup_rows:
+    if plan.rollup_rows is not None:
         report.rollup_rows = _delete_rollups(engine, plan.rollup_cutoff, report)
     if engine.dialect.name == "sqlite" and (report.days or report.rollup_rows):
         report.pages_released = release_free_pages(engine, report)
@@ -424,26 +425,76 @@ def _delete_day(
     return total
 
 
+#: a series of 5-minute rollups: the key of ``rollup_5m`` without its ``bucket_start``
+_SERIES = "probe_id, uplink, kind, target"
+_OF_SERIES = "probe_id = {p} AND uplink = {p} AND kind = {p} AND target = {p}"
+
+
+def rollup_sql(dialect: str) -> dict[str, str]:
+    """The statements that prune ``rollup_5m``, each a range of its key (probe, uplink, kind,
+    target, bucket_start), never a scan of ``bucket_start``, which leads no index:
+
+    - ``next``: the first row of the series after the one given, which is that series' oldest
+      bucket (``first`` without one): a skip scan of the key, one seek per series;
+    - ``count`` and ``delete``: a series' buckets before the cutoff, a chunk at a time.
+    """
+    p = "?" if dialect == "sqlite" else "%s"
+    of = _OF_SERIES.format(p=p)
+    return {
+        "first": f"SELECT {_SERIES}, bucket_start FROM rollup_5m ORDER BY {_SERIES}, "
+        "bucket_start LIMIT 1",
+        "next": f"SELECT {_SERIES}, bucket_start FROM rollup_5m WHERE ({_SERIES}) > "
+        f"({p}, {p}, {p}, {p}) ORDER BY {_SERIES}, bucket_start LIMIT 1",
+        "count": f"SELECT count(*) FROM rollup_5m WHERE {of} AND bucket_start < {p}",
+        "delete": f"DELETE FROM rollup_5m WHERE {of} AND bucket_start < {p} AND bucket_start IN "
+        "(SELECT bucket_start "
+        f"FROM rollup_5m WHERE {of} AND bucket_start < {p} ORDER BY bucket_start LIMIT {p})",
+    }
+
+
+def bucket_cutoff(cutoff: float) -> int:
+    """``cutoff`` as the integer ``bucket_start`` is compared with (``bucket_start < c`` holds
+    for the same buckets): a float parameter would make PostgreSQL cast the column, and the
+    comparison a filter over the series' rows rather than a bound of the key's range."""
+    return math.ceil(cutoff)
+
+
+def expiring_series(conn: Connection, cutoff: float) -> list[tuple[str, str, str, str]]:
+    """The series of ``rollup_5m`` whose oldest bucket starts before ``cutoff``, by a skip scan
+    of the table's key (one index seek a series, however many buckets each holds)."""
+    sql = rollup_sql(conn.dialect.name)
+    out = []
+    row = conn.exec_driver_sql(sql["first"]).first()
+    while row is not None:
+        series = (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
+        if row[4] < cutoff:
+            out.append(series)
+        row = conn.exec_driver_sql(sql["next"], series).first()
+    return out
+
+
 def _delete_rollups(engine: Engine, cutoff: float, report: PruneReport) -> int:
-    if engine.dialect.name == "sqlite":
-        # rollup_5m is a WITHOUT ROWID table: its key is the row's address
-        key = "probe_id, uplink, kind, target, bucket_start"
-        sql = (
-            f"DELETE FROM rollup_5m WHERE ({key}) IN (SELECT {key} FROM rollup_5m "
-            "WHERE bucket_start < ? LIMIT ?)"
-        )
-    else:
-        sql = (
-            "DELETE FROM rollup_5m WHERE ctid = ANY(ARRAY(SELECT ctid FROM rollup_5m "
-            "WHERE bucket_start < %s LIMIT %s))"
-        )
+    """Delete the 5-minute buckets before ``cutoff``, series by series through the key, in
+    chunks of about ``CHUNK_TARGET_SECONDS``, each its own transaction."""
+    with engine.connect() as conn:
+        series = expiring_series(conn, cutoff)
+    sql = rollup_sql(engine.dialect.name)["delete"]
+    bound = bucket_cutoff(cutoff)
     chunker = _Chunker(report)
     total = 0
-    while True:
-        n, size = chunker.run(engine, sql, (cutoff,))
+    while series:
+        n = 0
+        with chunker.timed(engine) as conn:
+            while series and n < chunker.size:
+                key = series[0]
+                gone = int(
+                    conn.exec_driver_sql(sql, (*key, bound, *key, bound, chunker.size - n)).rowcount
+                )
+                n += gone
+                if n < chunker.size:  # this series is done
+                    series.pop(0)
         total += n
-        if n < size:
-            return total
+    return total
 
 
 class _Chunker:
@@ -468,14 +519,6 @@ class _Chunker:
             self.size = max(MIN_CHUNK, self.size // 2)
         elif took < CHUNK_TARGET_SECONDS / 2:
             self.size = min(MAX_CHUNK, self.size * 2)
-
-    def run(self, engine: Engine, sql: str, params: tuple[object, ...]) -> tuple[int, int]:
-        """Run a chunked DELETE whose last parameter is the chunk's size; return the rows it
-        removed and the size it was given."""
-        size = self.size
-        with self.timed(engine) as conn:
-            n = int(conn.exec_driver_sql(sql, (*params, size)).rowcount)
-        return n, size
 
 
 def release_free_pages(engine: Engine, report: PruneReport | None = None) -> int:
