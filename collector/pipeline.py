@@ -220,6 +220,12 @@ class ReportPipeline:
             )
         for gone in report.dropped:
             log.info("dropped the detached day %s (%d results)", gone.day, gone.rows)
+        if report.pending_drop:
+            log.info(
+                "detached %d days, counted and dropped at the next prune: %s",
+                len(report.pending_drop),
+                ", ".join(str(d) for d in report.pending_drop),
+            )
         if report.failed is not None:
             log.error("archiving %s failed, so it is kept: %s", *report.failed)
         return report
