@@ -52,7 +52,12 @@ from sqlalchemy.types import BigInteger, Boolean, Float, Integer, String, Text
 
 from lomsong.errors import StorageError
 from lomsong.storage.partitions import day_bounds
-from lomsong.storage.pruned import UNKNOWN_PROVINCE, probe_provinces, pruned_records
+from lomsong.storage.pruned import (
+    UNKNOWN_PROVINCE,
+    detached_counts,
+    probe_provinces,
+    pruned_records,
+)
 from lomsong.storage.schema import archived_files, results
 
 #: the one file of a day and province; a rewrite replaces it by rename
@@ -157,6 +162,8 @@ def archive_day(
         counts = day_counts(engine, day)
         recorded = recorded_files(engine, day)
         pruned = {p: r.rows for (_d, p), r in pruned_records(engine, day).items()}
+        for (_d, p), n in detached_counts(engine, day).items():  # detached, not yet dropped
+            pruned[p] = pruned.get(p, 0) + n
         on_disk = _provinces_on_disk(root, day)
         out = ArchivedDay(day)
         for province in sorted(set(counts) | set(recorded) | on_disk):

@@ -30,8 +30,7 @@ from lomsong.storage.archive import (
     relative_path,
     sha256_of,
 )
-from lomsong.storage.partitions import detached_days, is_partitioned
-from lomsong.storage.pruned import PrunedDay, by_province, pruned_records
+from lomsong.storage.pruned import PrunedDay, detached_counts, pruned_records
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def verify_archive(
     default); with ``checksums`` each file's sha256 is read and compared with its record too."""
     every = recorded_files(engine)
     pruned = pruned_records(engine)
-    detached = _detached_counts(engine)
+    detached = detached_counts(engine)
     if days is None:
         known = {date.fromisoformat(key.split("/")[0]) for key in every}
         known |= {d for d, _p in pruned} | {d for d, _p in detached}
@@ -93,21 +92,6 @@ def verify_archive(
                     problem,
                 )
             )
-    return out
-
-
-def _detached_counts(engine: Engine) -> dict[tuple[date, str], int]:
-    """PostgreSQL: the rows of each day detached and not dropped yet, per province."""
-    out: dict[tuple[date, str], int] = {}
-    with engine.connect() as conn:
-        if not is_partitioned(conn):
-            return out
-        for day, table in detached_days(conn).items():
-            counts = conn.exec_driver_sql(
-                f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id"
-            ).all()
-            per = by_province(conn, {str(p): int(n) for p, n in counts})
-            out.update({(day, p): n for p, n in per.items()})
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine, select, text
 
+from lomsong.storage.partitions import detached_days, is_partitioned
 from lomsong.storage.schema import communes, probes, pruned_days
 
 #: the province of results whose probe is not (or no longer) registered
@@ -130,4 +131,22 @@ def pruned_records(engine: Engine, day: date | None = None) -> dict[tuple[date, 
         out[(d, r["province"])] = PrunedDay(
             d, r["province"], int(r["rows"]), r["archived_rows"], r["archive_path"]
         )
+    return out
+
+
+def detached_counts(engine: Engine, day: date | None = None) -> dict[tuple[date, str], int]:
+    """PostgreSQL: the rows of each day detached and not dropped yet (of ``day`` alone when
+    given), per province: pruned from ``results`` but not yet counted in ``pruned_days``."""
+    out: dict[tuple[date, str], int] = {}
+    with engine.connect() as conn:
+        if not is_partitioned(conn):
+            return out
+        for d, table in detached_days(conn).items():
+            if day is not None and d != day:
+                continue
+            counts = conn.exec_driver_sql(
+                f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id"
+            ).all()
+            per = by_province(conn, {str(p): int(n) for p, n in counts})
+            out.update({(d, p): n for p, n in per.items()})
     return out

@@ -62,6 +62,8 @@ def test_prune_records_each_day_and_province_and_verify_agrees(
         with engine.connect() as conn:
             assert list(detached_days(conn)) == [DAY - timedelta(days=1), DAY]
         assert report.pending_drop == [DAY - timedelta(days=1), DAY]
+        # archiving a detached day again keeps its files
+        assert {f.action for f in archive_day(engine, DAY, root).files} == {"kept"}
         again = prune(engine, now=NOW, raw_days=1, rollup_5m_days=400)
         assert [(d.day, d.rows) for d in again.dropped] == [
             (d, sum(before[d].values())) for d in before
