@@ -167,16 +167,17 @@ def archive_day(
         on_disk = _provinces_on_disk(root, day)
         out = ArchivedDay(day)
         for province in sorted(set(counts) | set(recorded) | on_disk):
-            db = counts.get(province)
-            if pruned.get(province):
-                done = _after_prune(
-                    engine, root, day, province, db, recorded.get(province), pruned[province]
-                )
-                if done is not None:
-                    out.files.append(done)
-                    continue
             out.files.append(
-                _archive_province(engine, root, day, province, db, recorded.get(province), clock)
+                _archive_province(
+                    engine,
+                    root,
+                    day,
+                    province,
+                    counts.get(province),
+                    recorded.get(province),
+                    pruned.get(province, 0),
+                    clock,
+                )
             )
     return out
 
@@ -188,10 +189,27 @@ def _archive_province(
     province: str,
     db: tuple[int, list[str]] | None,
     record: dict[str, Any] | None,
+    pruned: int,
     clock: Callable[[], float],
 ) -> ArchivedFile:
     final = root / relative_path(day, province)
     db_rows = db[0] if db else 0
+    found = inspect_file(final) if pruned and final.exists() else None
+    if found is not None:
+        # some of the day was pruned: never rewrite the file from the rows left alone. Keep it
+        # if it holds the pruned rows and those left; add rows that came after the prune.
+        if found == pruned + db_rows:
+            if record is not None and record["rows"] == found:
+                return _file(record, "kept")
+            return _record(engine, root, day, province, found, clock, "recorded")
+        if found == pruned and db is not None:
+            rows = _write(engine, final, day, province, db[1], keep=final)
+            return _record(engine, root, day, province, rows, clock, "rewritten")
+        raise StorageError(
+            f"archive file {relative_path(day, province)!r} has {found:,} rows, but "
+            f"{pruned:,} were pruned and {db_rows:,} are left in the database: not rewritten; "
+            "see `lomsong archive verify`"
+        )
     if record is not None and final.exists():
         if db_rows in (0, record["rows"]) and final.stat().st_size == record["bytes"]:
             return _file(record, "kept")
@@ -209,37 +227,6 @@ def _archive_province(
     action = "written" if record is None and not final.exists() else "rewritten"
     rows = _write(engine, final, day, province, db[1])
     return _record(engine, root, day, province, rows, clock, action)
-
-
-def _after_prune(
-    engine: Engine,
-    root: Path,
-    day: date,
-    province: str,
-    db: tuple[int, list[str]] | None,
-    record: dict[str, Any] | None,
-    pruned: int,
-) -> ArchivedFile | None:
-    """A province some of whose rows of the day were pruned: keep its file if it holds the
-    pruned rows and the ones left, add the rows left to it if it holds only the pruned ones
-    (they came after the prune); None if it has no file (the rows left are written alone)."""
-    final = root / relative_path(day, province)
-    found = inspect_file(final) if final.exists() else None
-    if found is None:
-        return None
-    db_rows = db[0] if db else 0
-    if found == pruned + db_rows:
-        if record is not None and record["rows"] == found:
-            return _file(record, "kept")
-        return _record(engine, root, day, province, found, time.time, "recorded")
-    if found == pruned and db is not None:
-        rows = _write(engine, final, day, province, db[1], keep=final)
-        return _record(engine, root, day, province, rows, time.time, "rewritten")
-    raise StorageError(
-        f"archive file {relative_path(day, province)!r} has {found:,} rows, but {pruned:,} "
-        f"were pruned and {db_rows:,} are left in the database: not rewritten; see "
-        "`lomsong archive verify`"
-    )
 
 
 def _file(record: dict[str, Any], action: str) -> ArchivedFile:

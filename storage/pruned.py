@@ -134,6 +134,12 @@ def pruned_records(engine: Engine, day: date | None = None) -> dict[tuple[date, 
     return out
 
 
+def table_counts(conn: Connection, table: str) -> dict[str, int]:
+    """The rows of a table of results (a detached day) per province: one scan of it."""
+    counts = conn.exec_driver_sql(f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id")
+    return by_province(conn, {str(p): int(n) for p, n in counts})
+
+
 def detached_counts(engine: Engine, day: date | None = None) -> dict[tuple[date, str], int]:
     """PostgreSQL: the rows of each day detached and not dropped yet (of ``day`` alone when
     given), per province: pruned from ``results`` but not yet counted in ``pruned_days``."""
@@ -144,9 +150,5 @@ def detached_counts(engine: Engine, day: date | None = None) -> dict[tuple[date,
         for d, table in detached_days(conn).items():
             if day is not None and d != day:
                 continue
-            counts = conn.exec_driver_sql(
-                f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id"
-            ).all()
-            per = by_province(conn, {str(p): int(n) for p, n in counts})
-            out.update({(d, p): n for p, n in per.items()})
+            out.update({(d, p): n for p, n in table_counts(conn, table).items()})
     return out

@@ -66,6 +66,7 @@ from lomsong.storage.pruned import (
     by_province,
     probe_provinces,
     record_pruned,
+    table_counts,
 )
 
 if TYPE_CHECKING:
@@ -370,10 +371,7 @@ def finish_detached(engine: Engine) -> list[ExpiredDay]:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             # the lock first, so that no other pruner counts the table beside this one
             conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-            counts = conn.exec_driver_sql(
-                f"SELECT probe_id, count(*) FROM {table} GROUP BY probe_id"
-            ).all()
-            per_province = by_province(conn, {str(p): int(n) for p, n in counts})
+            per_province = table_counts(conn, table)
             record_pruned(conn, day, per_province)
             conn.exec_driver_sql(f"DROP TABLE {table}")
         step_hook("dropped", day)
