@@ -25,7 +25,7 @@ transaction (``storage/pruned.py``), with the archive file of each province when
 written; ``lomsong archive verify`` compares the two.
 
 5-minute rollups older than ``retention.rollup_5m_days`` are deleted in chunks too, through
-the table's ``bucket_start`` index; hourly and daily rollups are kept.
+the table's key (``rollup_sql``); hourly and daily rollups are kept.
 """
 
 from __future__ import annotations
@@ -434,11 +434,19 @@ def rollup_sql(dialect: str) -> dict[str, str]:
 
     - ``next``: the first row of the series after the one given, which is that series' oldest
       bucket (``first`` without one): a skip scan of the key, one seek per series;
+    - ``series`` (PostgreSQL): the same skip scan in one recursive statement, the series whose
+      oldest bucket is before the cutoff (SQLite, in process, takes the seeks one by one);
     - ``count`` and ``delete``: a series' buckets before the cutoff, a chunk at a time.
     """
     p = "?" if dialect == "sqlite" else "%s"
     of = _OF_SERIES.format(p=p)
+    after = ", ".join(f"s.{c}" for c in _SERIES.split(", "))
     return {
+        "series": f"WITH RECURSIVE s AS ((SELECT {_SERIES}, bucket_start FROM rollup_5m "
+        f"ORDER BY {_SERIES}, bucket_start LIMIT 1) UNION ALL SELECT n.* FROM s CROSS JOIN "
+        f"LATERAL (SELECT {_SERIES}, bucket_start FROM rollup_5m r WHERE ({_SERIES}) > "
+        f"({after}) ORDER BY {_SERIES}, bucket_start LIMIT 1) n) "
+        f"SELECT {_SERIES} FROM s WHERE bucket_start < {p}",
         "first": f"SELECT {_SERIES}, bucket_start FROM rollup_5m ORDER BY {_SERIES}, "
         "bucket_start LIMIT 1",
         "next": f"SELECT {_SERIES}, bucket_start FROM rollup_5m WHERE ({_SERIES}) > "
@@ -461,6 +469,9 @@ def expiring_series(conn: Connection, cutoff: float) -> list[tuple[str, str, str
     """The series of ``rollup_5m`` whose oldest bucket starts before ``cutoff``, by a skip scan
     of the table's key (one index seek a series, however many buckets each holds)."""
     sql = rollup_sql(conn.dialect.name)
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(sql["series"], (bucket_cutoff(cutoff),))
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in found]
     out = []
     row = conn.exec_driver_sql(sql["first"]).first()
     while row is not None:
