@@ -280,6 +280,10 @@ def db_prune(
         out.print(prune_table(report.days, engine.dialect.name, done=True))
     else:
         out.print(f"raw results: none from before {report.plan.keep_from}")
+    earlier = [d for d in report.dropped if d.day not in {e.day for e in report.days}]
+    if earlier:
+        out.print("detached by an earlier prune, counted and dropped now:")
+        out.print(prune_table(earlier, engine.dialect.name, done=True))
     rolled = None if report.plan.rollup_rows is None else report.rollup_rows
     out.print(rollup_line(rolled, 0, done=True))
     out.print(f"kept: every result from {report.plan.keep_from} on (raw_days={keep.raw_days})")
