@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
 
 from lomsong.collector.availability import (
     DayFigures,
@@ -226,12 +226,19 @@ class AvailabilityKeeper:
                         d.day <= today.isoformat(),
                     )
                 )
+            # driver-level statements with tuples: SQLAlchemy's per-row parameter building
+            # was a third of a scheduled run
+            p = "?" if conn.dialect.name == "sqlite" else "%s"
             if rows:
-                conn.execute(insert(availability_daily), [_row(f, probes, now) for f in rows])
+                conn.exec_driver_sql(
+                    _INSERT_DAY.format(p=p), [_day_values(_row(f, probes, now)) for f in rows]
+                )
             resum = {pid for pid in pids if start[pid] != today}
             moved = _month_moves(only_today, old, rows, today, resum)
             if moved:
-                conn.execute(_MOVE_MONTH, [_move(f, o, probes, now) for f, o in moved])
+                conn.exec_driver_sql(
+                    _MOVE_MONTH.format(p=p), [_move(f, o, probes, now) for f, o in moved]
+                )
             if resum:
                 since = min(start[pid] for pid in resum).replace(day=1)
                 _sum_months(conn, sorted(resum), since)
@@ -301,26 +308,50 @@ _SUMMED = (
 #: A month moved by the difference between today's new and old figures (a new month starts
 #: from today's); its longest outage is the longer of the two (``_month_moves`` sends the
 #: probes whose today's longest shrank to be summed again instead).
-_MOVE_MONTH = text(
+_MOVE_MONTH = (
     "INSERT INTO availability_monthly (probe_id, uplink, month, commune_code, province_code, "
-    f"operator, {', '.join(_SUMMED)}, longest_seconds, computed_at) VALUES (:probe_id, "
-    f":uplink, :month, :commune_code, :province_code, :operator, "
-    f"{', '.join(':' + c for c in _SUMMED)}, :longest_seconds, :computed_at) "
-    "ON CONFLICT (probe_id, uplink, month) DO UPDATE SET commune_code = excluded.commune_code, "
-    "province_code = excluded.province_code, operator = excluded.operator, "
-    + ", ".join(f"{c} = availability_monthly.{c} + :d_{c}" for c in _SUMMED)
+    f"operator, {', '.join(_SUMMED)}, longest_seconds, computed_at) VALUES ("
+    + ", ".join(["{p}"] * (len(_SUMMED) + 8))
+    + ") ON CONFLICT (probe_id, uplink, month) DO UPDATE SET commune_code = "
+    "excluded.commune_code, province_code = excluded.province_code, operator = "
+    "excluded.operator, "
+    + ", ".join(f"{c} = availability_monthly.{c} + {{p}}" for c in _SUMMED)
     + ", longest_seconds = CASE WHEN excluded.longest_seconds > "
     "availability_monthly.longest_seconds THEN excluded.longest_seconds ELSE "
     "availability_monthly.longest_seconds END, computed_at = excluded.computed_at"
 )
+#: the columns of a day's row
+_DAY_COLUMNS = (
+    "day",
+    "probe_id",
+    "uplink",
+    "commune_code",
+    "province_code",
+    "operator",
+    *_SUMMED,
+    "longest_seconds",
+    "computed_at",
+)
+_INSERT_DAY = (
+    f"INSERT INTO availability_daily ({', '.join(_DAY_COLUMNS)}) VALUES ("
+    + ", ".join(["{p}"] * len(_DAY_COLUMNS))
+    + ")"
+)
 
 
-def _move(f: DayFigures, old: Any, probes: dict[str, ProbeInfo], now: float) -> dict[str, object]:
+def _day_values(row: dict[str, object]) -> tuple[object, ...]:
+    return tuple(row[c] for c in _DAY_COLUMNS)
+
+
+def _move(f: DayFigures, old: Any, probes: dict[str, ProbeInfo], now: float) -> tuple[Any, ...]:
+    """The parameters of ``_MOVE_MONTH``: the month's row as today's alone would make it, then
+    the difference today's new figures make to each sum."""
     new = _row(f, probes, now)
-    out = {**new, "month": f.day.isoformat()[:7]}
-    for c in _SUMMED:
-        out[f"d_{c}"] = new[c] - (getattr(old, c) if old is not None else 0)  # type: ignore[operator]
-    return out
+    values = [new["probe_id"], new["uplink"], f.day.isoformat()[:7], new["commune_code"]]
+    values += [new["province_code"], new["operator"], *(new[c] for c in _SUMMED)]
+    values += [new["longest_seconds"], now]
+    was = [getattr(old, c) if old is not None else 0 for c in _SUMMED]
+    return (*values, *(new[c] - w for c, w in zip(_SUMMED, was, strict=True)))  # type: ignore[operator]
 
 
 def _row(f: DayFigures, probes: dict[str, ProbeInfo], now: float) -> dict[str, object]:
