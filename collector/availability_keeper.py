@@ -17,6 +17,11 @@ a new leader carries on where the old one stopped; it is read back ``MARGIN_SECO
 since an outage written just before a run may commit just after its read. A probe's days and
 months are replaced in one transaction (delete, insert), so a run killed half way leaves each day
 either as it was or as it is now, and the next run recomputes what it did not reach.
+
+A month is summed again from its days only for the probes whose older days were recomputed (an
+outage changed, or the first run of a day); the scheduled run's usual case, today alone, moves
+the month by the difference between today's new and old figures in the same transaction, so the
+month stays the sum of its days (and is summed afresh at least once a day).
 """
 
 from __future__ import annotations
