@@ -41,6 +41,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from lomsong.errors import ConfigError
 from lomsong.storage.database import write_transaction
@@ -367,13 +368,20 @@ def finish_detached(engine: Engine) -> list[ExpiredDay]:
     with engine.connect() as conn:
         pending = detached_days(conn)
     for day, table in pending.items():
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            # the lock first, so that no other pruner counts the table beside this one
-            conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-            per_province = table_counts(conn, table)
-            record_pruned(conn, day, per_province)
-            conn.exec_driver_sql(f"DROP TABLE {table}")
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                # the lock first, so that no other pruner counts the table beside this one
+                conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                per_province = table_counts(conn, table)
+                record_pruned(conn, day, per_province)
+                conn.exec_driver_sql(f"DROP TABLE {table}")
+        except DBAPIError:
+            with engine.connect() as conn:
+                if day in detached_days(conn):
+                    raise
+            log.info("the detached day %s was dropped by another prune meanwhile", day)
+            continue
         step_hook("dropped", day)
         rows = sum(per_province.values())
         done.append(ExpiredDay(day, rows))

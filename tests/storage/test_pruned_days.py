@@ -4,6 +4,8 @@ verify`` holds it against the archive's files (SQLite chunks and PostgreSQL part
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,8 +15,8 @@ from sqlalchemy import Engine, text, update
 from lomsong.storage.archive import archive_day, day_counts
 from lomsong.storage.archive_verify import verify_archive
 from lomsong.storage.partitions import create_partition, day_bounds, detached_days
-from lomsong.storage.pruned import pruned_records, record_pruned
-from lomsong.storage.retention import prune
+from lomsong.storage.pruned import pruned_records, record_pruned, table_counts
+from lomsong.storage.retention import finish_detached, prune
 from lomsong.storage.schema import pruned_days, results
 from tests.storage.archive_rows import ORPHAN, register, result_row, seed
 
@@ -145,3 +147,35 @@ def test_a_partly_pruned_day_keeps_its_file_and_late_rows_are_added(
     assert all(c.problem is None for c in done.values()), done
     assert done["unknown"].file_rows == before[DAY]["unknown"] + 1
     assert done["unknown"].pruned_rows == before[DAY]["unknown"] + 1
+
+
+def test_a_detached_day_is_counted_once_by_two_pruners(pg_url: str) -> None:
+    from tests.conftest import ready_engine
+
+    engine = ready_engine(pg_url)
+    try:
+        before = _ready(engine)
+        prune(engine, now=NOW, raw_days=1, rollup_5m_days=400, defer_drop=True)
+        with engine.connect() as conn:
+            tables = detached_days(conn)
+        assert list(tables) == [DAY - timedelta(days=1), DAY]
+        # another pruner holds DAY's table, counts it and drops it while this one waits
+        other = engine.connect()
+        other.exec_driver_sql(f"LOCK TABLE {tables[DAY]} IN ACCESS EXCLUSIVE MODE")
+        done: list[object] = []
+        waiting = threading.Thread(target=lambda: done.append(finish_detached(engine)))
+        waiting.start()
+        time.sleep(0.5)
+        record_pruned(other, DAY, table_counts(other, tables[DAY]))
+        other.exec_driver_sql(f"DROP TABLE {tables[DAY]}")
+        other.commit()
+        other.close()
+        waiting.join(timeout=30)
+        assert not waiting.is_alive() and done, "finish_detached did not return"
+        with engine.connect() as conn:
+            assert detached_days(conn) == {}
+        assert {k: r.rows for k, r in pruned_records(engine).items()} == {
+            (d, p): n for d, per in before.items() for p, n in per.items()
+        }
+    finally:
+        engine.dispose()
