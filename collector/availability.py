@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from lomsong.collector.alerts.dispatcher import SEVERITY
 from lomsong.config.alerts import MaintenanceConfig
@@ -194,13 +195,10 @@ class Subject:
 
 
 @dataclass
-class DayFigures:
-    """One local day of one centre (``uplink == ""``) or one of its uplinks, in seconds."""
+class Figures:
+    """Seconds and counts of a centre, an uplink or a group, over a day or a longer period:
+    what ``availability_daily`` and ``availability_monthly`` hold and the reports sum."""
 
-    day: date
-    probe_id: str
-    uplink: str
-    operator: str | None
     observed: float = 0.0
     down: float = 0.0
     maintenance: float = 0.0
@@ -212,10 +210,39 @@ class DayFigures:
     repair: float = 0.0
     longest: float = 0.0
 
+    @classmethod
+    def of(cls, v: Sequence[Any]) -> Figures:
+        """From the summed columns of a query, in the fields' order (``None``: nothing summed)."""
+        s = [float(x or 0) for x in v]
+        return cls(s[0], s[1], s[2], s[3], s[4], s[5], int(s[6]), int(s[7]), s[8], s[9])
+
+    def add(self, other: Figures) -> None:
+        """Merge ``other`` in: sums, and the longest of the two."""
+        for f in fields(Figures):
+            if f.name == "longest":
+                self.longest = max(self.longest, other.longest)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     @property
     def ratio(self) -> float | None:
         """1 − down ÷ observed; ``None`` when nothing was observed."""
         return None if self.observed <= 0 else 1.0 - self.down / self.observed
+
+    @property
+    def mttr(self) -> float | None:
+        """Mean time to repair: the mean length of the outages that ended."""
+        return self.repair / self.resolved if self.resolved else None
+
+
+@dataclass(kw_only=True)
+class DayFigures(Figures):
+    """One local day of one centre (``uplink == ""``) or one of its uplinks, in seconds."""
+
+    day: date
+    probe_id: str
+    uplink: str
+    operator: str | None
 
 
 def probe_days(
@@ -295,7 +322,10 @@ def _days(
     observed_by = per_day(counted, starts)
     maintenance_by = per_day(in_maintenance, starts)
     cause_by = {c: per_day(cause_spans[c], starts) for c in CAUSES}
-    figures = [DayFigures(d, subject.probe_id, uplink, operator) for d, _s, _e in days]
+    figures = [
+        DayFigures(day=d, probe_id=subject.probe_id, uplink=uplink, operator=operator)
+        for d, _s, _e in days
+    ]
     for i, f in enumerate(figures):
         f.observed, f.maintenance = observed_by[i], maintenance_by[i]
         f.power, f.network, f.unknown = (cause_by[c][i] for c in CAUSES)

@@ -15,14 +15,14 @@ it has been computed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Engine, func, literal, select
 
-from lomsong.collector.availability import CENTRE, local_day
+from lomsong.collector.availability import CENTRE, Figures, local_day
 from lomsong.storage.schema import availability_daily, availability_monthly, communes
 from lomsong.storage.schema import provinces as provinces_table
 
@@ -44,45 +44,6 @@ _SUMS = (
     func.sum(_d.repair_seconds),
     func.max(_d.longest_seconds),
 )
-
-
-@dataclass
-class Figures:
-    """Summed seconds and counts of a centre, an uplink or a group, over a period."""
-
-    observed: float = 0.0
-    down: float = 0.0
-    maintenance: float = 0.0
-    power: float = 0.0
-    network: float = 0.0
-    unknown: float = 0.0
-    outages: int = 0
-    resolved: int = 0
-    repair: float = 0.0
-    longest: float = 0.0
-
-    @classmethod
-    def of(cls, v: Sequence[Any]) -> Figures:
-        """From the ``_SUMS`` columns of a query (``None`` where nothing was summed)."""
-        s = [float(x or 0) for x in v]
-        return cls(s[0], s[1], s[2], s[3], s[4], s[5], int(s[6]), int(s[7]), s[8], s[9])
-
-    def add(self, other: Figures) -> None:
-        for f in fields(self):
-            if f.name == "longest":
-                self.longest = max(self.longest, other.longest)
-            else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    @property
-    def ratio(self) -> float | None:
-        """1 − down ÷ observed; ``None`` when nothing was observed."""
-        return None if self.observed <= 0 else 1.0 - self.down / self.observed
-
-    @property
-    def mttr(self) -> float | None:
-        """Mean time to repair: the mean length of the outages that ended."""
-        return self.repair / self.resolved if self.resolved else None
 
 
 @dataclass

@@ -117,6 +117,18 @@ def require_admin(caller: Caller) -> Principal:
 Admin = Annotated[Principal, Depends(require_admin)]
 
 
+def readable_provinces(caller: Principal, province: str | None, what: str) -> frozenset[str] | None:
+    """The provinces a read of ``what`` (its name in the error) may cover: 403 for a probe's
+    token, and naming the field when ``province`` is asked for and the caller may not read it;
+    else every province the caller may read (None: all of them)."""
+    if caller.role == "probe":
+        raise HTTPException(403, detail=f"Authorization: a probe token cannot read {what}")
+    allowed = caller.readable_provinces()
+    if province is not None and allowed is not None and province not in allowed:
+        raise HTTPException(403, detail=f"province: token may not read province {province!r}")
+    return allowed
+
+
 def check_may_read_probe(caller: Principal, probe: ProbeInfo) -> None:
     """403 unless the caller may read this probe: admin, a viewer of its province, or itself."""
     if caller.role == "probe":

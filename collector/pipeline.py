@@ -199,6 +199,8 @@ class ReportPipeline:
                     raw_days=keep.raw_days,
                     rollup_5m_days=keep.rollup_5m_days,
                     archiver=self._archiver,
+                    # the detached days are dropped at the next run, off the prune's path
+                    defer_drop=True,
                 )
             )
         except Exception as exc:  # the next run tries again
@@ -215,6 +217,14 @@ class ReportPipeline:
                 report.rows,
                 report.rollup_rows,
                 report.plan.keep_from,
+            )
+        for gone in report.dropped:
+            log.info("dropped the detached day %s (%d results)", gone.day, gone.rows)
+        if report.pending_drop:
+            log.info(
+                "detached %d days, counted and dropped at the next prune: %s",
+                len(report.pending_drop),
+                ", ".join(str(d) for d in report.pending_drop),
             )
         if report.failed is not None:
             log.error("archiving %s failed, so it is kept: %s", *report.failed)

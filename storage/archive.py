@@ -25,6 +25,11 @@ shows the difference and the next run rewrites the province's file. The leader a
 only once it is older than ``retention.raw_days``, and ingest refuses results measured longer
 ago than ``ingest.max_past_seconds`` (30 days), so none can arrive between the archive and the
 prune that follows it.
+
+A day pruning has begun (SQLite deletes it in chunks; ``pruned_days`` counts what went) is
+never rewritten from the rows left: its file is kept when it holds what was pruned and what is
+left, rows that arrived after the prune are added to the file's rows, and anything else is an
+error that stops pruning the day.
 """
 
 from __future__ import annotations
@@ -42,15 +47,19 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Engine, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlalchemy.types import BigInteger, Boolean, Float, Integer, String, Text
 
 from lomsong.errors import StorageError
 from lomsong.storage.partitions import day_bounds
-from lomsong.storage.schema import archived_files, communes, probes, results
+from lomsong.storage.pruned import (
+    UNKNOWN_PROVINCE,
+    detached_counts,
+    probe_provinces,
+    pruned_records,
+)
+from lomsong.storage.schema import archived_files, results
 
-#: the partition of results whose probe is not (or no longer) registered
-UNKNOWN_PROVINCE: Final = "unknown"
 #: the one file of a day and province; a rewrite replaces it by rename
 PART_NAME: Final = "part-00000.parquet"
 #: rows written as one Parquet row group (at least; whole probes are gathered)
@@ -152,6 +161,9 @@ def archive_day(
         _remove_temporaries(root, day)
         counts = day_counts(engine, day)
         recorded = recorded_files(engine, day)
+        pruned = {p: r.rows for (_d, p), r in pruned_records(engine, day).items()}
+        for (_d, p), n in detached_counts(engine, day).items():  # detached, not yet dropped
+            pruned[p] = pruned.get(p, 0) + n
         on_disk = _provinces_on_disk(root, day)
         out = ArchivedDay(day)
         for province in sorted(set(counts) | set(recorded) | on_disk):
@@ -163,6 +175,7 @@ def archive_day(
                     province,
                     counts.get(province),
                     recorded.get(province),
+                    pruned.get(province, 0),
                     clock,
                 )
             )
@@ -176,10 +189,27 @@ def _archive_province(
     province: str,
     db: tuple[int, list[str]] | None,
     record: dict[str, Any] | None,
+    pruned: int,
     clock: Callable[[], float],
 ) -> ArchivedFile:
     final = root / relative_path(day, province)
     db_rows = db[0] if db else 0
+    found = inspect_file(final) if pruned and final.exists() else None
+    if found is not None:
+        # some of the day was pruned: never rewrite the file from the rows left alone. Keep it
+        # if it holds the pruned rows and those left; add rows that came after the prune.
+        if found == pruned + db_rows:
+            if record is not None and record["rows"] == found:
+                return _file(record, "kept")
+            return _record(engine, root, day, province, found, clock, "recorded")
+        if found == pruned and db is not None:
+            rows = _write(engine, final, day, province, db[1], keep=final)
+            return _record(engine, root, day, province, rows, clock, "rewritten")
+        raise StorageError(
+            f"archive file {relative_path(day, province)!r} has {found:,} rows, but "
+            f"{pruned:,} were pruned and {db_rows:,} are left in the database: not rewritten; "
+            "see `lomsong archive verify`"
+        )
     if record is not None and final.exists():
         if db_rows in (0, record["rows"]) and final.stat().st_size == record["bytes"]:
             return _file(record, "kept")
@@ -210,9 +240,17 @@ def _file(record: dict[str, Any], action: str) -> ArchivedFile:
     )
 
 
-def _write(engine: Engine, final: Path, day: date, province: str, probe_ids: list[str]) -> int:
+def _write(
+    engine: Engine,
+    final: Path,
+    day: date,
+    province: str,
+    probe_ids: list[str],
+    *,
+    keep: Path | None = None,
+) -> int:
     """Write the province's rows of the day to a temporary name, fsync, rename, fsync the
-    folders; return the rows written."""
+    folders; return the rows written. With ``keep``, that file's rows come first."""
     folder = final.parent
     folder.mkdir(parents=True, exist_ok=True)
     temp = folder / f".{final.name}.tmp"
@@ -238,6 +276,10 @@ def _write(engine: Engine, final: Path, day: date, province: str, probe_ids: lis
             pq.ParquetWriter(temp, RESULTS_SCHEMA, **WRITE_OPTIONS) as writer,
         ):
             pending: list[Any] = []
+            if keep is not None:
+                kept = pq.ParquetFile(keep).read()
+                writer.write_table(kept)
+                rows += kept.num_rows
             for probe_id in sorted(probe_ids):
                 pending.extend(conn.execute(query, {"probe_id": probe_id}))
                 if len(pending) >= ROW_GROUP_ROWS:
@@ -323,7 +365,7 @@ def day_counts(engine: Engine, day: date) -> dict[str, tuple[int, list[str]]]:
     )
     out: dict[str, tuple[int, list[str]]] = {}
     with engine.connect() as conn:
-        where = _provinces_of(conn)
+        where = probe_provinces(conn)
         probe_id = conn.execute(next_probe, {"after": ""}).scalar()
         while probe_id is not None:
             n = int(conn.execute(count, {"probe_id": probe_id}).scalar_one())
@@ -333,15 +375,6 @@ def day_counts(engine: Engine, day: date) -> dict[str, tuple[int, list[str]]]:
                 out[province] = (rows + n, [*ids, probe_id])
             probe_id = conn.execute(next_probe, {"after": probe_id}).scalar()
     return out
-
-
-def _provinces_of(conn: Connection) -> dict[str, str]:
-    found = conn.execute(
-        select(probes.c.id, communes.c.province_code).join(
-            communes, communes.c.code == probes.c.commune_code
-        )
-    )
-    return {str(probe_id): str(province) for probe_id, province in found}
 
 
 def recorded_files(engine: Engine, day: date | None = None) -> dict[str, dict[str, Any]]:

@@ -208,6 +208,7 @@ def _print_checks(checks: list[ArchiveCheck]) -> None:
         Column("province"),
         Column("file", numeric=True),
         Column("recorded", numeric=True),
+        Column("pruned", numeric=True),
         Column("database", numeric=True),
         Column("state", wrap=True, min_width=16),
     ]
@@ -217,7 +218,8 @@ def _print_checks(checks: list[ArchiveCheck]) -> None:
             c.province,
             count(c.file_rows),
             count(c.recorded_rows),
-            count(c.database_rows) if c.database_rows else "pruned",
+            count(c.pruned_rows),
+            count(c.database_rows),
             c.problem or "ok",
         ]
         for c in checks
@@ -278,6 +280,10 @@ def db_prune(
         out.print(prune_table(report.days, engine.dialect.name, done=True))
     else:
         out.print(f"raw results: none from before {report.plan.keep_from}")
+    earlier = [d for d in report.dropped if d.day not in {e.day for e in report.days}]
+    if earlier:
+        out.print("detached by an earlier prune, counted and dropped now:")
+        out.print(prune_table(earlier, engine.dialect.name, done=True))
     rolled = None if report.plan.rollup_rows is None else report.rollup_rows
     out.print(rollup_line(rolled, 0, done=True))
     out.print(f"kept: every result from {report.plan.keep_from} on (raw_days={keep.raw_days})")

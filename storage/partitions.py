@@ -129,8 +129,9 @@ def create_ahead(conn: Connection, now: float, days: int = AHEAD_DAYS) -> list[d
 
 def detach_partition(conn: Connection, day: date) -> bool:
     """Take ``day``'s partition out of ``results``: its rows leave the table at once, without
-    a row-by-row delete. The table stays until ``drop_detached``: removing its files is left out
-    of the transaction that holds the lock on ``results``, which ingest waits for."""
+    a row-by-row delete. The table stays until pruning drops it (``retention.finish_detached``):
+    removing its files is left out of the transaction that holds the lock on ``results``, which
+    ingest waits for."""
     if day not in set(partition_days(conn)):
         return False
     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -140,15 +141,17 @@ def detach_partition(conn: Connection, day: date) -> bool:
     return True
 
 
-def drop_detached(conn: Connection) -> list[str]:
-    """Drop the day tables of ``result_days`` that are no longer partitions of ``results``
-    (detached by pruning, or left by a prune killed between its two steps)."""
+def detached_days(conn: Connection) -> dict[date, str]:
+    """The day tables of ``result_days`` that are no longer partitions of ``results`` (detached
+    by pruning and not dropped yet), by day, with their qualified names."""
     names = conn.exec_driver_sql(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition",
         (SCHEMA,),
     ).scalars()
-    dropped = [name for name in names if _NAME.match(name)]
-    for name in dropped:
-        conn.exec_driver_sql(f"DROP TABLE {SCHEMA}.{name}")
-    return dropped
+    out = {}
+    for name in names:
+        m = _NAME.match(name)
+        if m:
+            out[date(int(m[1]), int(m[2]), int(m[3]))] = f"{SCHEMA}.{name}"
+    return dict(sorted(out.items()))

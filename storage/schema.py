@@ -342,7 +342,7 @@ collector_heartbeat = Table(
 archived_files = Table(
     "archived_files",
     metadata,
-    # the UTC date of the results' measured_at, YYYY-MM-DD
+    # the Asia/Ho_Chi_Minh day of the results' measured_at, YYYY-MM-DD
     Column("day", String(10), primary_key=True),
     # the probe's province code; "unknown" for results whose probe is no longer registered
     Column("province", String(8), primary_key=True),
@@ -354,37 +354,65 @@ archived_files = Table(
     Column("written_at", Float, nullable=False),
 )
 
+#: What pruning removed, per local day and province, written in the transaction that removed
+#: the rows (SQLite: each chunk adds its count; PostgreSQL: the DEFAULT partition's strays with
+#: the DETACH, the detached day's rows with its DROP). ``lomsong archive verify`` compares them
+#: with the archive's files.
+pruned_days = Table(
+    "pruned_days",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    # as archived_files: "unknown" for results whose probe is not registered
+    Column("province", String(8), primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+    # the rows of the province's archive file when the day was pruned; NULL: no archive set
+    Column("archived_rows", BigInteger, nullable=True),
+    # that file, relative to archive.path
+    Column("archive_path", String(512), nullable=True),
+    Column("first_pruned_at", Float, nullable=False),
+    Column("last_pruned_at", Float, nullable=False),
+)
+
 
 # --- availability (issue 14 §2) ---
+
+
+def _availability_table(name: str, period: str, length: int) -> Table:
+    """The figures of one centre or uplink over one period (``day`` or ``month``): the same
+    columns at both levels, keyed by probe, uplink and the period."""
+    return Table(
+        name,
+        metadata,
+        # keyed probe first: a run replaces a probe's days, a report sums each probe's uplinks
+        Column("probe_id", String(64), primary_key=True),
+        Column("uplink", String(64), primary_key=True),
+        Column(period, String(length), primary_key=True),
+        Column("commune_code", String(5), nullable=False),
+        Column("province_code", String(2), nullable=False),
+        Column("operator", String(32), nullable=True),
+        # outside maintenance, from the probe's first result to the run's time
+        Column("observed_seconds", Float, nullable=False),
+        Column("down_seconds", Float, nullable=False),
+        Column("maintenance_seconds", Float, nullable=False),
+        Column("power_seconds", Float, nullable=False),
+        Column("network_seconds", Float, nullable=False),
+        Column("unknown_seconds", Float, nullable=False),
+        # merged down intervals that began in the period; resolved ones and their summed
+        # length (MTTR); at the month level the sums of its days, and the longest of them
+        Column("outages", Integer, nullable=False),
+        Column("resolved", Integer, nullable=False),
+        Column("repair_seconds", Float, nullable=False),
+        Column("longest_seconds", Float, nullable=False),
+        Column("computed_at", Float, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
 #: Per local (Asia/Ho_Chi_Minh) day, per centre (``uplink = ""``) and per uplink: seconds
 #: observed, down (by cause) and under maintenance, and the outages that began that day. Kept
 #: by the detector leader (``collector/availability_keeper.py``): closed days are final unless
 #: an outage touching them changes; today is recomputed on every run.
-availability_daily = Table(
-    "availability_daily",
-    metadata,
-    # keyed probe first: a run replaces a probe's days, a report sums each probe's uplinks
-    Column("probe_id", String(64), primary_key=True),
-    Column("uplink", String(64), primary_key=True),
-    Column("day", String(10), primary_key=True),
-    Column("commune_code", String(5), nullable=False),
-    Column("province_code", String(2), nullable=False),
-    Column("operator", String(32), nullable=True),
-    # outside maintenance, from the probe's first result to the run's time
-    Column("observed_seconds", Float, nullable=False),
-    Column("down_seconds", Float, nullable=False),
-    Column("maintenance_seconds", Float, nullable=False),
-    Column("power_seconds", Float, nullable=False),
-    Column("network_seconds", Float, nullable=False),
-    Column("unknown_seconds", Float, nullable=False),
-    # merged down intervals that began this day; resolved ones and their summed length (MTTR)
-    Column("outages", Integer, nullable=False),
-    Column("resolved", Integer, nullable=False),
-    Column("repair_seconds", Float, nullable=False),
-    Column("longest_seconds", Float, nullable=False),
-    Column("computed_at", Float, nullable=False),
-    sqlite_with_rowid=False,
-)
+availability_daily = _availability_table("availability_daily", "day", 10)
 Index(
     "ix_availability_daily_province_code_day",
     availability_daily.c.province_code,
@@ -393,31 +421,8 @@ Index(
 Index("ix_availability_daily_day", availability_daily.c.day)
 
 #: The same per local month, summed from the days by the same run that writes them (a
-#: national month is then 16,000 rows to read, not 500,000); ``longest_seconds`` is the max.
-availability_monthly = Table(
-    "availability_monthly",
-    metadata,
-    Column("probe_id", String(64), primary_key=True),
-    Column("uplink", String(64), primary_key=True),
-    Column("month", String(7), primary_key=True),
-    Column("commune_code", String(5), nullable=False),
-    Column("province_code", String(2), nullable=False),
-    Column("operator", String(32), nullable=True),
-    # outside maintenance, from the probe's first result to the run's time
-    Column("observed_seconds", Float, nullable=False),
-    Column("down_seconds", Float, nullable=False),
-    Column("maintenance_seconds", Float, nullable=False),
-    Column("power_seconds", Float, nullable=False),
-    Column("network_seconds", Float, nullable=False),
-    Column("unknown_seconds", Float, nullable=False),
-    # merged down intervals that began this day; resolved ones and their summed length (MTTR)
-    Column("outages", Integer, nullable=False),
-    Column("resolved", Integer, nullable=False),
-    Column("repair_seconds", Float, nullable=False),
-    Column("longest_seconds", Float, nullable=False),
-    Column("computed_at", Float, nullable=False),
-    sqlite_with_rowid=False,
-)
+#: national month is then 16,000 rows to read, not 500,000).
+availability_monthly = _availability_table("availability_monthly", "month", 7)
 Index(
     "ix_availability_monthly_province_code_month",
     availability_monthly.c.province_code,

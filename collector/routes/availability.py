@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from lomsong.collector.availability import local_day
 from lomsong.collector.availability_read import report
 from lomsong.collector.availability_report import header, table_rows
-from lomsong.collector.deps import Caller, Ctx
+from lomsong.collector.deps import Caller, Ctx, readable_provinces
 from lomsong.collector.downloads import (
     RESPONSES,
     FormatQuery,
@@ -78,11 +78,7 @@ async def get_availability(
 ) -> dict[str, Any] | Response:
     """Availability = 1 − down time ÷ observed time, maintenance left out; down time by cause,
     outage count, MTTR and the longest outage. Read from the daily table, never raw rows."""
-    if caller.role == "probe":
-        raise HTTPException(403, detail="Authorization: a probe token cannot read availability")
-    allowed = caller.readable_provinces()
-    if province is not None and allowed is not None and province not in allowed:
-        raise HTTPException(403, detail=f"province: token may not read province {province!r}")
+    allowed = readable_provinces(caller, province, "availability")
     now = ctx.clock()
     today = local_day(now)
     last = _day("to", to, today)

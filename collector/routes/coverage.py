@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from lomsong.collector.auth import Principal
-from lomsong.collector.deps import Caller, Ctx, coverage_of
+from lomsong.collector.deps import Caller, Ctx, coverage_of, readable_provinces
 from lomsong.collector.downloads import (
     RESPONSES,
     FormatQuery,
@@ -40,12 +40,8 @@ MAX_ERRORS = 20
 
 def _readable(caller: Principal, province: str | None) -> list[str | None]:
     """The provinces to answer for: the one asked (if allowed), else all the caller may read."""
-    if caller.role == "probe":
-        raise HTTPException(403, detail="Authorization: a probe token cannot read coverage")
-    allowed = caller.readable_provinces()
+    allowed = readable_provinces(caller, province, "coverage")
     if province is not None:
-        if allowed is not None and province not in allowed:
-            raise HTTPException(403, detail=f"province: token may not read province {province!r}")
         return [province]
     out: list[str | None] = [None] if allowed is None else [*sorted(allowed)]
     return out

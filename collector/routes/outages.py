@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from lomsong.collector.deps import Admin, Caller, Ctx
+from lomsong.collector.deps import Admin, Caller, Ctx, readable_provinces
 from lomsong.collector.downloads import (
     RESPONSES,
     FormatQuery,
@@ -51,11 +51,7 @@ async def list_outages(
 ) -> dict[str, Any] | Response:
     """Outages the caller may read: a viewer sees only its provinces. With ``format=csv`` or
     ``xlsx``, a file with times in Vietnam's time and words for the codes."""
-    if caller.role == "probe":
-        raise HTTPException(403, detail="Authorization: a probe token cannot read outages")
-    allowed = caller.readable_provinces()
-    if province is not None and allowed is not None and province not in allowed:
-        raise HTTPException(403, detail=f"province: token may not read province {province!r}")
+    allowed = readable_provinces(caller, province, "outages")
     query = select(outages).order_by(outages.c.started_at.desc()).limit(limit)
     if allowed is not None:
         query = query.where(outages.c.province_code.in_(sorted(allowed)))

@@ -73,7 +73,7 @@ def test_archive_a_day_verify_it_and_catch_what_differs(
     with sqlite_engine.begin() as conn:
         conn.execute(delete(results))
     pruned = run("archive", "verify", url=sqlite_url, archive=root)
-    assert pruned.returncode == 0 and pruned.stdout.count("pruned") == 3
+    assert pruned.returncode == 0 and pruned.stdout.count(" ok") == 3
 
     # a record that no longer matches its file: exit 1, one line naming the partition
     with sqlite_engine.begin() as conn:
@@ -88,7 +88,7 @@ def test_archive_a_day_verify_it_and_catch_what_differs(
         "lomsong: error: archive verify: 2 of 3 disagree; "
         "results/date=2026-11-03/province=01: file missing"
     )
-    assert "file has 50 rows, its record 49" in bad.stdout
+    assert "file 50 rows, record 49" in bad.stdout
     assert widest(bad.stdout) <= 80
 
 
@@ -108,4 +108,40 @@ def test_archive_mistakes_are_one_line(
     assert (
         empty.returncode == 0
         and "no results measured on 2026-11-04 (Asia/Ho_Chi_Minh)" in empty.stdout
+    )
+
+
+def test_db_prune_then_verify_shows_what_was_pruned(
+    sqlite_engine: Engine,
+    sqlite_url: str,
+    tmp_path: Path,
+    run: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register(sqlite_engine)
+    seed(sqlite_engine, DAY, per_probe=25)
+    root = tmp_path / "archive"
+    monkeypatch.setenv("LOMSONG_RETENTION__RAW_DAYS", "1")  # DAY is long past: it expires
+    pruned = run("db", "prune", url=sqlite_url, archive=root)
+    assert pruned.returncode == 0, pruned.stderr
+    ok = run("archive", "verify", "--date", "2026-11-03", url=sqlite_url, archive=root)
+    assert ok.returncode == 0, ok.stderr
+    lines = [ln.split() for ln in ok.stdout.splitlines() if ln.startswith("2026-11-03")]
+    # day, province, file, record, pruned, left, state: what the file holds went, none is left
+    assert [(p, f, r, g, left, s) for _d, p, f, r, g, left, s in lines] == [
+        ("01", "25", "25", "25", "0", "ok"),
+        ("04", "50", "50", "50", "0", "ok"),
+        ("unknown", "25", "25", "25", "0", "ok"),
+    ]
+    assert widest(ok.stdout) <= 80
+
+    # a province's file lost: exit 1, the pruned rows named
+    (root / "results/date=2026-11-03/province=04/part-00000.parquet").unlink()
+    with sqlite_engine.begin() as conn:
+        conn.execute(delete(archived_files).where(archived_files.c.province == "04"))
+    bad = run("archive", "verify", "--date", "2026-11-03", url=sqlite_url, archive=root)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr == (
+        "lomsong: error: archive verify: 1 of 3 disagree; results/date=2026-11-03/province=04: "
+        "50 rows pruned, and no archive file\n"
     )

@@ -2,8 +2,9 @@
 
 A child process prunes a real SQLite file, archiving each day to a CSV (written to a temporary
 name and renamed) before it goes. After every kill: the file passes SQLite's integrity check,
-every result younger than ``raw_days`` is there unchanged, no result is there twice, and a day
-that lost any row has its complete archive. A last run finishes the work.
+every result younger than ``raw_days`` is there unchanged, no result is there twice, a day
+that lost any row has its complete archive, and the rows recorded as pruned plus the rows left
+are the whole day. A last run finishes the work.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ def _check(db: Path, root: Path, younger: tuple[int, str]) -> int:
                 "SELECT count(*) FROM results WHERE measured_at >= ? AND measured_at < ?",
                 (lo, hi),
             ).fetchone()[0]
+            # each chunk counted what it deleted in its own transaction: nothing lost or twice
+            pruned = conn.execute(
+                "SELECT coalesce(sum(rows), 0) FROM pruned_days WHERE day = ?", (day.isoformat(),)
+            ).fetchone()[0]
+            assert pruned + n == PER_DAY * len(PROBES), (day, pruned, n)
             if n < PER_DAY * len(PROBES):  # some of the day went: it was archived first
                 archive = root / f"{day}.csv"
                 assert archive.exists(), day

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from lomsong.cli import main
-from lomsong.storage.partitions import day_of
+from lomsong.storage.partitions import create_partition, day_of, detached_days
+from lomsong.storage.retention import prune
 from tests.conftest import ready_engine
 from tests.storage.test_retention import PER_DAY, PROBES, digest, fill
 
@@ -62,3 +64,34 @@ def test_prune_refuses_a_database_not_made(
     code, _, err = prune_cli([], capsys)
     assert code == 1 and err.count("\n") == 1 and "run `lomsong db upgrade`" in err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_prune_on_postgres_drops_what_the_leader_detached(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = ready_engine(pg_url)
+    now = time.time()
+    first = day_of(now) - timedelta(days=4)
+    with engine.begin() as conn:
+        for d in range(5):
+            create_partition(conn, first + timedelta(days=d))
+    fill(engine, 5, now=now)
+    # the leader's run: the oldest day detached, left for the next run to count and drop
+    leader = prune(engine, now=now, raw_days=3, rollup_5m_days=400, defer_drop=True)
+    assert leader.pending_drop == [first]
+    monkeypatch.setenv("LOMSONG_DATABASE_URL", pg_url)
+    monkeypatch.setenv("LOMSONG_RETENTION__RAW_DAYS", "2")
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = prune_cli([], capsys)
+    assert code == 0, err
+    day_rows = f"{PER_DAY * len(PROBES):,}"
+    assert "raw results pruned" in out and "partition dropped" in out
+    assert f"{first + timedelta(days=1)}  " in out
+    assert "detached by an earlier prune, counted and dropped now:" in out
+    assert f"{first}" in out.split("detached by an earlier prune")[1]
+    assert out.count(day_rows) >= 2
+    assert max(len(line) for line in out.splitlines()) <= 80
+    with engine.connect() as conn:
+        assert detached_days(conn) == {}
+    assert digest(engine)[0] == 3 * PER_DAY * len(PROBES)
+    engine.dispose()
