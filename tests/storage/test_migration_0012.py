@@ -33,7 +33,7 @@ def test_0012_up_down_up_keeps_the_tokens(db_url: str) -> None:
                 )
             )
         assert "token_rotations" not in inspect(engine).get_table_names()
-        migrate(engine)
+        migrate(engine, "0012")
         assert current_revision(engine) == "0012"
         create_token(engine, role="probe", probe_id="mig-a")
         assert request_rotation(engine, "mig-a").state == "requested"
