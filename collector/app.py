@@ -21,6 +21,7 @@ from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.deps import Context
+from lomsong.collector.fleet_profiles import ProfileCache
 from lomsong.collector.head import HeadAsGet
 from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
@@ -36,6 +37,7 @@ from lomsong.collector.routes import (
     pages,
     probe_pages,
     probes,
+    profiles,
     reports,
 )
 from lomsong.collector.routes import coverage as coverage_routes
@@ -119,6 +121,7 @@ def create_app(
         pipeline=pipeline,
         coverage_source=coverage,
         coverage=coverage_service,
+        profiles=ProfileCache(engine),
     )
     ctx.renderer.extra = pipeline.availability_gauges.render
 
@@ -149,6 +152,7 @@ def create_app(
         reports,
         probes,
         enrolments,
+        profiles,
         outages,
         availability,
         coverage_routes,

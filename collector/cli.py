@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from lomsong.collector import profile_cli
 from lomsong.errors import ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 from lomsong.words import Language
@@ -25,6 +26,10 @@ KEEP_ALIVE_SECONDS = 75
 
 token_app = typer.Typer(help="Bearer tokens for probes, viewers and admins.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports to send up: monthly availability.", no_args_is_help=True)
+fleet_app = typer.Typer(
+    help="The fleet of probes: the check profiles they fetch from the collector.",
+    no_args_is_help=True,
+)
 
 
 def serve(
@@ -329,6 +334,8 @@ def add_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
     root.command("map")(map_)
     root.add_typer(token_app, name="token")
     root.add_typer(report_app, name="report")
+    root.add_typer(fleet_app, name="fleet")
+    profile_cli.add_commands(fleet_app)
     probe.command("register")(probe_register)
     probe.command("list")(probe_list)
     add_enrolment_commands(root, probe=probe)
