@@ -235,6 +235,11 @@ class ProbeSettings(FileSettings):
     boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
     upload: UploadSettings = UploadSettings()
     uplinks: list[UplinkSettings] = []
+    #: ``collector``: run the checks of the profile the collector serves this probe (fetched
+    #: with the uploads, applied live; the last good one is kept next to the spool), and the
+    #: ``checks`` below only while the collector serves none. ``local``: only the ``checks``
+    #: below, never a profile.
+    checks_source: Literal["collector", "local"] = "collector"
     checks: list[CheckSettings] = []
 
     @field_validator("collector_url")

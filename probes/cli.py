@@ -84,9 +84,14 @@ def probe_check_config(
 
     settings = load_probe_settings(file)
     jobs = plan_jobs(settings)
+    source = (
+        "the collector's profile when it serves one, else these"
+        if settings.checks_source == "collector"
+        else "this file only"
+    )
     typer.echo(
         f"{file}: ok: probe {settings.probe_id}, {len(settings.uplinks)} uplinks, "
-        f"{len(settings.checks)} checks, {len(jobs)} scheduled jobs"
+        f"{len(settings.checks)} checks, {len(jobs)} scheduled jobs; checks from {source}"
     )
 
 
