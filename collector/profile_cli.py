@@ -69,14 +69,13 @@ def profile_set(
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError("--file", str(file), f"cannot be read as UTF-8 text: {exc}") from None
     layer = parse_toml(text, str(file))
-    view = set_layer(
-        open_database(config, upgrade=True),
-        scope,
-        key,
-        layer.model_dump(exclude_defaults=True),
-        toml=text,
-        by="cli",
-    )
+    engine = open_database(config, upgrade=True)
+    try:
+        view = set_layer(
+            engine, scope, key, layer.model_dump(exclude_defaults=True), toml=text, by="cli"
+        )
+    finally:
+        engine.dispose()
     typer.echo(
         f"profile {view['name']} set (revision {view['revision']}): "
         f"{len(layer.checks)} checks, {len(layer.remove)} removed; "
@@ -96,8 +95,12 @@ def profile_show(
     from lomsong.collector.fleet_profiles import get_layer
 
     scope, key = _scope(national, province, commune, probe)
-    with open_database(config, upgrade=False).connect() as conn:
-        view = get_layer(conn, scope, key)
+    engine = open_database(config, upgrade=False)
+    try:
+        with engine.connect() as conn:
+            view = get_layer(conn, scope, key)
+    finally:
+        engine.dispose()
     typer.echo(f"# {view['name']}, revision {view['revision']}, set {view['updated_at']}", err=True)
     if view["toml"]:
         typer.echo(view["toml"].rstrip("\n"))
@@ -113,8 +116,12 @@ def profile_list(config: ConfigOpt = None) -> None:
     from lomsong.timefmt import parse_time
     from lomsong.words import local_time
 
-    with open_database(config, upgrade=False).connect() as conn:
-        layers = list_layers(conn, None)
+    engine = open_database(config, upgrade=False)
+    try:
+        with engine.connect() as conn:
+            layers = list_layers(conn, None)
+    finally:
+        engine.dispose()
     columns = [
         Column("layer", wrap=True, min_width=14),
         Column("rev.", numeric=True),
@@ -154,7 +161,11 @@ def profile_delete(
     from lomsong.collector.fleet_profiles import delete_layer, layer_name
 
     scope, key = _scope(national, province, commune, probe)
-    delete_layer(open_database(config, upgrade=True), scope, key)
+    engine = open_database(config, upgrade=True)
+    try:
+        delete_layer(engine, scope, key)
+    finally:
+        engine.dispose()
     typer.echo(f"profile {layer_name(scope, key)} deleted")
 
 
@@ -167,9 +178,13 @@ def profile_effective(
     from lomsong.collector.fleet_profiles import effective_config
     from lomsong.collector.registry import load_probes
 
-    with open_database(config, upgrade=False).connect() as conn:
-        info = load_probes(conn, probe)[probe]
-        served = effective_config(conn, info)
+    engine = open_database(config, upgrade=False)
+    try:
+        with engine.connect() as conn:
+            info = load_probes(conn, probe)[probe]
+            served = effective_config(conn, info)
+    finally:
+        engine.dispose()
     if served is None:
         typer.echo(f"no profile applies to {probe}: it runs the checks of its own probe.toml")
         return
