@@ -141,20 +141,21 @@ class ProfileSync:
             log.debug("config not fetched: %s", type(exc).__name__)
             return
         status = response.status_code
-        if status == 304:
-            self.aware = True
-        elif status == 200:
-            self.aware = True
+        no_profile = status == 404 and _detail(response).startswith(NO_PROFILE)
+        if status in (200, 304) or no_profile:
+            if not self.aware:
+                self.aware = True
+                self._tell()  # the heartbeat may say it from now on
+        if status == 200:
             self._offered(response.content)
-        elif status == 404 and _detail(response).startswith(NO_PROFILE):
-            self.aware = True
+        elif no_profile:
             if self.version != LOCAL_VERSION:
                 log.info("the collector serves no profile now: back to the local checks")
                 with contextlib.suppress(FileNotFoundError):
                     self.cache_path.unlink()
                 self.refused = self.error = None
                 self._apply(LOCAL_VERSION, list(self.settings.checks))
-        else:
+        elif status != 304:
             log.debug("config not fetched: HTTP %d: %s", status, _detail(response))
 
     def _offered(self, body: bytes) -> None:
@@ -237,5 +238,5 @@ def _detail(response: httpx.Response) -> str:
 
 
 def describe(version: str) -> str:
-    """``v3f2a9c1b7e0d`` for logs."""
-    return f"v{short(version)}"
+    """``v3f2a9c1b7e0d`` for logs; ``local`` for the local file's checks."""
+    return version if version == LOCAL_VERSION else f"v{short(version)}"
