@@ -120,6 +120,10 @@ def parse_layer(doc: object) -> ProfileLayer:
         layer = ProfileLayer.model_validate(doc)
     except PydanticValidationError as exc:
         raise _invalid(exc) from None
+    if _holds_nul(layer.model_dump()):
+        # no check has a use for one, the wire refuses it in a target, and PostgreSQL's text
+        # cannot hold one
+        raise ValidationError("profile", None, "text may not hold a NUL character")
     seen: dict[CheckKey, int] = {}
     for i, raw in enumerate(layer.checks):
         key = check_key(validate_check(fill_defaults(raw, layer.defaults), f"checks[{i}]"))
@@ -205,6 +209,16 @@ def short(version: str | None) -> str:
     if version is None:
         return "none"
     return version if version == LOCAL_VERSION else version[:12]
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _invalid(exc: PydanticValidationError, prefix: str = "") -> ValidationError:

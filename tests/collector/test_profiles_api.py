@@ -108,6 +108,8 @@ BAD_REQUESTS = [
      "body: not valid TOML: Invalid value (at end of document) (got 'checks = [')"),
     ("province/04", b'{"checks": ', {}, 400, None),
     ("province/04", b'{"chekcs": []}', {}, 422, "chekcs: unknown field (got [])"),
+    ("province/04", b'{"checks": [{"kind": "icmp", "target": "a\\u0000b"}]}', {}, 422,
+     "profile: text may not hold a NUL character (got None)"),
     ("province/99", b"{}", {}, 404, "province: '99' is not a province code"),
     ("province/4", b"{}", {}, 422, "province: expected a value matching ^[0-9]{2}$ (got '4')"),
     ("commune/99999", b"{}", {}, 404, "commune: '99999' is not a commune code"),
