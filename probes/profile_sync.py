@@ -81,6 +81,18 @@ def validate_for_box(settings: ProbeSettings, doc: object) -> tuple[str, list[Ch
     return config.version, checks
 
 
+def cached_checks(settings: ProbeSettings) -> tuple[str, list[CheckSettings]] | None:
+    """The cached profile's version and checks, if the source is the collector and this box
+    can run them (``probe once`` tries what the agent would run)."""
+    if settings.checks_source != "collector":
+        return None
+    try:
+        doc = orjson.loads((settings.spool_path.parent / CACHE_NAME).read_bytes())
+        return validate_for_box(settings, doc)
+    except (OSError, orjson.JSONDecodeError, Refused):
+        return None
+
+
 class ProfileSync:
     """Keeps the agent's checks those of the collector's profile, or of its own file."""
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from tests.servers import TcpTarget, closed_port
 from tests.waiting import wait_until
 
 PROBE = "cb-thuc-phan"
+LOMSONG = str(Path(sys.executable).with_name("lomsong"))
 
 
 def _config(tmp: Path, url: str, local_port: int, source: str = "collector") -> Path:
@@ -206,6 +210,17 @@ def test_the_agent_follows_its_profile_live_and_refuses_what_it_cannot_run(
         timeout=10,
         what="the agent started on its cached profile",
     )
+    # `probe once` tries what the agent runs: the cached profile
+    once = subprocess.run(
+        [LOMSONG, "probe", "once", "--config", str(away)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOMSONG_")},
+    )
+    assert once.returncode == 0, once.stderr
+    assert f"checks of the collector's profile v{v2[:12]} (cached)" in once.stderr
+    assert f"127.0.0.1:{b.port}" in once.stdout and f"127.0.0.1:{local.port}" not in once.stdout
     for target in (local, a, b):
         target.close()
 
