@@ -80,8 +80,14 @@ class ProfileLayer(_Section):
     remove: Annotated[list[CheckRef], Field(max_length=MAX_CHECKS)] = []
 
 
-class EffectiveConfig(_Section):
-    """What ``GET /api/v1/probes/{id}/config`` answers: the checks a probe should run."""
+class EffectiveConfig(BaseModel):
+    """What ``GET /api/v1/probes/{id}/config`` answers: the checks a probe should run.
+
+    Fields a newer collector adds are ignored (the checks themselves stay strict: a check
+    option this agent does not know is one it cannot run).
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     probe_id: str
     version: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -63,6 +63,8 @@ def validate_for_box(settings: ProbeSettings, doc: object) -> tuple[str, list[Ch
         config = EffectiveConfig.model_validate(doc)
     except PydanticValidationError as exc:
         raise Refused(describe_validation_error(exc, limit=1)) from None
+    if config.probe_id != settings.probe_id:
+        raise Refused(f"probe_id: {config.probe_id!r} is not this probe ({settings.probe_id!r})")
     if version_of(config.checks) != config.version:
         raise Refused(f"version: {config.version[:12]}… is not the hash of its checks")
     try:
