@@ -24,6 +24,7 @@ from lomsong.storage.schema import probe_state
 from tests.collector.test_enrolment import cli
 from tests.conftest import ADMIN_SECRET, CollectorFactory, RunningCollector
 from tests.factories import T0, batch, body, result
+from tests.waiting import wait_until
 
 PROBE_04, PROBE_12 = "cb-thuc-phan", "hg-ha-giang"
 NATIONAL_TOML = b"""
@@ -354,3 +355,33 @@ def test_the_cli_sets_shows_lists_and_merges(
         code, out, err = cli(monkeypatch, capsys, db_url, "fleet", "profile", *argv)
         assert code == 1 and len(err.splitlines()) == 1 and message in err, (argv, err)
         assert "Traceback" not in err
+
+
+def test_another_replica_serves_a_change_within_its_refresh_second(
+    fleet: tuple[RunningCollector, dict[str, str]], collector_factory: CollectorFactory, db_url: str
+) -> None:
+    """Two collectors on one database: B learns of A's change, and of a deletion, by the
+    revision (a deleted layer keeps its row and takes the next one)."""
+    a, t = fleet
+    b = collector_factory(db_url)
+    url = f"/api/v1/probes/{PROBE_04}/config"
+    with _http(a, t["admin"]) as admin, _http(b, t["probe04"]) as probe:
+        admin.put("/api/v1/profiles/national", content=NATIONAL_TOML, headers=TOML)
+        etag = wait_until(
+            lambda: probe.get(url).headers.get("etag"), timeout=5, what="B serves the national"
+        )
+        admin.put("/api/v1/profiles/province/04", json=PROVINCE)
+        changed = wait_until(
+            lambda: probe.get(url, headers={"If-None-Match": etag}).status_code == 200,
+            timeout=3,
+            what="B serves the province's change",
+        )
+        assert changed
+        assert admin.delete("/api/v1/profiles/province/04").status_code == 204
+        wait_until(
+            lambda: probe.get(url).headers.get("etag") == etag,
+            timeout=3,
+            what="B serves the national alone again",
+        )
+        assert admin.delete("/api/v1/profiles/national").status_code == 204
+        wait_until(lambda: probe.get(url).status_code == 404, timeout=3, what="B serves none")
