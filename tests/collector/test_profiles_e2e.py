@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,12 @@ def _run(engine: Engine, db_url: str, tmp_path: Path, processes: Processes) -> N
         assert took < UPLOAD_INTERVAL + 1.0 + 0.2 + 2.0, took
         for probe in everyone:
             text = logs[probe].read_text()
-            assert re.search(rf"config v{v1[:12]} applied: \+1 −1", text), text[-2000:]
+            line = re.search(rf"^(\S+ \S+) INFO .*config v{v1[:12]} applied: \+1 −1", text, re.M)
+            assert line, text[-2000:]
+            # each agent fetched and applied it within one upload interval (and the request's
+            # time on a loaded machine)
+            applied = datetime.strptime(line.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            assert applied - set_at <= UPLOAD_INTERVAL + 1.0, (probe, applied - set_at)
         switched = time.time()
         wait_until(
             lambda: _measured(engine, f"127.0.0.1:{portal.port}", switched) == everyone,
