@@ -159,7 +159,8 @@ class ProfileSync:
         if status in (200, 304) or no_profile:
             if not self.aware:
                 self.aware = True
-                self._tell()  # the heartbeat may say it from now on
+                self._tell()  # the heartbeat may say it from now on: at once
+                self.schedule.beat_now()
         if status == 200:
             self._offered(response.content)
         elif no_profile:
@@ -196,6 +197,7 @@ class ProfileSync:
             return
         self.refused, self.error = version, why[:512]
         self._tell()
+        self.schedule.beat_now()
         if self._on_refused is not None:
             self._on_refused(version, why)
 
@@ -204,8 +206,10 @@ class ProfileSync:
         change = self.schedule.apply(plan_jobs(settings))
         self.version = version
         self._tell()
-        if announce and self._on_applied is not None:
-            self._on_applied(version, change)
+        if announce:
+            self.schedule.beat_now()
+            if self._on_applied is not None:
+                self._on_applied(version, change)
         return change
 
     def _tell(self) -> None:

@@ -65,6 +65,16 @@ class Schedule:
         self.runner.set_jobs(list(wanted.values()))
         return Change(added, len(removed), changed)
 
+    def beat_now(self) -> None:
+        """Run the heartbeat at once: it tells the collector which configuration runs now (and
+        lists its checks) without waiting for its interval."""
+        now = datetime.now(UTC)
+        for jid, job in self.jobs.items():
+            if job.kind == "heartbeat":
+                scheduled = self.scheduler.get_job(jid)
+                if scheduled is not None:
+                    scheduled.modify(next_run_time=now)
+
     def longest_timeout(self) -> float:
         return max((job.spec.timeout_seconds for job in self.jobs.values()), default=0.0)
 

@@ -69,3 +69,25 @@ def test_the_scheduler_holds_the_last_configuration_and_keeps_what_did_not_chang
             scheduler.shutdown(wait=False)
 
     asyncio.run(run())
+
+
+def test_a_new_configuration_is_told_at_once_by_the_heartbeat() -> None:
+    async def run() -> None:
+        from datetime import UTC, datetime
+
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        scheduler = AsyncIOScheduler()
+        scheduler.start(paused=True)
+        try:
+            schedule = Schedule(scheduler, Runner(BASE))
+            beat = {"kind": "heartbeat", "interval_seconds": 300.0, "jitter_seconds": 0.0}
+            schedule.apply(plan_jobs(_settings([beat])))
+            (job,) = scheduler.get_jobs()
+            job.modify(next_run_time=datetime.now(UTC).replace(year=2100))
+            schedule.beat_now()
+            assert abs((job.next_run_time - datetime.now(UTC)).total_seconds()) < 5
+        finally:
+            scheduler.shutdown(wait=False)
+
+    asyncio.run(run())
