@@ -9,6 +9,7 @@ own rhythm. Runs under way finish; nothing touches the spool, so seqs go on.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class Schedule:
         self.runner = runner
         #: job id → job, as scheduled now
         self.jobs: dict[str, Job] = {}
+        #: heartbeats run out of turn (``beat_now``), kept until they end
+        self._beats: set[asyncio.Task[None]] = set()
 
     def apply(self, jobs: Sequence[Job]) -> Change:
         """Make the scheduled jobs ``jobs``; return what changed."""
@@ -66,14 +69,15 @@ class Schedule:
         return Change(added, len(removed), changed)
 
     def beat_now(self) -> None:
-        """Run the heartbeat at once: it tells the collector which configuration runs now (and
-        lists its checks) without waiting for its interval."""
-        now = datetime.now(UTC)
-        for jid, job in self.jobs.items():
+        """Run the heartbeat at once, beside its schedule: it tells the collector which
+        configuration runs now (and lists its checks) without waiting for its interval. (Moving
+        its next run instead would be skipped while a run is under way.)"""
+        loop = asyncio.get_running_loop()
+        for job in self.jobs.values():
             if job.kind == "heartbeat":
-                scheduled = self.scheduler.get_job(jid)
-                if scheduled is not None:
-                    scheduled.modify(next_run_time=now)
+                task = loop.create_task(self.runner.run_job(job))
+                self._beats.add(task)
+                task.add_done_callback(self._beats.discard)
 
     def longest_timeout(self) -> float:
         return max((job.spec.timeout_seconds for job in self.jobs.values()), default=0.0)

@@ -90,7 +90,7 @@ class Uploader:
         on_cycle: Callable[[httpx.AsyncClient], Awaitable[None]] | None = None,
     ) -> None:
         self.spool = spool
-        #: called with the client at most every ``interval_seconds`` (the agent fetches its
+        #: called with the client every ``config_interval_seconds`` (the agent fetches its
         #: configuration there: ``probes/profile_sync.py``)
         self.on_cycle = on_cycle
         self.settings = settings
@@ -139,7 +139,7 @@ class Uploader:
             next_cycle = 0.0
             while not stop.is_set():
                 if self.on_cycle is not None and time.monotonic() >= next_cycle:
-                    next_cycle = time.monotonic() + self.settings.interval_seconds
+                    next_cycle = time.monotonic() + self.settings.config_interval_seconds
                     try:
                         await self.on_cycle(client)
                     except Exception:  # a bug there must not stop the uploads

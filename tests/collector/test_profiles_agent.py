@@ -46,6 +46,7 @@ checks_source = "{source}"
 
 [upload]
 interval_seconds = 0.5
+config_interval_seconds = 0.5
 batch_deadline_seconds = 0.2
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 0.5

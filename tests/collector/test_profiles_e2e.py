@@ -82,6 +82,7 @@ boot_id_file = "{tmp / "boot_id"}"
 
 [upload]
 interval_seconds = {UPLOAD_INTERVAL}
+config_interval_seconds = {UPLOAD_INTERVAL}
 batch_deadline_seconds = 0.2
 backoff_initial_seconds = 0.2
 backoff_max_seconds = 1.0
