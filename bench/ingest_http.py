@@ -280,6 +280,26 @@ class Http11:
             self.close()
         return status, answer
 
+    async def get(self, path: str, headers: bytes) -> tuple[int, dict[str, str], bytes]:
+        """A GET (``bench/bench_fleet.py``'s agents): status, headers by lower-case name, body."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            b"GET %s HTTP/1.1\r\n%s%s\r\n" % (path.encode(), self.host_header, headers)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        fields: dict[str, str] = {}
+        for raw in head.split(b"\r\n")[1:]:
+            name, _, value = raw.partition(b":")
+            if name:
+                fields[name.strip().lower().decode()] = value.strip().decode()
+        length = int(fields.get("content-length", "0"))
+        body = await self.reader.readexactly(length) if length else b""
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return int(head[9:12]), fields, body
+
     async def _chunked(self) -> bytes:
         assert self.reader is not None
         parts = []

@@ -21,6 +21,7 @@ from lomsong.collector.alerts.model import Receiver
 from lomsong.collector.auth import Authenticator
 from lomsong.collector.coverage_service import CoverageService
 from lomsong.collector.deps import Context
+from lomsong.collector.fleet_profiles import ProfileCache
 from lomsong.collector.head import HeadAsGet
 from lomsong.collector.ingest import IngestRejected, RateLimiter
 from lomsong.collector.metrics import Metrics, MetricsRenderer
@@ -37,6 +38,7 @@ from lomsong.collector.routes import (
     pages,
     probe_pages,
     probes,
+    profiles,
     reports,
 )
 from lomsong.collector.routes import coverage as coverage_routes
@@ -120,6 +122,7 @@ def create_app(
         pipeline=pipeline,
         coverage_source=coverage,
         coverage=coverage_service,
+        profiles=ProfileCache(engine),
     )
     ctx.renderer.extra = pipeline.availability_gauges.render
 
@@ -151,6 +154,7 @@ def create_app(
         probes,
         enrolments,
         fleet,
+        profiles,
         outages,
         availability,
         coverage_routes,

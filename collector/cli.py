@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from lomsong.collector.fleet_cli import add_fleet_commands
+from lomsong.collector import profile_cli
+from lomsong.collector.fleet_cli import add_fleet_commands, fleet_app
 from lomsong.errors import ValidationError
 from lomsong.storage.cli import ConfigOpt, open_database
 from lomsong.words import Language
@@ -340,6 +341,7 @@ def add_commands(root: typer.Typer, *, probe: typer.Typer) -> None:
     root.command("map")(map_)
     root.add_typer(token_app, name="token")
     root.add_typer(report_app, name="report")
+    profile_cli.add_commands(fleet_app)
     probe.command("register")(probe_register)
     probe.command("list")(probe_list)
     add_enrolment_commands(root, probe=probe)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from lomsong.collector.auth import Authenticator, Principal
 from lomsong.collector.coverage_service import CoverageService
+from lomsong.collector.fleet_profiles import ProfileCache
 from lomsong.collector.ingest import RateLimiter
 from lomsong.collector.live import LiveState
 from lomsong.collector.metrics import Metrics, MetricsRenderer
@@ -54,6 +55,8 @@ class Context:
     maps: MapService | None = None
     maps_lock: threading.Lock = field(default_factory=threading.Lock)
     coverage: CoverageService | None = None
+    #: the check profiles' layers, and what each probe is served (``fleet_profiles.py``)
+    profiles: ProfileCache | None = None
 
 
 def coverage_of(ctx: Context) -> CoverageService:

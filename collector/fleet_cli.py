@@ -21,7 +21,10 @@ from lomsong.wire import NAME_PATTERN, PROVINCE_CODE
 if TYPE_CHECKING:
     from lomsong.maps.fleet_model import Fleet
 
-fleet_app = typer.Typer(help="The probe agents: versions, health and spools.", no_args_is_help=True)
+fleet_app = typer.Typer(
+    help="The probe agents: versions, health and spools, and the check profiles they fetch.",
+    no_args_is_help=True,
+)
 
 #: what the marks say on a terminal, worst first
 MARK_WORDS = {

@@ -22,8 +22,8 @@ from lomsong.errors import LomsongError
 from lomsong.wire import (
     ReportBatch,
     batch_dict_adapter,
-    checks_allowed,
     describe_validation_error,
+    heartbeat_fields_allowed,
     packets_consistent,
 )
 
@@ -50,6 +50,9 @@ _HEARTBEAT_FIELDS = (
     "spool_depth",
     "spool_dropped",
     "spool_refused",
+    "config_version",
+    "config_refused_version",
+    "config_error",
 )
 
 
@@ -82,6 +85,16 @@ class Running:
         """A check's result the agent's config no longer has: not listed, and not newer than
         the list (a newer one comes from a config whose heartbeat is still on its way)."""
         return key not in self.checks and measured_at <= self.measured_at
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    """What a heartbeat says of the agent's configuration, and when it was measured."""
+
+    measured_at: float
+    version: str | None
+    refused_version: str | None
+    error: str | None
 
 
 #: Result fields stored in a column of the same name, in the table's column order.
@@ -140,6 +153,8 @@ class PreparedBatch:
     #: the checks the agent runs, as its newest heartbeat in the batch listed them, and when
     #: that heartbeat was measured; None when no heartbeat of the batch lists them
     running: Running | None = None
+    #: the newest heartbeat of the batch that says which configuration the agent runs
+    config: ConfigReport | None = None
 
 
 def decode_body(body: bytes, content_encoding: str | None, limits: IngestLimits) -> bytes:
@@ -206,7 +221,7 @@ def validate_batch(raw: bytes, limits: IngestLimits) -> BatchDict:
     for r in results:
         if not packets_consistent(
             r.get("packets_sent"), r.get("packets_received")
-        ) or not checks_allowed(r["kind"], r.get("checks")):
+        ) or not heartbeat_fields_allowed(r):
             return _validate_checked(raw, limits)
     n = len(results)
     if n > limits.max_results_per_batch:
@@ -358,6 +373,15 @@ def prepare(checked: CheckedBatch) -> PreparedBatch:
                     measured_at,
                     frozenset((c.get("uplink") or "", c["kind"], c["target"]) for c in running)
                     | {key},
+                )
+            if (
+                get("config_version") is not None or get("config_refused_version") is not None
+            ) and (prepared.config is None or measured_at > prepared.config.measured_at):
+                prepared.config = ConfigReport(
+                    measured_at,
+                    get("config_version"),
+                    get("config_refused_version"),
+                    get("config_error"),
                 )
             details = {}
             for name in _HEARTBEAT_FIELDS:

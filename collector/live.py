@@ -47,6 +47,11 @@ class ProbeLive:
     stored_runs: tuple[tuple[int, int], ...] = ()
     #: uplink name ("" for none) → (kind, target) → newest result
     checks: dict[str, dict[tuple[str, str], Latest]] = field(default_factory=dict)
+    #: what its newest heartbeat that says so said of its configuration (``probe_state``)
+    config_version: str | None = None
+    config_refused_version: str | None = None
+    config_error: str | None = None
+    config_reported_at: float | None = None
 
 
 class LiveState:
@@ -58,6 +63,9 @@ class LiveState:
         self.live: dict[str, ProbeLive] = {}
         #: bumped on every change, so pages and caches know when to rebuild
         self.version = 0
+        #: province → configurations refused by its agents that this process stored first
+        #: (``lomsong_probe_config_errors_total``): each probe's refused version once
+        self.config_refusals: dict[str, int] = {}
 
     def reload(self, engine: Engine) -> None:
         """Replace everything with what the database holds."""
@@ -81,6 +89,10 @@ class LiveState:
                 p.last_measured_at = row.last_measured_at
                 p.clock_skew_seconds = row.clock_skew_seconds
                 p.stored_through_seq = row.stored_through_seq
+                p.config_version = row.config_version
+                p.config_refused_version = row.config_refused_version
+                p.config_error = row.config_error
+                p.config_reported_at = row.config_reported_at
             for row in conn.execute(select(latest_results)):
                 p = live.setdefault(row.probe_id, ProbeLive())
                 p.checks.setdefault(row.uplink, {})[(row.kind, row.target)] = Latest(
@@ -129,6 +141,18 @@ class LiveState:
                         )
                 if s.running is not None:
                     _forget(p.checks, s.running)
+                config = b.config
+                if config is not None and (
+                    p.config_reported_at is None or config.measured_at > p.config_reported_at
+                ):
+                    p.config_version = config.version
+                    p.config_refused_version = config.refused_version
+                    p.config_error = config.error
+                    p.config_reported_at = config.measured_at
+                if s.config_refused is not None:
+                    info = self.probes.get(b.probe_id)
+                    province = info.province_code if info is not None else ""
+                    self.config_refusals[province] = self.config_refusals.get(province, 0) + 1
             self.version += 1
 
     def heard(self, done: Sequence[HeardState]) -> None:

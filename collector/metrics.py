@@ -67,6 +67,11 @@ _FAMILIES = (
     ),
 )
 _HEADERS = {name: f"# HELP {name} {text}\n# TYPE {name} gauge" for name, text in _FAMILIES}
+CONFIG_ERRORS = "lomsong_probe_config_errors_total"
+_HEADERS[CONFIG_ERRORS] = (
+    f"# HELP {CONFIG_ERRORS} Configurations the agents refused to apply (each probe's refused "
+    f"version once), by province.\n# TYPE {CONFIG_ERRORS} counter"
+)
 
 
 class Metrics:
@@ -304,9 +309,27 @@ class MetricsRenderer:
                 for (p, o), tally in sorted(self._uplink_tallies.items())
                 for state, i in _UPLINK_STATES
             )
+            # every province with a probe has a series from the start, so rate() sees the
+            # first refusal
+            refusals = self._state.config_refusals
+            config_lines = [_HEADERS[CONFIG_ERRORS]]
+            config_lines.extend(
+                f'{CONFIG_ERRORS}{{province="{_escape(p)}"}} {refusals.get(p, 0)}'
+                for p in sorted(set(self._probe_tallies) | set(refusals))
+            )
         # One join over every line, with "" last for the final newline.
         return "\n".join(
-            [*success, *duration, *rsrp, *seen, *skew, *probes_lines, *uplinks_lines, ""]
+            [
+                *success,
+                *duration,
+                *rsrp,
+                *seen,
+                *skew,
+                *probes_lines,
+                *uplinks_lines,
+                *config_lines,
+                "",
+            ]
         )
 
     def _rebuild_keys(self, probes: dict[str, ProbeInfo]) -> None:

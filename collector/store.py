@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine
 
-from lomsong.collector.ingest import CheckKey, PreparedBatch, Running
+from lomsong.collector.ingest import CheckKey, ConfigReport, PreparedBatch, Running
 from lomsong.errors import StorageError, StorageUnavailable
 from lomsong.storage.database import enable_immediate_transactions, unavailable
 from lomsong.storage.rollups import RollupWriter, fold
@@ -90,6 +90,9 @@ class StoredBatch:
     #: the checks the probe runs, when this batch listed them or holds results of checks it
     #: no longer runs: the live state forgets what they leave out
     running: Running | None = None
+    #: the version of a configuration the agent refused, when this batch first said so
+    #: (``lomsong_probe_config_errors_total`` counts each probe's refused version once)
+    config_refused: str | None = None
 
 
 class ReportStore:
@@ -318,7 +321,9 @@ class _Sql:
             f"UPDATE probe_state SET boot_id = {p}, agent_version = {p}, last_seen_at = {p}, "
             f"last_sent_at = {p}, last_measured_at = {p}, clock_skew_seconds = {p}, "
             f"stored_through_seq = {p}, max_seq = {p}, results_total = results_total + {p}, "
-            f"running_checks = {p}, running_checks_at = {p} WHERE probe_id = {p}"
+            f"running_checks = {p}, running_checks_at = {p}, config_version = {p}, "
+            f"config_refused_version = {p}, config_error = {p}, config_reported_at = {p} "
+            f"WHERE probe_id = {p}"
         )
         self.latest_of = (
             f"SELECT uplink, kind, target, measured_at FROM latest_results WHERE probe_id = {p}"
@@ -337,7 +342,8 @@ class _Sql:
         """The rows a group of batches reads and updates (``_State``), locked."""
         return self._select_state(
             "boot_id, last_measured_at, clock_skew_seconds, stored_through_seq, max_seq, "
-            "running_checks, running_checks_at",
+            "running_checks, running_checks_at, config_version, config_refused_version, "
+            "config_error, config_reported_at",
             n,
         )
 
@@ -380,6 +386,10 @@ class _State:
     max_seq: int
     running_checks: str | None = None
     running_checks_at: float | None = None
+    config_version: str | None = None
+    config_refused_version: str | None = None
+    config_error: str | None = None
+    config_reported_at: float | None = None
     accepted: int = 0
     last: PreparedBatch | None = None
     #: the stored list of running checks, parsed when first needed
@@ -402,6 +412,23 @@ class _State:
         self.running_checks = orjson.dumps(sorted(running.checks)).decode()
         self.running_checks_at = running.measured_at
         self.running_changed = True
+
+    def take_config(self, config: ConfigReport) -> str | None:
+        """Keep what a newer heartbeat says of the configuration; return the version it
+        refused if that is news (not the one stored)."""
+        if self.config_reported_at is not None and config.measured_at <= self.config_reported_at:
+            return None
+        news = (
+            config.refused_version
+            if config.refused_version is not None
+            and config.refused_version != self.config_refused_version
+            else None
+        )
+        self.config_version = config.version
+        self.config_refused_version = config.refused_version
+        self.config_error = config.error
+        self.config_reported_at = config.measured_at
+        return news
 
 
 class _Group:
@@ -460,6 +487,10 @@ class _Group:
                     st.accepted,
                     st.running_checks,
                     st.running_checks_at,
+                    st.config_version,
+                    st.config_refused_version,
+                    st.config_error,
+                    st.config_reported_at,
                     st.probe_id,
                 )
                 for st in sorted(states.values(), key=lambda st: st.probe_id)
@@ -565,6 +596,7 @@ class _Group:
         st.last = b
         if b.running is not None:
             st.take(b.running)
+        refused = st.take_config(b.config) if b.config is not None else None
         running = st.running
         if running is not None and b.running is None:
             stale = any(running.stale(k, r["measured_at"]) for k, r in b.latest.items())
@@ -573,7 +605,9 @@ class _Group:
         ack = ReportAck(
             accepted=accepted, duplicates=len(b.rows) - accepted, stored_through_seq=through
         )
-        return StoredBatch(batch=b, ack=ack, clock_skew_seconds=skew, running=running)
+        return StoredBatch(
+            batch=b, ack=ack, clock_skew_seconds=skew, running=running, config_refused=refused
+        )
 
     def _note_latest(self, b: PreparedBatch, rows: list[dict[str, Any]]) -> None:
         if len(rows) == len(b.rows):

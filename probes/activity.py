@@ -21,6 +21,7 @@ from lomsong.logs import duration_text
 
 if TYPE_CHECKING:
     from lomsong.probes.agent import Measurement
+    from lomsong.probes.schedule import Change
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,29 @@ class Activity:
                 extra={"spool_dropped": dropped, "spool_depth": depth},
             )
 
+    def config_applied(self, version: str, change: Change) -> None:
+        """A configuration now runs: ``config v3f2a9c1b7e0d applied: +2 −1 checks``."""
+        log.info(
+            "config %s applied: %s checks",
+            _version_text(version),
+            change.text(),
+            extra={
+                "config_version": version,
+                "added": change.added,
+                "removed": change.removed,
+                "changed": change.changed,
+            },
+        )
+
+    def config_refused(self, version: str, error: str) -> None:
+        """A configuration this box cannot run; the last good one goes on."""
+        log.warning(
+            "config %s refused: %s; still running the last good one",
+            _version_text(version),
+            error,
+            extra={"config_refused_version": version, "error": error},
+        )
+
     def summary(self, *, uploaded: int, spool_depth: int) -> None:
         """The INFO line of the last period; the counts start again."""
         parts = [
@@ -134,3 +158,7 @@ class Activity:
         self.measured = 0
         for u in self._uplinks.values():
             u.ok = u.failed = 0
+
+
+def _version_text(version: str) -> str:
+    return version if version in ("local", "unknown") else f"v{version[:12]}"

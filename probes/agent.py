@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +83,38 @@ class Measurement:
 
 
 def plan_jobs(settings: ProbeSettings) -> list[Job]:
-    """Every (check, uplink) pair; a heartbeat is added when none is configured."""
+    """Every (check, uplink) pair; a heartbeat is added when none is configured.
+
+    A job's id is its check's kind, target and uplink, so that the same check keeps its id in
+    a new configuration (``probes/schedule.py`` leaves it running); a check listed twice gets
+    ``#2`` after its id.
+    """
     checks: list[CheckSettings] = list(settings.checks)
     if not any(isinstance(c, HeartbeatCheck) for c in checks):
         checks.append(HeartbeatCheck(kind="heartbeat"))
     uplinks = {u.name: u for u in settings.uplinks}
     jobs: list[Job] = []
-    for i, spec in enumerate(checks):
+    seen: dict[str, int] = {}
+
+    def job_id(kind: str, target: str, uplink: str | None) -> str:
+        base = f"{kind}:{target}:{uplink or '-'}"
+        seen[base] = seen.get(base, 0) + 1
+        return base if seen[base] == 1 else f"{base}#{seen[base]}"
+
+    for spec in checks:
         chosen: list[UplinkSettings | None]
         if isinstance(spec, HeartbeatCheck):
             chosen = [None]
         elif isinstance(spec, ModemCheck):
             # The modem is read over D-Bus, not over the uplink: only its name goes along.
             jobs.append(
-                Job(f"{i}:modem:{spec.uplink}", "modem", spec.target, spec, Binding(spec.uplink))
+                Job(
+                    job_id("modem", spec.target, spec.uplink),
+                    "modem",
+                    spec.target,
+                    spec,
+                    Binding(spec.uplink),
+                )
             )
             continue
         elif spec.uplinks is not None:
@@ -108,7 +125,7 @@ def plan_jobs(settings: ProbeSettings) -> list[Job]:
             binding = Binding.of(uplink)
             jobs.append(
                 Job(
-                    f"{i}:{spec.kind}:{binding.uplink or '-'}",
+                    job_id(spec.kind, spec.target, binding.uplink),
                     spec.kind,
                     spec.target,
                     spec,
@@ -154,6 +171,9 @@ class Runner:
         self._limit = asyncio.Semaphore(settings.max_concurrency)
         self.spool_errors = 0
         self._running = running_checks(plan_jobs(settings))
+        #: what the heartbeat says of the configuration: (applied version, refused version,
+        #: error); None says nothing (``probes/profile_sync.py`` sets it)
+        self.config_status: tuple[str | None, str | None, str | None] | None = None
         #: runs under way: the agent lets them finish when it stops, rather than cancel them
         self.in_flight: set[asyncio.Task[Any]] = set()
 
@@ -168,6 +188,7 @@ class Runner:
                 spool_stats=self._spool_stats if self.spool is not None else None,
                 spool_dir=str(self.settings.spool_path.parent),
                 running_checks=self._running if job.kind == "heartbeat" else (),
+                config=self.config_status if job.kind == "heartbeat" else None,
             )
             measured_at = self._clock()
             started = time.perf_counter()
@@ -193,6 +214,10 @@ class Runner:
                 outcome = Outcome(ok=False, error="timeout", duration_seconds=timeout)
             outcome.details.setdefault("run_seconds", round(time.perf_counter() - started, 6))
         return Measurement(job, measured_at, outcome)
+
+    def set_jobs(self, jobs: Sequence[Job]) -> None:
+        """The jobs scheduled now: the next heartbeat lists their checks."""
+        self._running = running_checks(jobs)
 
     async def run_job(self, job: Job) -> None:
         """Measure and spool; the scheduler's entry point."""
@@ -274,7 +299,9 @@ def rotatable_token_file(settings: ProbeSettings) -> Path | None:
 async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) -> None:
     """The agent's life: open the spool, schedule the checks, upload, until ``stop`` or SIGTERM."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
-    from apscheduler.triggers.interval import IntervalTrigger
+
+    from lomsong.probes.profile_sync import ProfileSync, describe
+    from lomsong.probes.schedule import Schedule
 
     token = settings.bearer_token()
     stop = stop or asyncio.Event()
@@ -303,29 +330,20 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
             loop.add_signal_handler(signum, stop.set)
 
     scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
-    jobs = plan_jobs(settings)
-    preload(jobs)
-    now = datetime.now(UTC)
-    for job in jobs:
-        spec = job.spec
-        scheduler.add_job(
-            runner.run_job,
-            IntervalTrigger(seconds=spec.interval_seconds, jitter=spec.jitter_seconds or None),
-            args=[job],
-            id=job.id,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(spec.interval_seconds)),
-            # The first round starts at once, spread over the jitter so checks do not collide.
-            next_run_time=now + timedelta(seconds=random.uniform(0, spec.jitter_seconds)),
-        )
+    schedule = Schedule(scheduler, runner)
+    sync = ProfileSync(
+        settings, schedule, on_applied=activity.config_applied, on_refused=activity.config_refused
+    )
+    sync.start()
+    uploader.on_cycle = sync.poll
     stats = await spool.stats()
     log.info(
-        "probe %s: %d jobs over %d uplinks; spool %s holds %d results "
+        "probe %s: %d jobs over %d uplinks (config %s); spool %s holds %d results "
         "(next seq %d, %d dropped, %d refused and set aside)",
         settings.probe_id,
-        len(jobs),
+        len(schedule.jobs),
         len(settings.uplinks),
+        describe(sync.version),
         settings.spool_path,
         stats.depth,
         stats.next_seq,
@@ -347,7 +365,7 @@ async def run_agent(settings: ProbeSettings, stop: asyncio.Event | None = None) 
         if runner.in_flight:
             # APScheduler's shutdown cancels the runs under way: each would be lost and logged
             # as an error with its traceback. Each ends within its own timeout.
-            longest = max(job.spec.timeout_seconds for job in jobs)
+            longest = schedule.longest_timeout()
             await asyncio.wait(set(runner.in_flight), timeout=longest + 1.0)
         scheduler.shutdown(wait=False)
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):

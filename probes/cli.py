@@ -63,9 +63,14 @@ def probe_once(config: ProbeConfigOpt) -> None:
 
     from lomsong.config.probe import load_probe_settings
     from lomsong.probes.agent import once_table, run_once
+    from lomsong.probes.profile_sync import cached_checks
     from lomsong.tables import console
 
     settings = load_probe_settings(config)
+    cached = cached_checks(settings)
+    if cached is not None:  # what the agent runs: the collector's profile, as last fetched
+        typer.echo(f"checks of the collector's profile v{cached[0][:12]} (cached)", err=True)
+        settings = settings.model_copy(update={"checks": cached[1]})
     measurements = asyncio.run(run_once(settings))
     out = console()
     out.print(once_table(measurements, out.width))
@@ -84,9 +89,14 @@ def probe_check_config(
 
     settings = load_probe_settings(file)
     jobs = plan_jobs(settings)
+    source = (
+        "the collector's profile when it serves one, else these"
+        if settings.checks_source == "collector"
+        else "this file only"
+    )
     typer.echo(
         f"{file}: ok: probe {settings.probe_id}, {len(settings.uplinks)} uplinks, "
-        f"{len(settings.checks)} checks, {len(jobs)} scheduled jobs"
+        f"{len(settings.checks)} checks, {len(jobs)} scheduled jobs; checks from {source}"
     )
 
 

@@ -90,8 +90,12 @@ class Uploader:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         token_file: Path | None = None,
+        on_cycle: Callable[[httpx.AsyncClient], Awaitable[None]] | None = None,
     ) -> None:
         self.spool = spool
+        #: called with the client every ``config_interval_seconds`` (the agent fetches its
+        #: configuration there: ``probes/profile_sync.py``)
+        self.on_cycle = on_cycle
         self.settings = settings
         self.collector_url = collector_url.rstrip("/")
         self.probe_id = probe_id
@@ -138,7 +142,14 @@ class Uploader:
     async def run(self, stop: asyncio.Event) -> None:
         """Upload until ``stop`` is set; never raises for a passing failure."""
         async with self.client() as client:
+            next_cycle = 0.0
             while not stop.is_set():
+                if self.on_cycle is not None and time.monotonic() >= next_cycle:
+                    next_cycle = time.monotonic() + self.settings.config_interval_seconds
+                    try:
+                        await self.on_cycle(client)
+                    except Exception:  # a bug there must not stop the uploads
+                        log.exception("upload cycle hook failed unexpectedly")
                 try:
                     delay, idle = await self.step(client)
                 except Exception:  # a bug or a failing spool: never let uploads stop for good
@@ -146,6 +157,9 @@ class Uploader:
                     self._failures += 1
                     self.connected = False
                     delay, idle = self.backoff(self._failures), False
+                if idle and self.on_cycle is not None:
+                    # an idle wait ends when the next cycle is due
+                    delay = min(delay, max(0.0, next_cycle - time.monotonic()))
                 if delay > 0:
                     await self._wait(delay, stop, wake_early=idle)
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Constraint names fixed by convention so that migrations are the same on every engine.
@@ -144,6 +145,13 @@ probe_state = Table(
     Column("running_checks", Text, nullable=True),
     # when that heartbeat was measured
     Column("running_checks_at", Float, nullable=True),
+    # The configuration the agent says it runs (its newest heartbeat that says): the version
+    # of the collector's profile it applied ("local": its own file's checks), the version it
+    # refused and why, and when that heartbeat was measured. Null for agents that never say.
+    Column("config_version", String(64), nullable=True),
+    Column("config_refused_version", String(64), nullable=True),
+    Column("config_error", String(512), nullable=True),
+    Column("config_reported_at", Float, nullable=True),
 )
 
 latest_results = Table(
@@ -550,3 +558,27 @@ token_rotations = Table(
     Column("completed_at", Float, nullable=True),
 )
 Index("ix_token_rotations_probe_id", token_rotations.c.probe_id)
+# --- checks defined once, at the collector (issue #16 §2) ---
+
+#: One layer of check profiles: the national default (scope_key ""), a province's, a commune's
+#: or one probe's override. ``document`` is the layer as JSON (``collector/fleet_profiles.py``);
+#: a deleted layer keeps its row with ``document`` null, so that ``revision``, which grows with
+#: every change, tells a replica in one indexed read whether anything changed.
+check_profiles = Table(
+    "check_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # national, province, commune or probe
+    Column("scope", String(16), nullable=False),
+    # "" (national), the province or commune code, or the probe id
+    Column("scope_key", String(64), nullable=False),
+    # the province the layer belongs to (null: national), for provincial tokens
+    Column("province_code", String(2), nullable=True),
+    Column("document", Text, nullable=True),
+    # the TOML it was set from, as written (null when set as JSON)
+    Column("toml", Text, nullable=True),
+    Column("revision", BigInteger, nullable=False, unique=True),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(64), nullable=True),
+    UniqueConstraint("scope", "scope_key"),
+)

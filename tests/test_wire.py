@@ -11,7 +11,7 @@ from lomsong.wire import (
     Result,
     Signal,
     batch_dict_adapter,
-    checks_allowed,
+    heartbeat_fields_allowed,
     packets_consistent,
 )
 from tests.collector.test_ingest import INVALID
@@ -62,6 +62,9 @@ def _full_batch() -> dict[str, object]:
             spool_dropped=0,
             spool_refused=1,
             checks=[{"uplink": "viettel-4g", "kind": "icmp", "target": "dichvucong.gov.vn"}],
+            config_version="a" * 64,
+            config_refused_version="b" * 64,
+            config_error="checks[0].uplinks[0]: unknown uplink 'vnpt-4g'",
         ),
     ]
     return doc
@@ -97,7 +100,7 @@ def test_the_dict_validator_refuses_what_the_model_refuses(
     else:  # the rules across fields are the caller's to check
         dict_refuses = not all(
             packets_consistent(r.get("packets_sent"), r.get("packets_received"))
-            and checks_allowed(r["kind"], r.get("checks"))
+            and heartbeat_fields_allowed(r)
             for r in plain["results"]
         )
     # the others (clock, repeated seqs) are the collector's checks after validation

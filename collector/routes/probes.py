@@ -68,6 +68,13 @@ def probe_view(
         "clock_skew_seconds": live.clock_skew_seconds if live else None,
         "stored_through_seq": live.stored_through_seq if live else 0,
         "uplinks": uplinks,
+        # what the agent's newest heartbeat said of its configuration ("local": its own file)
+        "config": {
+            "version": live.config_version if live else None,
+            "refused_version": live.config_refused_version if live else None,
+            "error": live.config_error if live else None,
+            "reported_at": iso(live.config_reported_at if live else None),
+        },
     }
 
 
@@ -122,7 +129,20 @@ def get_probe(ctx: Ctx, caller: Caller, probe_id: str) -> dict[str, Any]:
             info, ctx.live.live.get(probe_id), ctx.clock(), ctx.settings.silent_after_seconds
         )
     view["spool"] = _spool_report(ctx, probe_id)
+    view["config"]["served_version"] = _served_version(ctx, info)
     return view
+
+
+def _served_version(ctx: Ctx, info: ProbeInfo) -> str | None:
+    """The version the collector serves the probe now (None: no profile applies, or its
+    layers clash)."""
+    if ctx.profiles is None:
+        return None
+    try:
+        served = ctx.profiles.served(info)
+    except ValidationError:
+        return None
+    return served.version if served is not None else None
 
 
 def _spool_report(ctx: Ctx, probe_id: str) -> dict[str, Any] | None:

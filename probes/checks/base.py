@@ -50,6 +50,10 @@ class Outcome:
     spool_refused: int | None = None
     #: The checks the agent runs (heartbeat): wire ``RunningCheck`` documents.
     checks: list[dict[str, str]] | None = None
+    #: The configuration the agent runs, refused and why (heartbeat).
+    config_version: str | None = None
+    config_refused_version: str | None = None
+    config_error: str | None = None
     #: Local detail for people (``probe once``, logs); never sent on the wire.
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -121,6 +125,8 @@ class CheckContext:
     spool_dir: str = "."
     #: (uplink or None, kind, target) of every check the agent runs (the heartbeat lists them).
     running_checks: tuple[tuple[str | None, str, str], ...] = ()
+    #: (applied version, refused version, error) of the configuration (the heartbeat says it)
+    config: tuple[str | None, str | None, str | None] | None = None
 
 
 CheckFunction = Callable[[Any, CheckContext], Awaitable[Outcome]]

@@ -38,6 +38,8 @@ async def run(spec: HeartbeatCheck, ctx: CheckContext) -> Outcome:
             {"kind": kind, "target": target} | ({"uplink": uplink} if uplink else {})
             for uplink, kind, target in ctx.running_checks
         ]
+    if ctx.config is not None:
+        outcome.config_version, outcome.config_refused_version, outcome.config_error = ctx.config
     if ctx.spool_stats is not None:
         stats = await ctx.spool_stats()
         outcome.spool_depth = stats.depth

@@ -88,6 +88,12 @@ class RunningCheck(_Strict):
     target: Annotated[str, Field(min_length=1, max_length=512, pattern=NO_NUL)]
 
 
+#: a configuration's version: the SHA-256 of the collector's profile (64 hex digits), "local"
+ConfigVersion = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-z]+$")]
+#: the fields only a heartbeat carries, besides ``checks``
+HEARTBEAT_CONFIG_FIELDS = ("config_version", "config_refused_version", "config_error")
+
+
 class Result(_Strict):
     """One measurement: one check against one target over one uplink, at one time."""
 
@@ -122,6 +128,12 @@ class Result(_Strict):
     #: The collector forgets the newest result of a check no longer listed, so a check removed
     #: from ``probe.toml`` stops showing its last failure.
     checks: Annotated[list[RunningCheck], Field(max_length=MAX_RUNNING_CHECKS)] | None = None
+    #: The configuration the agent runs (heartbeat only; optional: older agents leave it out):
+    #: the version of the collector's profile it applied, or ``"local"`` for its own file's
+    #: checks; the version it refused, and why (it keeps running the one it applied).
+    config_version: ConfigVersion | None = None
+    config_refused_version: ConfigVersion | None = None
+    config_error: Annotated[str, Field(max_length=512, pattern=NO_NUL)] | None = None
 
     @model_validator(mode="after")
     def _packets_consistent(self) -> Result:
@@ -134,6 +146,12 @@ class Result(_Strict):
             raise ValueError(
                 f"checks: only a heartbeat lists the checks the agent runs (kind is {self.kind!r})"
             )
+        for name in HEARTBEAT_CONFIG_FIELDS:
+            if getattr(self, name) is not None and self.kind != "heartbeat":
+                raise ValueError(
+                    f"{name}: only a heartbeat says which configuration the agent runs "
+                    f"(kind is {self.kind!r})"
+                )
         return self
 
 
@@ -155,6 +173,15 @@ def checks_allowed(kind: str, checks: object) -> bool:
     return checks is None or kind == "heartbeat"
 
 
+def heartbeat_fields_allowed(result: Mapping[str, Any]) -> bool:
+    """Only a heartbeat carries the running checks and the configuration's version."""
+    if result["kind"] == "heartbeat":
+        return True
+    return result.get("checks") is None and all(
+        result.get(name) is None for name in HEARTBEAT_CONFIG_FIELDS
+    )
+
+
 def packets_consistent(sent: int | None, received: int | None) -> bool:
     """A result never receives more packets than it sent."""
     return sent is None or received is None or received <= sent
@@ -163,9 +190,9 @@ def packets_consistent(sent: int | None, received: int | None) -> bool:
 @cache
 def batch_dict_adapter() -> TypeAdapter[dict[str, Any]]:
     """Validates a batch's JSON into plain dicts, with every constraint of ``ReportBatch``
-    except ``packets_consistent`` and ``checks_allowed`` (the caller checks them): 30 % less
-    time than building the models, for the collector's ingest. A field left out or sent as null
-    is absent or ``None``.
+    except ``packets_consistent`` and ``heartbeat_fields_allowed`` (the caller checks them):
+    30 % less time than building the models, for the collector's ingest. A field left out or
+    sent as null is absent or ``None``.
     """
     signal = _typed_dict(Signal, {})
     running = _typed_dict(RunningCheck, {})

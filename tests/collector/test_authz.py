@@ -27,6 +27,7 @@ from lomsong.collector.auth import create_token, revoke_token
 from lomsong.collector.deps import TOKEN_COOKIE
 from lomsong.collector.enrolment_keys import create_key
 from lomsong.collector.enrolments import record
+from lomsong.collector.fleet_profiles import set_layer
 from lomsong.enrolwire import EnrolRequest
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import outages
@@ -66,6 +67,8 @@ ENROL_04 = {
     "description": {"machine_id": "0123456789abcdef", "hostname": "box", "agent_version": "1"},
 }
 APPROVAL = {"probe_id": "authz-enrolled", "uplinks": ["fibre:fibre"]}
+#: a layer of check profiles
+LAYER = {"checks": [{"kind": "tcp", "target": "dichvucong.gov.vn:443"}]}
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,26 @@ MATRIX: list[Case] = [
     # token rotation: the admin (and a province admin of its province, test_token_rotation.py)
     Case("POST", "/api/v1/probes/{probe_id}/token-rotation", B + "/token-rotation",
                                                                       (401, 401, 401, 403, 403, 403, 403, 201)),
+    # check profiles: people read the national layer and their provinces'; the admin (and a
+    # province admin of its provinces, test_profiles_api.py) writes; a probe reads only its
+    # own effective configuration
+    Case("GET",  "/api/v1/profiles", "/api/v1/profiles",              (401, 401, 401, 403, 403, 200, 200, 200)),
+    Case("GET",  "/api/v1/profiles/national", "/api/v1/profiles/national",
+                                                                      (401, 401, 401, 403, 403, 200, 200, 200)),
+    Case("PUT",  "/api/v1/profiles/national", "/api/v1/profiles/national",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 200), json_body(LAYER)),
+    Case("GET",  "/api/v1/profiles/{scope}/{key}", "/api/v1/profiles/province/04",
+                                                                      (401, 401, 401, 403, 403, 200, 403, 200)),
+    Case("GET",  "/api/v1/profiles/{scope}/{key}", f"/api/v1/profiles/probe/{PROBE_B}",
+                                                                      (401, 401, 401, 403, 403, 403, 200, 200)),
+    Case("PUT",  "/api/v1/profiles/{scope}/{key}", "/api/v1/profiles/province/12",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 200), json_body(LAYER)),
+    Case("GET",  "/api/v1/probes/{probe_id}/config", A + "/config",   (401, 401, 401, 200, 403, 200, 403, 200)),
+    Case("GET",  "/api/v1/probes/{probe_id}/config", B + "/config",   (401, 401, 401, 403, 200, 403, 200, 200)),
+    Case("DELETE", "/api/v1/profiles/{scope}/{key}", "/api/v1/profiles/commune/01273",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 204)),
+    Case("DELETE", "/api/v1/profiles/national", "/api/v1/profiles/national",
+                                                                      (401, 401, 401, 403, 403, 403, 403, 204)),
 ]
 # fmt: on
 
@@ -205,6 +228,10 @@ def callers(collector_factory: CollectorFactory, db_url: str) -> tuple[RunningCo
                 updated_at=time.time() - 3600,
             )
         )
+    # layers of check profiles: national, province 04, commune 01273, probe B
+    for scope, key in (("national", ""), ("province", "04"), ("commune", "01273")):
+        set_layer(c.engine, scope, key, LAYER)
+    set_layer(c.engine, "probe", PROBE_B, LAYER)
     # two boxes waiting in province 04: enrolments 1 and 2, and what each side holds
     key = create_key(c.engine, "04").key
     enrol = EnrolRequest.model_validate(ENROL_04)

@@ -18,6 +18,7 @@ from lomsong.collector.app import create_app
 from lomsong.collector.auth import create_token
 from lomsong.collector.enrolment_keys import create_key
 from lomsong.collector.enrolments import record
+from lomsong.collector.fleet_profiles import set_layer
 from lomsong.enrolwire import EnrolRequest
 from lomsong.storage.database import write_transaction
 from lomsong.storage.schema import outages
@@ -388,6 +389,9 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
     box = {"machine_id": "0123456789abcdef", "hostname": "box", "agent_version": "1"}
     asked = EnrolRequest.model_validate({"commune": "01273", "description": box})
     record(c.engine, create_key(c.engine, "04").key, asked)  # enrolment 1
+    layer = {"checks": [{"kind": "tcp", "target": "dichvucong.gov.vn:443"}]}
+    set_layer(c.engine, "national", "", layer)
+    set_layer(c.engine, "province", "04", layer)
     # the routes of an app like the running one (built, never started)
     app = create_app(make_settings(sqlite_url), engine=c.engine)
     gets = sorted({path for path, methods in routes_of(app.routes) if "GET" in methods})
@@ -403,6 +407,7 @@ def test_head_answers_wherever_get_does_with_its_status_and_headers(
         path = template.replace("{code}", "04").replace("{probe_id}", "cb-thuc-phan")
         path = path.replace("{asset}", "swagger-ui.css").replace("{outage_id}", "head-outage")
         path = path.replace("{enrolment_id}", "1")
+        path = path.replace("{scope}", "province").replace("{key}", "04")
         target = path + ("?province=04" if path.startswith("/api/") else "")
         get = raw_request(c, "GET", target, headers)
         head = raw_request(c, "HEAD", target, headers)

@@ -193,7 +193,13 @@ def call(
     client: httpx.Client, method: str, path: str, token: str, probe_token: str, seqs: range
 ) -> httpx.Response:
     url = path.format(
-        probe_id=PROBE, code="04", outage_id="any-outage", asset="swagger-ui.css", enrolment_id=1
+        probe_id=PROBE,
+        code="04",
+        outage_id="any-outage",
+        asset="swagger-ui.css",
+        enrolment_id=1,
+        scope="province",
+        key="04",
     )
     params = QUERIES.get(path, {})
     headers = {"Authorization": f"Bearer {token}"}
@@ -221,6 +227,9 @@ def call(
         return client.post(url, headers=headers)
     if method == "POST" and path.startswith("/api/v1/enrolments"):
         return client.post(url, json=ENROLMENT_BODIES[path], headers=headers)
+    if method in ("PUT", "DELETE") and path.startswith("/api/v1/profiles"):
+        layer = {"checks": [{"kind": "tcp", "target": "dichvucong.gov.vn:443"}]}
+        return client.request(method, url, json=layer if method == "PUT" else None, headers=headers)
     assert method == "GET", (method, path)
     return client.get(url, params=params, headers=headers)
 

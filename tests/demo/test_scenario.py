@@ -233,11 +233,12 @@ def test_a_demo_agent_s_settings_are_valid(tmp_path: Path) -> None:
     assert [u.name for u in settings.uplinks] == ["fibre", "viettel-4g", "vnpt-4g"]
     assert settings.token_file == tmp_path / "Thư mục" / "token"
     jobs = plan_jobs(settings)
+    # a job is named by its check's kind, target and uplink
     assert sorted(j.id for j in jobs) == [
-        "0:http:fibre",
-        "1:http:viettel-4g",
-        "2:http:vnpt-4g",
-        "3:heartbeat:-",
+        "heartbeat:self:-",
+        "http:http://127.0.0.1:9000/x:fibre",
+        "http:http://127.0.0.1:9001/x:viettel-4g",
+        "http:http://127.0.0.1:9002/x:vnpt-4g",
     ]
 
 

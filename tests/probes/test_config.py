@@ -21,10 +21,21 @@ from lomsong.config.probe import (
     load_probe_settings,
     split_host_port,
 )
+from lomsong.config.profiles import (
+    ProfileDefaults,
+    ProfileLayer,
+    check_adapter,
+    merge,
+    parse_toml,
+)
 from lomsong.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "probe.toml"
+#: the example layers, in the order they merge
+PROFILES = [
+    ROOT / "config" / f"profile-{name}.toml" for name in ("national", "province-04", "probe")
+]
 HEAD = 'probe_id = "cb-x"\ncollector_url = "http://127.0.0.1:8080"\n'
 
 # (file contents, the exact one-line message after "<file>: ")
@@ -116,9 +127,14 @@ def test_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_the_example_is_valid_and_documents_every_option() -> None:
+    """probe.toml shows the box's own settings; the example profiles every check option."""
     settings = load_probe_settings(EXAMPLE)
     assert settings.probe_id == "cb-thuc-phan"
-    assert {type(c) for c in settings.checks} == {
+    assert settings.checks == [] and settings.checks_source == "collector"
+    layers = [parse_toml(p.read_text(), str(p)) for p in PROFILES]
+    merged = merge([(p.stem, layer) for p, layer in zip(PROFILES, layers, strict=True)])
+    checks = [check_adapter().validate_python(c) for c in merged.checks]
+    assert {type(c) for c in checks} == {
         IcmpCheck,
         TcpCheck,
         HttpCheck,
@@ -126,7 +142,7 @@ def test_the_example_is_valid_and_documents_every_option() -> None:
         ModemCheck,
         HeartbeatCheck,
     }
-    text = EXAMPLE.read_text()
+    text = "\n".join(p.read_text() for p in (EXAMPLE, *PROFILES))
     models = [
         ProbeSettings,
         UploadSettings,
@@ -137,6 +153,8 @@ def test_the_example_is_valid_and_documents_every_option() -> None:
         DnsCheck,
         ModemCheck,
         HeartbeatCheck,
+        ProfileLayer,
+        ProfileDefaults,
     ]
     for model in models:
         for name in model.model_fields:
@@ -147,7 +165,9 @@ def test_the_example_is_valid_and_documents_every_option() -> None:
                 or f"[[{name}]]" in text
                 or f"{name} (default" in text
             )
-            assert documented, f"{model.__name__}.{name} is not in config/probe.toml"
+            assert documented, f"{model.__name__}.{name} is in no example (config/*.toml)"
+    # the box's own file names no check option
+    assert "\nkind =" not in EXAMPLE.read_text()
 
 
 def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,7 +210,8 @@ def test_check_config_command(tmp_path: Path) -> None:
     ok = run_cli("probe", "check-config", str(EXAMPLE))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == (
-        f"{EXAMPLE}: ok: probe cb-thuc-phan, 2 uplinks, 6 checks, 10 scheduled jobs"
+        f"{EXAMPLE}: ok: probe cb-thuc-phan, 2 uplinks, 0 checks, 1 scheduled jobs; "
+        "checks from the collector's profile when it serves one, else these"
     )
     bad = tmp_path / "probe.toml"
     bad.write_text(HEAD + "[upload]\nbatch_size = 0\n")

@@ -1,7 +1,7 @@
 """token_rotations: a probe's new token, offered on its next report; the old one revoked on use
 
 Revision ID: 0012
-Revises: 0010 (on this branch; 0011, the check profiles, once both are merged)
+Revises: 0011
 Create Date: 2026-12-06 04:00:00.000000
 """
 
@@ -11,9 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-# The check profiles' migration (0011) is written at the same time on another branch; the merge
-# sets this to "0011" so that the chain stays one line.
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
