@@ -1,4 +1,4 @@
-"""The fleet as ``lomsong fleet status``, ``/api/v1/fleet`` and ``/fleet`` show it, in four
+"""The fleet as ``lomsong fleet status``, ``/api/v1/fleet`` and ``/fleet`` show it, in five
 queries whatever the number of probes.
 
 1. The probes of the provinces asked, with their commune, province and ``probe_state`` (agent
@@ -10,10 +10,9 @@ queries whatever the number of probes.
 3. The versions the whole fleet reports, for the mark an agent is held to
    (``maps/fleet_model.py``).
 4. The pending token rotations.
-
-The check profiles' configuration column (applied, pending or refused version) plugs in as a
-fifth query here, from ``probe_state``'s ``config_*`` columns and
-``served_config_versions(conn, probe_ids)``, once those exist.
+5. The layers of the check profiles, from which the version served to each probe is merged
+   (``collector/fleet_profiles.py``); what the agent applied or refused is in its
+   ``probe_state`` row, read by the first query.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import orjson
 from sqlalchemy import Engine, and_, select
 
 from lomsong import __version__
+from lomsong.collector.fleet_profiles import served_versions
 from lomsong.maps.fleet_model import Fleet, FleetProbe, newest_version
 from lomsong.storage.schema import (
     communes,
@@ -61,6 +61,9 @@ def fleet_status(
             probe_state.c.last_seen_at,
             probe_state.c.clock_skew_seconds,
             probe_state.c.boot_id,
+            probe_state.c.config_version,
+            probe_state.c.config_refused_version,
+            probe_state.c.config_error,
         )
         .join(communes, communes.c.code == probes.c.commune_code)
         .join(provinces, provinces.c.code == communes.c.province_code)
@@ -102,6 +105,11 @@ def fleet_status(
         ):
             if probe_id in fleet:
                 fleet[probe_id].rotation = "offered" if new_token_id is not None else "requested"
+        served = served_versions(
+            conn, ((p.probe_id, p.commune_code, p.province_code) for p in fleet.values())
+        )
+        for probe_id, version in served.items():
+            fleet[probe_id].config_served = version
     newest = newest_version([*versions, collector_version])
     for p in fleet.values():
         p.judge(now, silent_after, newest)
@@ -126,6 +134,9 @@ def _probe(row: Any) -> FleetProbe:
         last_seen_at=row.last_seen_at,
         clock_skew_seconds=row.clock_skew_seconds,
         boot_id=row.boot_id,
+        config_applied=row.config_version,
+        config_refused=row.config_refused_version,
+        config_error=row.config_error,
     )
 
 

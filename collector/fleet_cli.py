@@ -19,7 +19,7 @@ from lomsong.storage.cli import ConfigOpt, open_database
 from lomsong.wire import NAME_PATTERN, PROVINCE_CODE
 
 if TYPE_CHECKING:
-    from lomsong.maps.fleet_model import Fleet
+    from lomsong.maps.fleet_model import Fleet, FleetProbe
 
 fleet_app = typer.Typer(
     help="The probe agents: versions, health and spools, and the check profiles they fetch.",
@@ -34,6 +34,8 @@ MARK_WORDS = {
     "clock": "clock",
     "dropped": "drops",
     "rotation": "rotating",
+    "config_refused": "CONFIG REFUSED",
+    "config_pending": "config pending",
 }
 
 
@@ -82,22 +84,34 @@ def fleet_status(
     print_fleet(fleet)
 
 
+def _config_word(p: FleetProbe) -> str:
+    """``applied 3f2a9c1b7e0d``, ``pending``, ``REFUSED``, ``local``, ``?``: at most 20 columns."""
+    from lomsong.config.profiles import short
+
+    state = p.config_state
+    if state == "applied":
+        return f"ok {short(p.config_served)}"
+    return {"pending": "pending", "refused": "REFUSED", "local": "local", "unknown": "?"}[state]
+
+
 def print_fleet(fleet: Fleet) -> None:
     from lomsong.tables import Column, console, table
 
     now = fleet.now
-    # on a narrow terminal the boot time goes first, then the skew, the province and the
-    # drops: the probe, where it is, whether it is heard and its spool are what people act on
+    # on a narrow terminal the boot time goes first, then the skew, the configuration, the
+    # province and the drops: the probe, where it is, whether it is heard and its spool are
+    # what people act on (a refused configuration is among the marks too)
     columns = [
         Column("probe", wrap=True, min_width=10),
         Column("commune", wrap=True, min_width=12),
         Column("province", wrap=True, min_width=8, drop=2),
         Column("version"),
         Column("heard ago"),
-        Column("skew s", numeric=True, drop=3),
+        Column("skew s", numeric=True, drop=4),
         Column("spool", numeric=True),
         Column("drops", numeric=True, drop=1),
-        Column("uptime", numeric=True, drop=4),
+        Column("config", drop=3),
+        Column("uptime", numeric=True, drop=5),
         Column("marks", wrap=True, min_width=11),
     ]
     rows = []
@@ -115,6 +129,7 @@ def print_fleet(fleet: Fleet) -> None:
                 "" if p.clock_skew_seconds is None else f"{p.clock_skew_seconds:+.1f}",
                 "" if p.spool_depth is None else str(p.spool_depth),
                 "" if drops is None else str(drops),
+                _config_word(p),
                 "" if booted is None else short(max(0.0, now - booted)),
                 ", ".join(MARK_WORDS[m] for m in p.marks),
             ]

@@ -331,17 +331,23 @@ def served_config_versions(conn: Connection, probe_ids: Sequence[str]) -> dict[s
     layer applies to (it runs its local checks) and an unknown id are left out."""
     if not probe_ids:
         return {}
-    _, live = _load(conn)
-    if not live:
-        return {}
     rows = conn.execute(
         select(probes.c.id, probes.c.commune_code, communes.c.province_code)
         .join(communes, communes.c.code == probes.c.commune_code)
         .where(probes.c.id.in_(list(probe_ids)))
     )
+    return served_versions(conn, ((pid, commune, province) for pid, commune, province in rows))
+
+
+def served_versions(conn: Connection, places: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """As ``served_config_versions``, for (probe id, commune, province) already at hand: one
+    read of the layers whatever their number."""
+    _, live = _load(conn)
+    if not live:
+        return {}
     memo: dict[tuple[int, ...], str] = {}
     out: dict[str, str] = {}
-    for pid, commune, province in rows:
+    for pid, commune, province in places:
         chosen = _layers_for(live, pid, commune, province)
         if not chosen:
             continue

@@ -39,7 +39,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from lomsong.config.probe import CheckSettings, Interval, Timeout
 from lomsong.errors import ValidationError
-from lomsong.wire import CheckKind, describe_validation_error
+from lomsong.wire import LOCAL_CONFIG_VERSION, CheckKind, describe_validation_error
 
 Scope = Literal["national", "province", "commune", "probe"]
 SCOPES: tuple[Scope, ...] = ("national", "province", "commune", "probe")
@@ -50,7 +50,7 @@ DEFAULTED = ("interval_seconds", "jitter_seconds", "timeout_seconds")
 #: checks in one layer: far more than a commune box runs
 MAX_CHECKS = 128
 #: the version an agent reports while it runs the checks of its own ``probe.toml``
-LOCAL_VERSION = "local"
+LOCAL_VERSION = LOCAL_CONFIG_VERSION
 
 
 class _Section(BaseModel):

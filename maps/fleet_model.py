@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lomsong.timefmt import iso
+from lomsong.wire import LOCAL_CONFIG_VERSION
 
 #: a clock further off than this is marked (the detector corrects it, people should fix it)
 SKEW_MARK_SECONDS = 60.0
@@ -72,11 +73,30 @@ class FleetProbe:
     spool_refused: int | None = None
     #: a pending token rotation: ``requested`` or ``offered``
     rotation: str | None = None
-    # After the check profiles are merged, the configuration applied, pending or refused goes
-    # here (filled by ``collector/fleet.py``'s fifth query), with a mark for a stale one.
+    #: the check profile's version the collector serves the probe now (None: no layer
+    #: applies, it runs its local checks); the one its newest heartbeat says it applies
+    #: (``local`` for its own file's checks), and the one it refused with its error
+    config_served: str | None = None
+    config_applied: str | None = None
+    config_refused: str | None = None
+    config_error: str | None = None
     silent: bool = False
     outdated: bool = False
     marks: list[str] = field(default_factory=list)
+
+    @property
+    def config_state(self) -> str:
+        """``applied``, ``pending`` (served, not yet applied), ``refused`` (the served version
+        refused by the agent), ``local`` (no profile served: its own checks) or ``unknown``
+        (a profile served to an agent that never said what it runs: an older agent)."""
+        served, applied = self.config_served, self.config_applied
+        if served is None:
+            return "local" if applied in (None, LOCAL_CONFIG_VERSION) else "pending"
+        if applied == served:
+            return "applied"
+        if self.config_refused == served:
+            return "refused"
+        return "unknown" if applied is None else "pending"
 
     @property
     def booted_at(self) -> float | None:
@@ -106,13 +126,20 @@ class FleetProbe:
             marks.append("dropped")
         if self.rotation is not None:
             marks.append("rotation")
+        state = self.config_state
+        if state == "refused":
+            marks.append("config_refused")
+        elif state == "pending" and not self.silent:
+            marks.append("config_pending")
         self.marks = marks
 
     def sort_key(self) -> tuple[Any, ...]:
-        """Silent first, then outdated, then the rest; each by province, commune, id."""
+        """Silent first, then outdated, then a refused configuration, then the rest; each by
+        province, commune, id."""
         return (
             not self.silent,
             not self.outdated,
+            self.config_state != "refused",
             self.province_code,
             self.commune_name,
             self.probe_id,
@@ -139,6 +166,13 @@ class FleetProbe:
             "uptime_seconds": None if booted is None else max(0.0, now - booted),
             "boot_id": self.boot_id,
             "token_rotation": self.rotation,
+            "config": {
+                "state": self.config_state,
+                "served": self.config_served,
+                "applied": self.config_applied,
+                "refused": self.config_refused,
+                "error": self.config_error,
+            },
             "marks": self.marks,
         }
 

@@ -14,9 +14,11 @@ from collections.abc import Iterator, Sequence
 from html import escape
 from typing import Any
 
+from lomsong.config.profiles import short
 from lomsong.maps.fleet_model import Fleet, FleetProbe
 from lomsong.maps.pages import page
 from lomsong.maps.status_page import STATUS_STYLE
+from lomsong.wire import LOCAL_CONFIG_VERSION
 from lomsong.words import Language, duration, local_time, number
 
 #: at most this many probes in the list on top; the others that stand out head their provinces
@@ -29,6 +31,16 @@ MARKS: dict[str, tuple[str, str]] = {
     "clock": ("Lệch giờ", "Clock off"),
     "dropped": ("Mất kết quả", "Results dropped"),
     "rotation": ("Đang đổi mã", "Token rotating"),
+    "config_refused": ("Cấu hình bị từ chối", "Config refused"),
+    "config_pending": ("Cấu hình chưa áp dụng", "Config pending"),
+}
+#: (Vietnamese, English) of each configuration state (``FleetProbe.config_state``)
+CONFIG_STATES: dict[str, tuple[str, str]] = {
+    "applied": ("Đã áp dụng", "Applied"),
+    "pending": ("Chưa áp dụng", "Pending"),
+    "refused": ("Bị từ chối", "Refused"),
+    "local": ("Cấu hình tại chỗ", "Local file"),
+    "unknown": ("Không rõ", "Not reported"),
 }
 _MARK_CLASS = {
     "never_heard": "bad",
@@ -37,6 +49,8 @@ _MARK_CLASS = {
     "clock": "warn",
     "dropped": "warn",
     "rotation": "info",
+    "config_refused": "bad",
+    "config_pending": "info",
 }
 #: (Vietnamese, English) headers of the page's table, in order
 HEADERS = (
@@ -47,6 +61,7 @@ HEADERS = (
     ("Lệch giờ", "Clock skew"),
     ("Hàng đợi", "Spool"),
     ("Bỏ / từ chối", "Dropped / refused"),
+    ("Cấu hình", "Config"),
     ("Khởi động", "Up since"),
     ("Đánh dấu", "Marks"),
 )
@@ -168,6 +183,7 @@ def _row(p: FleetProbe, now: float) -> str:
         ""
         if p.spool_dropped is None and p.spool_refused is None
         else f"{p.spool_dropped or 0} / {p.spool_refused or 0}",
+        _config_cell(p),
         ""
         if booted is None
         else f"{escape(local_time(booted))}"
@@ -187,6 +203,18 @@ def _row(p: FleetProbe, now: float) -> str:
     return f'<tr id="f-{escape(p.probe_id)}" data-marks="{" ".join(p.marks)}"{cls}>{tds}</tr>'
 
 
+def _config_cell(p: FleetProbe) -> str:
+    state = p.config_state
+    vi, en = CONFIG_STATES[state]
+    shown = p.config_served if state in ("applied", "pending", "refused") else p.config_applied
+    text = f"{escape(vi)} / {escape(en)}"
+    if shown and shown != LOCAL_CONFIG_VERSION:
+        text += f'<br><span class="muted">v{escape(short(shown))}</span>'
+    if state == "refused" and p.config_error:
+        text += f'<br><span class="muted">{escape(p.config_error)}</span>'
+    return text
+
+
 def sheet_header(lang: Language) -> list[str]:
     """The columns of the fleet's CSV and XLSX, in ``lang``."""
     vi = lang == "vi"
@@ -204,6 +232,10 @@ def sheet_header(lang: Language) -> list[str]:
         "Hàng đợi" if vi else "Spool depth",
         "Bị bỏ" if vi else "Dropped",
         "Bị từ chối" if vi else "Refused",
+        "Cấu hình" if vi else "Config",
+        "Phiên bản cấu hình phục vụ" if vi else "Config served",
+        "Phiên bản cấu hình áp dụng" if vi else "Config applied",
+        "Lỗi cấu hình" if vi else "Config error",
         "Khởi động lúc" if vi else "Booted at",
         "Đánh dấu" if vi else "Marks",
     ]
@@ -230,6 +262,10 @@ def sheet_rows(fleet: Fleet, lang: Language) -> Iterator[list[Any]]:
             p.spool_depth,
             p.spool_dropped,
             p.spool_refused,
+            CONFIG_STATES[p.config_state][pick],
+            p.config_served or "",
+            p.config_applied or "",
+            p.config_error or "",
             local_time(booted) if booted is not None else "",
             "; ".join(MARKS[m][pick] for m in p.marks),
         ]

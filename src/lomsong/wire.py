@@ -91,6 +91,8 @@ class RunningCheck(_Strict):
 #: a configuration's version: the SHA-256 of the collector's profile (64 hex digits), "local"
 ConfigVersion = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-z]+$")]
 #: the fields only a heartbeat carries, besides ``checks``
+#: the ``config_version`` of an agent that runs the checks of its own ``probe.toml``
+LOCAL_CONFIG_VERSION = "local"
 HEARTBEAT_CONFIG_FIELDS = ("config_version", "config_refused_version", "config_error")
 
 

@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy import Engine, event, update
 
 from lomsong.collector.fleet import fleet_status
+from lomsong.collector.fleet_profiles import served_config_versions, set_layer
 from lomsong.collector.token_rotation import request_rotation
 from lomsong.maps.fleet_model import is_outdated, newest_version, release
+from lomsong.maps.fleet_page import fleet_page, sheet_header, sheet_rows
 from lomsong.storage.schema import probe_state
 from tests.conftest import ADMIN_SECRET, RunningCollector
 from tests.factories import batch, body, result
@@ -95,13 +97,13 @@ def test_versions_compare_by_release_numbers() -> None:
     assert not is_outdated(None, "0.10.0")  # an agent that never said is not judged
 
 
-def test_fleet_status_marks_and_sorts_in_four_queries(any_collector: RunningCollector) -> None:
+def test_fleet_status_marks_and_sorts_in_five_queries(any_collector: RunningCollector) -> None:
     c = any_collector
     seed(c)
     now = time.time()
     queries = count_queries(c.engine)
     fleet = fleet_status(c.engine, None, now=now, silent_after=SILENT_AFTER)
-    assert len(queries) == 4, queries
+    assert len(queries) == 5, queries
     order = [p.probe_id for p in fleet.probes]
     # silent first (the never heard and the quiet, both outdated or unjudged), then outdated
     assert order == ["fl-never", "fl-quiet", "fl-old", "fl-new"]
@@ -124,6 +126,72 @@ def test_fleet_status_marks_and_sorts_in_four_queries(any_collector: RunningColl
     request_rotation(c.engine, "fl-new")
     again = fleet_status(c.engine, {"12"}, now=now, silent_after=SILENT_AFTER)
     assert again.probes[0].rotation == "requested" and again.probes[0].marks == ["rotation"]
+
+
+def test_the_configuration_served_applied_pending_or_refused(
+    any_collector: RunningCollector,
+) -> None:
+    c = any_collector
+    tokens = seed(c)
+    now = time.time()
+    # no layer: every probe runs its own file's checks
+    fleet = fleet_status(c.engine, None, now=now, silent_after=SILENT_AFTER)
+    assert {p.config_state for p in fleet.probes} == {"local"}
+    national = {"checks": [{"kind": "tcp", "target": "dichvucong.gov.vn:443"}]}
+    set_layer(c.engine, "national", "", national)
+    set_layer(
+        c.engine, "province", "12", {"checks": [{"kind": "icmp", "target": "quangtri.gov.vn"}]}
+    )
+    with c.engine.connect() as conn:
+        served = served_config_versions(conn, ["fl-old", "fl-new", "fl-quiet", "nobody"])
+    assert set(served) == {"fl-old", "fl-new", "fl-quiet"}
+    assert served["fl-old"] == served["fl-quiet"] != served["fl-new"]
+    # fl-old applies what is served; fl-new refused it; fl-quiet still runs its file
+    send(
+        c,
+        tokens["fl-old"],
+        heartbeat_batch("fl-old", 4, "0.10.0", config_version=served["fl-old"]),
+    )
+    send(
+        c,
+        tokens["fl-new"],
+        heartbeat_batch(
+            "fl-new",
+            4,
+            "0.10.0",
+            config_version="local",
+            config_refused_version=served["fl-new"],
+            config_error="checks[0].uplinks: no uplink 'viettel-4g' on this box",
+        ),
+    )
+    send(c, tokens["fl-quiet"], heartbeat_batch("fl-quiet", 4, "0.10.0", config_version="local"))
+    queries = count_queries(c.engine)
+    fleet = fleet_status(c.engine, None, now=time.time(), silent_after=SILENT_AFTER)
+    assert len(queries) == 5, queries
+    by_id = {p.probe_id: p for p in fleet.probes}
+    states = {i: p.config_state for i, p in by_id.items()}
+    assert states == {
+        "fl-old": "applied",
+        "fl-new": "refused",
+        "fl-quiet": "pending",
+        "fl-never": "unknown",  # served a profile, never said what it runs
+    }
+    assert by_id["fl-new"].marks == ["config_refused"]
+    assert by_id["fl-quiet"].marks == ["config_pending"]  # heard again: no longer silent
+    assert by_id["fl-old"].marks == []
+    # a refused configuration comes before the probes that are well
+    assert [p.probe_id for p in fleet.probes] == ["fl-never", "fl-new", "fl-old", "fl-quiet"]
+    doc = by_id["fl-new"].as_json(fleet.now)["config"]
+    assert doc["state"] == "refused" and doc["served"] == served["fl-new"]
+    assert doc["error"] == "checks[0].uplinks: no uplink 'viettel-4g' on this box"
+    # the page and the sheet say it in both languages
+    html = fleet_page(fleet, who="admin")
+    assert "Bị từ chối / Refused" in html and "no uplink &#x27;viettel-4g&#x27;" in html
+    assert f"v{served['fl-old'][:12]}" in html
+    rows = {r[0]: r for r in sheet_rows(fleet, "en")}
+    header = sheet_header("en")
+    assert rows["fl-new"][header.index("Config")] == "Refused"
+    assert rows["fl-old"][header.index("Config applied")] == served["fl-old"]
 
 
 def test_fleet_api_json_csv_and_scope(any_collector: RunningCollector) -> None:
