@@ -105,6 +105,11 @@ class FleetProbe:
             return None
         return self.heartbeat_at + (self.clock_skew_seconds or 0.0) - self.uptime_seconds
 
+    @property
+    def stands_out(self) -> bool:
+        """Someone must act: silent, outdated, or its configuration refused."""
+        return self.silent or self.outdated or self.config_state == "refused"
+
     def silent_for(self, now: float) -> float | None:
         return None if self.last_seen_at is None else max(0.0, now - self.last_seen_at)
 
@@ -195,6 +200,11 @@ class Fleet:
     def outdated(self) -> int:
         return sum(p.outdated for p in self.probes)
 
+    @property
+    def refused(self) -> int:
+        """Probes whose agent refused the configuration served to it."""
+        return sum(p.config_state == "refused" for p in self.probes)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "generated_at": iso(self.now),
@@ -204,5 +214,6 @@ class Fleet:
             "count": len(self.probes),
             "silent": self.silent,
             "outdated": self.outdated,
+            "config_refused": self.refused,
             "probes": [p.as_json(self.now) for p in self.probes],
         }

@@ -1,11 +1,11 @@
 """The fleet page ``/fleet``, and the fleet as rows of a CSV or XLSX file.
 
-Phone first, as the status page: the probes that need someone (silent, outdated) come first
-as a list of their own, then each province folded with its probes. Each probe is a table row
-on a desk and a card on a phone (below 700 px the cells stack, each with its header beside
-it; the value is one element, so the grid keeps it in its column), so the page never
-scrolls sideways. 3,321 probes make one page of about 2 MB of plain
-HTML and no script.
+Phone first, as the status page: the probes that need someone (silent, outdated, their
+configuration refused) come first as a list of their own, then each province folded with its
+probes. Each probe is a table row on a desk and a card on a phone (below 700 px the cells
+stack, each with its header beside it; the value is one element, so the grid keeps it in its
+column), so the page never scrolls sideways. 3,321 probes make one page of about 2 MB of
+plain HTML and no script.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ table.fleet tr.warn td:first-child { border-left: 6px solid #b07d00; }
 def fleet_page(fleet: Fleet, *, who: str, province: str | None = None, refresh: int = 60) -> str:
     """The whole page: a summary, the probes that stand out, then every province folded."""
     now = fleet.now
-    standing_out = [p for p in fleet.probes if p.silent or p.outdated]
+    standing_out = [p for p in fleet.probes if p.stands_out]
     # After a collector upgrade every agent is outdated: the list on top stays short enough to
     # read and to load on a phone, and the rest wait in their provinces, first and marked.
     attention = standing_out[:ATTENTION_LIMIT]
@@ -120,8 +120,9 @@ def fleet_page(fleet: Fleet, *, who: str, province: str | None = None, refresh: 
             else ""
         )
         if attention
-        else '<p class="muted">Không có / None: mọi trạm đều liên lạc và đúng phiên bản / '
-        "every probe is heard and up to date.</p>",
+        else '<p class="muted">Không có / None: mọi trạm đều liên lạc, đúng phiên bản và chạy '
+        "cấu hình được giao / every probe is heard, up to date and runs the configuration "
+        "it is served.</p>",
         '<h2 id="provinces">Theo tỉnh / By province</h2>',
     ]
     for code in sorted(by_province):
@@ -149,7 +150,8 @@ def _summary(fleet: Fleet) -> str:
         f"(&gt; {fleet.silent_after_seconds:g} s) · "
         f"<b>{fleet.outdated}</b> phiên bản cũ / outdated "
         f"(&lt; {escape(fleet.newest_version or '?')}; "
-        f"máy chủ / collector {escape(fleet.collector_version)})</p>"
+        f"máy chủ / collector {escape(fleet.collector_version)}) · "
+        f"<b>{fleet.refused}</b> cấu hình bị từ chối / configuration refused</p>"
     )
 
 
@@ -198,7 +200,7 @@ def _row(p: FleetProbe, now: float) -> str:
         f'<td data-h="{escape(vi)} / {escape(en)}"{"" if c else _EMPTY}><div>{c}</div></td>'
         for (vi, en), c in zip(HEADERS, cells, strict=True)
     )
-    level = "bad" if p.silent else "warn" if p.outdated else ""
+    level = "bad" if p.silent or p.config_state == "refused" else "warn" if p.outdated else ""
     cls = f' class="{level}"' if level else ""
     return f'<tr id="f-{escape(p.probe_id)}" data-marks="{" ".join(p.marks)}"{cls}>{tds}</tr>'
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.collector.test_fleet import seed
+from lomsong.collector.fleet_profiles import served_config_versions, set_layer
+from tests.collector.test_fleet import heartbeat_batch, seed, send
 from tests.conftest import ADMIN_SECRET, CollectorFactory
 from tests.maps.conftest import keep
 
@@ -23,7 +24,15 @@ def test_fleet_page_on_a_desk_and_a_phone(
     browser: Any, collector_factory: CollectorFactory, sqlite_url: str, tmp_path: Path
 ) -> None:
     c = collector_factory(sqlite_url, report_interval_seconds=30.0)
-    seed(c)
+    tokens = seed(c)
+    # a national profile: fl-new applies it, fl-old refuses it
+    set_layer(c.engine, "national", "", {"checks": [{"kind": "tcp", "target": "dvc.gov.vn:443"}]})
+    with c.engine.connect() as conn:
+        served = served_config_versions(conn, ["fl-old"])["fl-old"]
+    send(c, tokens["fl-new"], heartbeat_batch("fl-new", 4, "0.10.0", config_version=served))
+    refusal = "checks[0].uplinks: no uplink 'viettel-4g' on this box"
+    beat = {"config_refused_version": served, "config_error": refusal}
+    send(c, tokens["fl-old"], heartbeat_batch("fl-old", 4, "0.1.0", **beat, spool_dropped=3))
     for viewport, name in ((WIDE, "fleet-1400.png"), (NARROW, "fleet-390.png")):
         context = browser.new_context(viewport=viewport, locale="vi-VN")
         page = context.new_page()
@@ -43,7 +52,10 @@ def test_fleet_page_on_a_desk_and_a_phone(
         assert "Chưa từng liên lạc / Never heard" in text and "Xã Bảo Lạc (01321)" in text
         old = attention.nth(2).inner_text()
         assert "Phiên bản cũ / Outdated" in old and "Mất kết quả / Results dropped" in old
-        assert "0.1.0" in old and "3 / 1" in old and "42" in old
+        assert "0.1.0" in old and "3 / 0" in old
+        assert "Cấu hình bị từ chối / Config refused" in old and "Bị từ chối / Refused" in old
+        assert "no uplink 'viettel-4g' on this box" in old
+        assert "1 cấu hình bị từ chối / configuration refused" in summary
         box = first.bounding_box()
         assert box is not None and box["y"] < viewport["height"]  # above the fold
         assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
@@ -66,6 +78,7 @@ def test_fleet_page_on_a_desk_and_a_phone(
         province = page.locator("#p-12")
         assert "Lai Châu (12)" in province.locator("summary").inner_text()
         assert page.locator("#f-fl-new").is_visible()
+        assert f"Đã áp dụng / Applied\nv{served[:12]}" in page.locator("#f-fl-new").inner_text()
         province.locator("summary").click()
         assert not page.locator("#f-fl-new").is_visible()
         province.locator("summary").click()
