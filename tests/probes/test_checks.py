@@ -27,6 +27,7 @@ from lomsong.probes.checks.http import certificate_not_after
 from lomsong.probes.checks.icmp import NO_SOCKET
 from lomsong.wire import Result
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 from .conftest import Certificate, Server, probe_settings
 
@@ -60,7 +61,9 @@ def test_tcp_connects_from_the_uplinks_source_address(tcp_server: Server, tmp_pa
     # measured within the run (run_seconds is rounded to the microsecond)
     assert 0 < (m.outcome.duration_seconds or 0) <= m.outcome.details["run_seconds"] + 1e-6
     assert m.wire()["uplink"] == "viettel-4g"
-    # The server saw the connection come from the uplink's address, not the default one.
+    # The server saw the connection come from the uplink's address, not the default one; the
+    # kernel completes the handshake before the server's thread accepts, so wait for it.
+    wait_until(lambda: tcp_server.peers, timeout=5, what="the server accepts the connection")
     assert tcp_server.peers == ["127.0.0.2"]
 
 
