@@ -11,8 +11,9 @@ newest result of each check and one update of the states; a re-sent batch adds o
 seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row parameter processing
 costs more than SQLite's insert itself.
 
-With rollups on, the same transaction folds the rows it inserted into the 5-minute, hourly and
-daily rollups (``storage/rollups.py``): one additive upsert per level. Which rows are new is
+With rollups on, the same transaction folds the rows it inserted into the 5-minute rollups
+(``storage/rollups.py``) with one additive upsert, and marks the (check, hour)s it changed, from
+which the detector's leader derives the hourly and daily rows later. Which rows are new is
 known before the insert (the probe's ``probe_state`` row is locked, and a re-send's stored seqs
 are read); the insert's own row count is checked against it, and a disagreement fails the
 group rather than count a result twice or never.
@@ -36,7 +37,7 @@ from sqlalchemy import Connection, Engine
 from lomsong.collector.ingest import CheckKey, PreparedBatch, Running
 from lomsong.errors import StorageError, StorageUnavailable
 from lomsong.storage.database import enable_immediate_transactions, unavailable
-from lomsong.storage.rollups import RollupWriter, fold
+from lomsong.storage.rollups import RollupWriter, fold_5m
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)
@@ -476,7 +477,7 @@ class _Group:
                 f"the insert stored {self.inserted} results where {len(self.accepted)} were "
                 "new: rollups would disagree with the rows"
             )
-        rollups.write(self.conn, fold(self.accepted))
+        rollups.write_fine(self.conn, fold_5m(self.accepted))
 
     def _forget_stale(self, states: dict[str, _State]) -> None:
         """Leave out of ``latest_results`` the checks a probe no longer runs: delete their rows

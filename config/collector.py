@@ -119,9 +119,13 @@ class RollupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Fold every stored result into the 5-minute, hourly and daily rollups in the same
-    #: transaction. Off only to measure what they cost; turned on again, ``rebuild`` them.
+    #: Fold every stored result into the 5-minute rollups in the same transaction (and the
+    #: hourly and daily ones derived from them). Off only to measure what they cost; turned on
+    #: again, ``rebuild`` them.
     enabled: bool = True
+    #: How often the detector's leader derives the hourly and daily rollups of the hours whose
+    #: 5-minute rollups changed: how far those rows may trail the 5-minute ones.
+    derive_every_seconds: Annotated[float, Field(ge=1, le=3_600)] = 10.0
 
 
 class CollectorSettings(FileSettings):

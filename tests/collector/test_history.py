@@ -15,13 +15,14 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
 from lomsong.storage.latency_bins import RELATIVE_ERROR
+from lomsong.storage.rollups import derive_marked
 from tests.factories import body, iso, result
 
 #: the start of a 5-minute bucket two hours ago
 T = datetime.fromtimestamp((time.time() // 300) * 300 - 7200, UTC)
 
 
-def send(store: ReportStore, results: list[dict[str, Any]]) -> None:
+def send(engine: Engine, store: ReportStore, results: list[dict[str, Any]]) -> None:
     doc = {
         "probe_id": "cb-h",
         "boot_id": "b",
@@ -30,6 +31,7 @@ def send(store: ReportStore, results: list[dict[str, Any]]) -> None:
         "results": results,
     }
     store.write([parse_batch(body(doc)[0], IngestLimits(), clock=time.time)])
+    derive_marked(engine)  # the leader's next derivation: the hourly and daily rows
 
 
 def test_points_per_bucket_with_percentiles_loss_and_signal(engine: Engine) -> None:
@@ -59,10 +61,10 @@ def test_points_per_bucket_with_percentiles_loss_and_signal(engine: Engine) -> N
         )
         for i in range(8)
     ]
-    send(store, icmp + to_resolver + modem)
+    send(engine, store, icmp + to_resolver + modem)
     # a backlog measured earlier arrives later: it lands in its own past bucket
     late = T - timedelta(minutes=30)
-    send(store, [result(40, at=late, duration_seconds=0.2, ok=True)])
+    send(engine, store, [result(40, at=late, duration_seconds=0.2, ok=True)])
 
     since, until = (T - timedelta(hours=1)).timestamp(), (T + timedelta(hours=1)).timestamp()
     points = series(engine, "cb-h", "viettel-4g", "icmp", since, until)
