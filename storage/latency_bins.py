@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from itertools import accumulate
 
@@ -42,6 +43,13 @@ def bin_of(seconds: float) -> int:
     if not seconds > MIN_SECONDS:  # NaN and negatives too
         return 0
     return max(1, math.ceil(math.log(seconds / MIN_SECONDS) / _LOG_GAMMA))
+
+
+def count_bins(values: Iterable[float]) -> Histogram:
+    """The histogram of ``values``: ``bin_of`` each, inlined (the writer bins every latency)."""
+    log, ceil, low, step = math.log, math.ceil, MIN_SECONDS, _LOG_GAMMA
+    bins = [max(1, ceil(log(v / low) / step)) if v > low else 0 for v in values]
+    return dict(Counter(bins))
 
 
 def value_of(bin_index: int) -> float:

@@ -149,9 +149,7 @@ class Rollup:
             lat = [d for row in oks if (d := row.get("duration_seconds")) is not None]
             if lat:
                 r.rtt = Stat(len(lat), sum(lat), min(lat), max(lat))
-                hist = r.hist
-                for b in map(latency_bins.bin_of, lat):
-                    hist[b] = hist.get(b, 0) + 1
+                r.hist = latency_bins.count_bins(lat)
             sent = [n for row in rows if (n := row.get("packets_sent")) is not None]
             if sent:
                 r.packets_sent = sum(sent)
@@ -434,19 +432,24 @@ class RollupWriter:
         marks = [tuple(m) for m in conn.exec_driver_sql(self._take, (limit,))]
         if not marks:
             return 0
-        hours = coarsen(self._read(conn, "rollup_5m", marks, HOUR), LEVELS[1])
+        hours = self._merged(conn, "rollup_5m", marks, HOUR, LEVELS[1])
         self._put(conn, "1h", hours)
         daily = LEVELS[2]
         days = sorted({(p, u, k, t, daily.bucket(h)) for p, u, k, t, h in marks})
-        self._put(conn, "1d", coarsen(self._read(conn, "rollup_1h", days, 86_400), daily))
+        self._put(conn, "1d", self._merged(conn, "rollup_1h", days, 86_400, daily))
         conn.exec_driver_sql(self._unmark, marks)
         return len(marks)
 
-    def _read(
-        self, conn: Connection, table: str, ranges: Sequence[tuple[Any, ...]], span: int
-    ) -> dict[Key, Rollup]:
-        """The rows of ``table`` in each check's ``[start, start + span)`` of ``ranges``."""
-        out: dict[Key, Rollup] = {}
+    def _merged(
+        self,
+        conn: Connection,
+        table: str,
+        ranges: Sequence[tuple[Any, ...]],
+        span: int,
+        level: Level,
+    ) -> dict[Key, tuple[Any, ...]]:
+        """The rows of ``table`` in each check's ``[start, start + span)`` of ``ranges``,
+        merged into ``level``'s buckets (values in ``VALUE_COLUMNS`` order)."""
         p = self._p
         values = ", ".join([f"({p}, {p}, {p}, {p}, {p})"] * len(ranges))
         columns = ", ".join(f"r.{c}" for c in (*KEY_COLUMNS, *VALUE_COLUMNS))
@@ -455,15 +458,61 @@ class RollupWriter:
             f"SELECT {columns} FROM m JOIN {table} r ON {_JOIN_ON.format(span=span)}"
         )
         flat = tuple(v for r in ranges for v in r)
+        grouped: dict[Key, list[Sequence[Any]]] = {}
         for row in conn.exec_driver_sql(sql, flat):
-            out[(row[0], row[1], row[2], row[3], int(row[4]))] = Rollup.from_values(row[5:])
-        return out
+            key = (row[0], row[1], row[2], row[3], level.bucket(int(row[4])))
+            same = grouped.get(key)
+            if same is None:
+                grouped[key] = [row[5:]]
+            else:
+                same.append(row[5:])
+        return {key: merge_values(same) for key, same in grouped.items()}
 
-    def _put(self, conn: Connection, level: str, rows: Mapping[Key, Rollup]) -> None:
+    def _put(self, conn: Connection, level: str, rows: Mapping[Key, Sequence[Any]]) -> None:
         if rows:
-            conn.exec_driver_sql(
-                self._replace[level], [(*k, *r.params()) for k, r in sorted(rows.items())]
-            )
+            conn.exec_driver_sql(self._replace[level], [(*k, *v) for k, v in sorted(rows.items())])
+
+
+#: Positions in ``VALUE_COLUMNS`` of the values merged by addition, minimum and maximum.
+_ADDED_AT = tuple(
+    i for i, c in enumerate(VALUE_COLUMNS) if c in _ADDED or c.endswith(("_count", "_sum"))
+)
+_LOW_AT = tuple(i for i, c in enumerate(VALUE_COLUMNS) if c.endswith("_min"))
+_HIGH_AT = tuple(i for i, c in enumerate(VALUE_COLUMNS) if c.endswith("_max"))
+_HIST_AT = VALUE_COLUMNS.index("hist")
+_CELLS_AT = VALUE_COLUMNS.index("cells")
+
+
+def merge_values(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+    """Stored rows' values (``VALUE_COLUMNS``) merged into one row's, as ``Rollup.merge``
+    would, without building rollups: what a derivation does with each coarse bucket."""
+    if len(rows) == 1:
+        return tuple(rows[0])
+    out = list(rows[0])
+    hist: dict[str, int] = {}
+    cells: dict[str, int] = {}
+    _add_counts_into(hist, out[_HIST_AT])
+    _add_counts_into(cells, out[_CELLS_AT])
+    for v in rows[1:]:
+        for i in _ADDED_AT:
+            out[i] += v[i]
+        for i in _LOW_AT:
+            if v[i] is not None and (out[i] is None or v[i] < out[i]):
+                out[i] = v[i]
+        for i in _HIGH_AT:
+            if v[i] is not None and (out[i] is None or v[i] > out[i]):
+                out[i] = v[i]
+        _add_counts_into(hist, v[_HIST_AT])
+        _add_counts_into(cells, v[_CELLS_AT])
+    out[_HIST_AT] = orjson.dumps(hist).decode() if hist else "{}"
+    out[_CELLS_AT] = orjson.dumps(cells).decode() if cells else "{}"
+    return tuple(out)
+
+
+def _add_counts_into(into: dict[str, int], text: str | None) -> None:
+    if text and text != "{}":
+        for k, n in orjson.loads(text).items():
+            into[k] = into.get(k, 0) + n
 
 
 #: The columns of ``results`` that ``Rollup.add`` reads.
