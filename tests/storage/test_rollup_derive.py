@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from lomsong.collector.ingest import PreparedBatch, parse_batch
@@ -16,9 +18,18 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
 from lomsong.storage.database import write_transaction
-from lomsong.storage.rollups import RollupWriter, derive_marked, read_level
+from lomsong.storage.rollups import (
+    LEVELS,
+    Rollup,
+    RollupWriter,
+    coarsen,
+    derive_marked,
+    fold,
+    merge_values,
+    read_level,
+)
 from tests.factories import T0, batch, body, result
-from tests.rollup_checks import check_against_raw, check_derived_so_far, marked
+from tests.rollup_checks import assert_same, check_against_raw, check_derived_so_far, marked
 from tests.waiting import wait_until
 
 UPLINKS = (Uplink("viettel-4g", "viettel"), Uplink("fibre", "fibre"))
@@ -126,3 +137,37 @@ def test_the_leader_derives_on_its_schedule(collector_factory: Any, db_url: str)
             assert http.post("/api/v1/reports", content=raw, headers=headers).status_code == 200
     wait_until(lambda: marked(c.engine) == 0, timeout=15, what="marks derived by the leader")
     check_against_raw(c.engine, ["cb-l"], derive=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "kind": st.sampled_from(["icmp", "modem"]),
+                "ok": st.booleans(),
+                "at": st.integers(0, 3 * 3600),
+                "d": st.floats(1e-5, 30.0),
+                "rsrp": st.one_of(st.none(), st.floats(-140.0, -44.0)),
+                "cid": st.one_of(st.none(), st.integers(1, 4)),
+            }
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_merged_values_equal_merged_rollups(rows: list[dict[str, Any]]) -> None:
+    raw = [
+        {"probe_id": "p", "uplink": "u", "kind": r["kind"], "target": "t",
+         "measured_at": 1_800_000_000 + r["at"], "ok": r["ok"], "duration_seconds": r["d"],
+         "packets_sent": 5, "packets_received": 5 if r["ok"] else 0, "rsrp_dbm": r["rsrp"],
+         "mcc": "452", "mnc": "04", "tac": 7, "cid": r["cid"]}
+        for r in rows
+    ]  # fmt: skip
+    folded = fold(raw)
+    for kind in ("icmp", "modem"):
+        fine = {k: r for k, r in folded["5m"].items() if k[2] == kind}
+        for key, want in coarsen(fine, LEVELS[1]).items():
+            same = [r.params() for k, r in sorted(fine.items()) if LEVELS[1].bucket(k[4]) == key[4]]
+            got = Rollup.from_values(merge_values(same))
+            assert_same({key: got}, {key: want}, "merge_values")
