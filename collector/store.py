@@ -36,7 +36,11 @@ from sqlalchemy import Connection, Engine
 
 from lomsong.collector.ingest import CheckKey, PreparedBatch, Running
 from lomsong.errors import StorageError, StorageUnavailable
-from lomsong.storage.database import enable_immediate_transactions, unavailable
+from lomsong.storage.database import (
+    UNAVAILABLE_KINDS,
+    enable_immediate_transactions,
+    unavailable,
+)
 from lomsong.storage.rollups import RollupWriter, fold_5m
 from lomsong.wire import ReportAck
 
@@ -641,7 +645,7 @@ def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[A
     still clash: then the COPY is undone to its savepoint and the caller inserts them with
     ``ON CONFLICT DO NOTHING`` as before.
     """
-    from psycopg import errors
+    from psycopg import OperationalError, errors
 
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cur:
@@ -655,6 +659,14 @@ def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[A
             cur.execute("ROLLBACK TO SAVEPOINT lomsong_copy")
             log.warning("rows to copy were stored already; inserting them one by one")
             return False
+        except OperationalError as exc:
+            # Raised by the driver, not wrapped by SQLAlchemy: a connection lost under the
+            # COPY has no SQLSTATE to be told by (``unavailable``), so it is said here.
+            if getattr(exc, "sqlstate", None):
+                raise
+            raise StorageUnavailable(
+                "unreachable", f"database {UNAVAILABLE_KINDS['unreachable']} (connection lost)"
+            ) from exc
         cur.execute("RELEASE SAVEPOINT lomsong_copy")
     return True
 
