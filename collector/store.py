@@ -9,7 +9,8 @@ A group costs a handful of statements whatever its size: one read of its probes'
 rows in one ``executemany`` per shape of row (the set of its non-NULL columns), one upsert of the
 newest result of each check and one update of the states; a re-sent batch adds one read of the
 seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row parameter processing
-costs more than SQLite's insert itself.
+costs more than SQLite's insert itself. On PostgreSQL the new rows are copied (``COPY``), not
+inserted one statement a row: they are known to be new (see ``_copy_new_rows``).
 
 With rollups on, the same transaction folds the rows it inserted into the 5-minute rollups
 (``storage/rollups.py``) with one additive upsert, and marks the (check, hour)s it changed, from
