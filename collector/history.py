@@ -33,10 +33,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import CompoundSelect, Engine, and_, or_, select, union
 
 from lomsong.storage import latency_bins
 from lomsong.storage.rollups import KEY_COLUMNS, LEVEL_BY_NAME, VALUE_COLUMNS, Level, Rollup
+from lomsong.storage.schema import rollup_1d, rollup_marks
 
 #: The spans (seconds) up to which a resolution is chosen; beyond the last, daily points.
 AUTO_RESOLUTION = ((2 * 86_400.0, "5m"), (35 * 86_400.0, "1h"))
@@ -126,8 +127,32 @@ def probe_series(
     if target is not None:
         query = query.where(t.c.target == target)
     with engine.connect() as conn:
+        if target is None:
+            # The key is (probe, uplink, kind, target, bucket_start): with every check named
+            # in full, the range on bucket_start is read from the key instead of each check's
+            # whole history (a year of hourly rows, 400 days of 5-minute ones).
+            checks: list[tuple[str, str, str]] = [
+                (u, k, g)
+                for u, k, g in conn.execute(_checks(probe_id))
+                if (uplink is None or u == uplink) and (kind is None or k == kind)
+            ]
+            if not checks:
+                return {}
+            query = query.where(
+                or_(*(and_(t.c.uplink == u, t.c.kind == k, t.c.target == g) for u, k, g in checks))
+            )
         rows = conn.execute(query).all()
     return points_of(((r[1], r[2], int(r[4]), r[5:]) for r in rows), level.seconds)
+
+
+def _checks(probe_id: str) -> CompoundSelect[Any]:
+    """The (uplink, kind, target)s a probe has rollups of: those of its daily rows and of the
+    hours not yet derived into them (their marks)."""
+    d, m = rollup_1d, rollup_marks
+    return union(
+        select(d.c.uplink, d.c.kind, d.c.target).where(d.c.probe_id == probe_id),
+        select(m.c.uplink, m.c.kind, m.c.target).where(m.c.probe_id == probe_id),
+    )
 
 
 def points_of(

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from lomsong.collector.history import series
 from lomsong.collector.ingest import PreparedBatch, parse_batch
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
@@ -54,6 +55,9 @@ def test_the_writer_marks_and_the_derivation_clears(engine: Engine) -> None:
     with engine.connect() as conn:
         assert read_level(conn, "5m", ["cb-d"])
         assert not read_level(conn, "1h", ["cb-d"]) and not read_level(conn, "1d", ["cb-d"])
+    # a chart finds the checks not yet derived by their marks
+    span = (BASE.timestamp(), BASE.timestamp() + 86_400)
+    assert sum(p.runs for p in series(engine, "cb-d", "viettel-4g", "icmp", *span, "5m")) == 29
     # 59 results 7 minutes apart, two checks: each check in 7 or 8 hours
     before = marked(engine)
     assert 14 <= before <= 16
