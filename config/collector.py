@@ -126,7 +126,7 @@ class RollupSettings(BaseModel):
     enabled: bool = True
     #: How often the detector's leader derives the hourly and daily rollups of the hours whose
     #: 5-minute rollups changed: how far those rows may trail the 5-minute ones.
-    derive_every_seconds: Annotated[float, Field(ge=1, le=3_600)] = 10.0
+    derive_every_seconds: Annotated[float, Field(ge=1, le=3_600)] = 60.0
 
 
 class CollectorSettings(FileSettings):

@@ -31,11 +31,13 @@ database, under the row's lock; the histogram and cell counts are added key by k
 
 Hourly and daily rows are *derived*: in the same transaction the writer marks each (check,
 hour) whose 5-minute rows it changed (``rollup_marks``), and the detector's leader, on its
-own schedule (``derive``), rebuilds the marked hours from their 5-minute rows and the days
-they lie in from their hourly rows, replaces those rows, and deletes the marks, in one
-transaction. Rebuilding rather than adding makes a derivation idempotent: one that is cut
-short (SIGKILL, lost connection) leaves its marks for the next, one that runs twice writes the
-same rows, and a 5-minute row changed while a derivation ran is marked again. On PostgreSQL the
+own schedule (``derive``), rebuilds the marked hours from their 5-minute rows, moves the days
+they lie in by what those hours gained since their stored rows (an hour only ever gains
+results: counts and sums by their difference, minima and maxima by the new hour's), writes
+both and deletes the marks, in one transaction. Rebuilt from the finer rows and compared with
+the stored ones in the same transaction, a derivation is idempotent: one that is cut short
+(SIGKILL, lost connection) leaves its marks for the next, one that runs twice changes
+nothing, and a 5-minute row changed while a derivation ran is marked again. On PostgreSQL the
 marks taken are locked (``FOR UPDATE SKIP LOCKED``) and a writer re-marks with ``DO UPDATE``,
 which waits for that lock and, the mark being gone, inserts it anew; one derivation runs at a
 time (a transaction-level advisory lock), so a new leader taking over mid-way loses nothing.
@@ -432,11 +434,28 @@ class RollupWriter:
         marks = [tuple(m) for m in conn.exec_driver_sql(self._take, (limit,))]
         if not marks:
             return 0
-        hours = self._merged(conn, "rollup_5m", marks, HOUR, LEVELS[1])
+        hourly, daily = LEVELS[1], LEVELS[2]
+        hours = self._merged(conn, "rollup_5m", marks, HOUR, hourly)
+        # A day moves by what its hours gained: an hour only ever gains results, so the day
+        # takes the difference of the counts and sums, and the new hour's minima and maxima.
+        # Read and written in this transaction, the difference is exact and counted once.
+        before = self._merged(conn, "rollup_1h", sorted(hours), 1, hourly)
+        gained: dict[Key, list[Sequence[Any]]] = {}
+        for key, now in hours.items():
+            p, u, k, t, h = key
+            gained.setdefault((p, u, k, t, daily.bucket(h)), []).append(
+                _gained(now, before.get(key))
+            )
+        days = self._merged(conn, "rollup_1d", sorted(gained), 1, daily)
         self._put(conn, "1h", hours)
-        daily = LEVELS[2]
-        days = sorted({(p, u, k, t, daily.bucket(h)) for p, u, k, t, h in marks})
-        self._put(conn, "1d", self._merged(conn, "rollup_1h", days, 86_400, daily))
+        self._put(
+            conn,
+            "1d",
+            {
+                key: merge_values([days[key], *more] if key in days else more)
+                for key, more in gained.items()
+            },
+        )
         conn.exec_driver_sql(self._unmark, marks)
         return len(marks)
 
@@ -506,6 +525,25 @@ def merge_values(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
         _add_counts_into(cells, v[_CELLS_AT])
     out[_HIST_AT] = orjson.dumps(hist).decode() if hist else "{}"
     out[_CELLS_AT] = orjson.dumps(cells).decode() if cells else "{}"
+    return tuple(out)
+
+
+def _gained(now: Sequence[Any], before: Sequence[Any] | None) -> tuple[Any, ...]:
+    """What a bucket's values ``now`` hold beyond ``before`` (an earlier state of the same
+    bucket, which only ever gains results): counts and sums subtracted, minima and maxima
+    those of ``now``."""
+    if before is None:
+        return tuple(now)
+    out = list(now)
+    for i in _ADDED_AT:
+        out[i] = now[i] - before[i]
+    for i in (_HIST_AT, _CELLS_AT):
+        counts: dict[str, int] = {}
+        _add_counts_into(counts, now[i])
+        for k, n in (orjson.loads(before[i]) if before[i] and before[i] != "{}" else {}).items():
+            counts[k] = counts.get(k, 0) - n
+        more = {k: n for k, n in counts.items() if n}
+        out[i] = orjson.dumps(more).decode() if more else "{}"
     return tuple(out)
 
 
