@@ -70,6 +70,9 @@ SERVER_ENV = {
     "LOMSONG_INGEST__RATE_PER_PROBE": "10000",
     "LOMSONG_INGEST__RATE_BURST": "100000",
     "LOMSONG_DEV": "true",
+    # rollups on (the default); the leader derives hourly and daily rows every 2 s, so that
+    # several derivations fall in the measured window
+    "LOMSONG_ROLLUPS__DERIVE_EVERY_SECONDS": "2",
 }
 
 TARGET_GROWTH = 0.15

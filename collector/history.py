@@ -32,10 +32,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+import orjson
+from sqlalchemy import CompoundSelect, Engine, and_, or_, select, union
 
 from lomsong.storage import latency_bins
 from lomsong.storage.rollups import KEY_COLUMNS, LEVEL_BY_NAME, VALUE_COLUMNS, Level, Rollup
+from lomsong.storage.schema import rollup_1d, rollup_marks
 
 #: The spans (seconds) up to which a resolution is chosen; beyond the last, daily points.
 AUTO_RESOLUTION = ((2 * 86_400.0, "5m"), (35 * 86_400.0, "1h"))
@@ -125,27 +127,91 @@ def probe_series(
     if target is not None:
         query = query.where(t.c.target == target)
     with engine.connect() as conn:
+        if target is None:
+            # The key is (probe, uplink, kind, target, bucket_start): with every check named
+            # in full, the range on bucket_start is read from the key instead of each check's
+            # whole history (a year of hourly rows, 400 days of 5-minute ones).
+            checks: list[tuple[str, str, str]] = [
+                (u, k, g)
+                for u, k, g in conn.execute(_checks(probe_id))
+                if (uplink is None or u == uplink) and (kind is None or k == kind)
+            ]
+            if not checks:
+                return {}
+            query = query.where(
+                or_(*(and_(t.c.uplink == u, t.c.kind == k, t.c.target == g) for u, k, g in checks))
+            )
         rows = conn.execute(query).all()
     return points_of(((r[1], r[2], int(r[4]), r[5:]) for r in rows), level.seconds)
+
+
+def _checks(probe_id: str) -> CompoundSelect[Any]:
+    """The (uplink, kind, target)s a probe has rollups of: those of its daily rows and of the
+    hours not yet derived into them (their marks)."""
+    d, m = rollup_1d, rollup_marks
+    return union(
+        select(d.c.uplink, d.c.kind, d.c.target).where(d.c.probe_id == probe_id),
+        select(m.c.uplink, m.c.kind, m.c.target).where(m.c.probe_id == probe_id),
+    )
 
 
 def points_of(
     rows: Iterable[tuple[str, str, int, Sequence[Any]]], seconds: int
 ) -> dict[tuple[str, str], list[Point]]:
     """Rows ``(uplink, kind, bucket_start, values)`` merged per check and bucket into points."""
-    merged: dict[tuple[str, str], dict[int, Rollup]] = {}
+    grouped: dict[tuple[str, str], dict[int, list[Sequence[Any]]]] = {}
     for uplink, kind, start, values in rows:
-        r = Rollup.from_values(values)
-        buckets = merged.setdefault((uplink, kind), {})
-        have = buckets.get(start)
-        if have is None:
-            buckets[start] = r
+        buckets = grouped.setdefault((uplink, kind), {})
+        same = buckets.get(start)
+        if same is None:
+            buckets[start] = [values]
         else:
-            have.merge(r)
+            same.append(values)
     return {
-        check: [point(start, seconds, r) for start, r in sorted(buckets.items())]
-        for check, buckets in sorted(merged.items())
+        check: [_point_of(start, seconds, same) for start, same in sorted(buckets.items())]
+        for check, buckets in sorted(grouped.items())
     }
+
+
+def _point_of(start: int, seconds: int, same: list[Sequence[Any]]) -> Point:
+    if len(same) == 1:  # one target: read the row as it is, no rollup built (most points)
+        return point_of_values(start, seconds, same[0])
+    r = Rollup.from_values(same[0])
+    for values in same[1:]:
+        r.merge(Rollup.from_values(values))
+    return point(start, seconds, r)
+
+
+def point_of_values(start: int, seconds: int, v: Sequence[Any]) -> Point:
+    """``point`` of one stored row (``VALUE_COLUMNS``), read straight from its values."""
+    runs, successes, sent, received = int(v[0]), int(v[1]), int(v[2]), int(v[3])
+    rtt_count, rsrp_count, rsrq_count, snr_count = int(v[4]), int(v[8]), int(v[12]), int(v[16])
+    p5, p50, p95, p99 = latency_bins.quantiles_of_text(v[20], QUANTILES, low=v[6], high=v[7])
+    cells = v[21]
+    top_cell = None
+    if cells and cells != "{}":
+        top_cell = min(orjson.loads(cells).items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    return Point(
+        start=start,
+        seconds=seconds,
+        runs=runs,
+        successes=successes,
+        success_ratio=successes / runs if runs else None,
+        loss_ratio=(sent - received) / sent if sent else None,
+        p5=p5,
+        p50=p50,
+        p95=p95,
+        p99=p99,
+        rtt_mean=float(v[5]) / rtt_count if rtt_count else None,
+        rtt_min=v[6],
+        rtt_max=v[7],
+        rsrp_min=v[10],
+        rsrp_mean=float(v[9]) / rsrp_count if rsrp_count else None,
+        rsrp_max=v[11],
+        rsrq_mean=float(v[13]) / rsrq_count if rsrq_count else None,
+        snr_mean=float(v[17]) / snr_count if snr_count else None,
+        top_cell=top_cell,
+    )
 
 
 def point(start: int, seconds: int, r: Rollup) -> Point:

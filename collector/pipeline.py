@@ -32,6 +32,8 @@
     every ``availability_refresh_seconds`` ("availability", first at start): on the leader
     AvailabilityKeeper.refresh (availability_daily from the outages), then on every replica
     AvailabilityGauges.reload (the /metrics availability families).
+    every ``rollups.derive_every_seconds`` ("rollups"), on the leader only: the hourly and
+    daily rollups of the hours the writer marked (storage/rollups.py), and once more at stop.
     every ``retention.prune_every_seconds`` ("retention"), on the leader only: prune, which
     archives and removes the expired days and, on PostgreSQL, makes the coming days' partitions
     (storage/retention.py).
@@ -69,6 +71,7 @@ from lomsong.config.alerts import AlertsConfig, load_alerts_config
 from lomsong.config.collector import CollectorSettings
 from lomsong.storage.database import check_ready, unavailable
 from lomsong.storage.retention import PruneReport, archiver_for, prune
+from lomsong.storage.rollups import derive_marked
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +188,20 @@ class ReportPipeline:
         """Reload the live state from the database: other replicas store reports too."""
         await run_in_threadpool(self.live.reload, self.engine)
 
+    async def derive_rollups(self) -> int:
+        """Derive the marked hours' hourly and daily rollups, on the detector's leader only."""
+        if not self.feed.leader:
+            return 0
+        try:
+            return await run_in_threadpool(derive_marked, self.engine)
+        except Exception as exc:  # the marks stay: the next run takes them
+            away = unavailable(exc)
+            if away is None:
+                log.exception("deriving the hourly and daily rollups failed")
+            else:
+                log.warning("deriving the hourly and daily rollups: %s", away)
+            return 0
+
     async def prune(self) -> PruneReport | None:
         """Prune what expired, on the detector's leader only (one replica prunes at a time)."""
         if not self.feed.leader:
@@ -264,6 +281,14 @@ class ReportPipeline:
             next_run_time=datetime.now(UTC),
         )
         scheduler.add_job(
+            self.derive_rollups,
+            "interval",
+            seconds=self.settings.rollups.derive_every_seconds,
+            id="rollups",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
             self.prune,
             "interval",
             seconds=self.settings.retention.prune_every_seconds,
@@ -281,12 +306,21 @@ class ReportPipeline:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        leader = self.feed.leader
         if self.dispatcher is not None:
             await self.dispatcher.drain()
         for receiver in self.receivers.values():
             await receiver.close()
         await run_in_threadpool(self.feed.stand_down)
         self.store.stop()
+        if leader:  # what the writer marked last, so that a clean stop leaves no marks
+            await run_in_threadpool(self._derive_at_stop)
+
+    def _derive_at_stop(self) -> None:
+        try:
+            derive_marked(self.engine)
+        except Exception as exc:  # kept: the next leader derives them
+            log.warning("deriving the hourly and daily rollups at stop: %s", exc)
 
 
 def detector_config(settings: CollectorSettings) -> DetectorConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -119,9 +120,13 @@ class RollupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Fold every stored result into the 5-minute, hourly and daily rollups in the same
-    #: transaction. Off only to measure what they cost; turned on again, ``rebuild`` them.
+    #: Fold every stored result into the 5-minute rollups in the same transaction (and the
+    #: hourly and daily ones derived from them). Off only to measure what they cost; turned on
+    #: again, ``rebuild`` them.
     enabled: bool = True
+    #: How often the detector's leader derives the hourly and daily rollups of the hours whose
+    #: 5-minute rollups changed: how far those rows may trail the 5-minute ones.
+    derive_every_seconds: Annotated[float, Field(ge=1, le=3_600)] = 60.0
 
 
 class CollectorSettings(FileSettings):
@@ -185,6 +190,20 @@ class CollectorSettings(FileSettings):
                 f"{MIN_SECRET_LENGTH} characters"
             )
 
+    def check_rollup_retention(self) -> None:
+        """Refuse 5-minute rollups kept for less time than results may arrive late: the
+        hourly and daily rollups are rebuilt from the 5-minute ones of their hour, so a late
+        result must find them still kept."""
+        days = self.retention.rollup_5m_days
+        need = math.ceil(self.ingest.max_past_seconds / 86_400) + 1
+        if days < need:
+            raise ConfigError(
+                f"setting retention.rollup_5m_days (LOMSONG_RETENTION__ROLLUP_5M_DAYS): {days} "
+                f"days is too short for ingest.max_past_seconds "
+                f"{self.ingest.max_past_seconds:.0f} s; the hourly rollups are rebuilt from "
+                f"the 5-minute ones of their hour, so at least {need} days are needed"
+            )
+
     @property
     def silent_after_seconds(self) -> float:
         """A probe is silent after this long without a batch (``detector.grace_intervals``)."""
@@ -200,6 +219,7 @@ def load_collector_settings(
 ) -> CollectorSettings:
     """Load and validate the collector's settings; raise ``ConfigError`` on any problem."""
     settings = load_settings(CollectorSettings, path, **overrides)
+    settings.check_rollup_retention()
     if check_secrets:
         settings.check_secrets()
     return settings

@@ -484,6 +484,21 @@ rollup_5m = _rollup_table("rollup_5m")
 rollup_1h = _rollup_table("rollup_1h")
 rollup_1d = _rollup_table("rollup_1d")
 
+#: The checks and hours whose 5-minute rollups changed since their hourly and daily rows were
+#: last derived (``storage/rollups.py``): the writer marks them in its transaction, the
+#: detector's leader derives and clears them in its own.
+rollup_marks = Table(
+    "rollup_marks",
+    metadata,
+    Column("probe_id", String(64), primary_key=True),
+    Column("uplink", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("target", String(512), primary_key=True),
+    # epoch seconds of the UTC hour's start
+    Column("hour_start", BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
 
 # --- zero-touch enrolment (issue #16) ---
 

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import Engine, text
 
-from lomsong.storage.rollups import LEVELS, LOCAL_OFFSET_SECONDS, Key, Rollup, read_level, recompute
+from lomsong.storage.rollups import (
+    LEVELS,
+    LOCAL_OFFSET_SECONDS,
+    Key,
+    Rollup,
+    derive_marked,
+    read_level,
+    recompute,
+)
 
 
 def assert_same(stored: dict[Key, Rollup], recomputed: dict[Key, Rollup], what: str) -> None:
@@ -23,9 +31,16 @@ def assert_same(stored: dict[Key, Rollup], recomputed: dict[Key, Rollup], what: 
             assert x.total == pytest.approx(y.total, rel=1e-9, abs=1e-9), (what, key, name)
 
 
-def check_against_raw(engine: Engine, probe_ids: Sequence[str]) -> None:
-    """Every level equals ``recompute``; the daily rows equal SQL's own sums by local day."""
+def check_against_raw(engine: Engine, probe_ids: Sequence[str], *, derive: bool = True) -> None:
+    """Every level equals ``recompute``; the daily rows equal SQL's own sums by local day.
+
+    The hourly and daily rows are derived first (what the leader's next run would do), unless
+    ``derive`` is false: then they must be derived already, no mark left.
+    """
+    if derive:
+        derive_marked(engine, limit=7)  # several transactions, as a backlog takes
     with engine.connect() as conn:
+        assert not conn.execute(text("SELECT count(*) FROM rollup_marks")).scalar()
         again = recompute(conn, probe_ids)
         for level in LEVELS:
             assert_same(read_level(conn, level.name, probe_ids), again[level.name], level.name)
@@ -53,3 +68,38 @@ def check_against_raw(engine: Engine, probe_ids: Sequence[str]) -> None:
             received,
             slowest,
         )
+
+
+def check_derived_so_far(engine: Engine, probe_ids: Sequence[str]) -> int:
+    """The hourly and daily rows derived so far, without deriving: every hour left unmarked
+    equals its recomputation, and every day none of whose hours is marked; the 5-minute rows
+    all do. Return how many hourly rows that compared."""
+    with engine.connect() as conn:
+        again = recompute(conn, probe_ids)
+        ids = ", ".join(f"'{p}'" for p in probe_ids)
+        marked = {
+            (p, u, k, t, int(h))
+            for p, u, k, t, h in conn.execute(
+                text(
+                    "SELECT probe_id, uplink, kind, target, hour_start FROM rollup_marks "
+                    f"WHERE probe_id IN ({ids})"
+                )
+            )
+        }
+        stored = {lv.name: read_level(conn, lv.name, probe_ids) for lv in LEVELS}
+    assert_same(stored["5m"], again["5m"], "5m")
+    daily = LEVELS[2]
+    marked_days = {(p, u, k, t, daily.bucket(h)) for p, u, k, t, h in marked}
+    hours = {key: r for key, r in again["1h"].items() if key not in marked}
+    days = {key: r for key, r in again["1d"].items() if key not in marked_days}
+    done_hours = {k: r for k, r in stored["1h"].items() if k not in marked}
+    done_days = {k: r for k, r in stored["1d"].items() if k not in marked_days}
+    assert_same(done_hours, hours, "1h derived")
+    assert_same(done_days, days, "1d derived")
+    return len(hours)
+
+
+def marked(engine: Engine) -> int:
+    """How many (check, hour)s wait for the leader to derive them."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM rollup_marks")).scalar_one())

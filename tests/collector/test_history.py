@@ -9,19 +9,26 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from lomsong.collector.history import probe_series, resolution_for, series
+from lomsong.collector.history import (
+    point,
+    point_of_values,
+    probe_series,
+    resolution_for,
+    series,
+)
 from lomsong.collector.ingest import parse_batch
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
 from lomsong.storage.latency_bins import RELATIVE_ERROR
+from lomsong.storage.rollups import derive_marked, fold
 from tests.factories import body, iso, result
 
 #: the start of a 5-minute bucket two hours ago
 T = datetime.fromtimestamp((time.time() // 300) * 300 - 7200, UTC)
 
 
-def send(store: ReportStore, results: list[dict[str, Any]]) -> None:
+def send(engine: Engine, store: ReportStore, results: list[dict[str, Any]]) -> None:
     doc = {
         "probe_id": "cb-h",
         "boot_id": "b",
@@ -30,6 +37,7 @@ def send(store: ReportStore, results: list[dict[str, Any]]) -> None:
         "results": results,
     }
     store.write([parse_batch(body(doc)[0], IngestLimits(), clock=time.time)])
+    derive_marked(engine)  # the leader's next derivation: the hourly and daily rows
 
 
 def test_points_per_bucket_with_percentiles_loss_and_signal(engine: Engine) -> None:
@@ -59,10 +67,10 @@ def test_points_per_bucket_with_percentiles_loss_and_signal(engine: Engine) -> N
         )
         for i in range(8)
     ]
-    send(store, icmp + to_resolver + modem)
+    send(engine, store, icmp + to_resolver + modem)
     # a backlog measured earlier arrives later: it lands in its own past bucket
     late = T - timedelta(minutes=30)
-    send(store, [result(40, at=late, duration_seconds=0.2, ok=True)])
+    send(engine, store, [result(40, at=late, duration_seconds=0.2, ok=True)])
 
     since, until = (T - timedelta(hours=1)).timestamp(), (T + timedelta(hours=1)).timestamp()
     points = series(engine, "cb-h", "viettel-4g", "icmp", since, until)
@@ -105,3 +113,22 @@ def test_resolution_follows_the_span() -> None:
     ]
     with pytest.raises(ValueError, match=r"resolution: '1w' is not a rollup level"):
         series(None, "p", "u", "icmp", 0, 1, "1w")  # type: ignore[arg-type]
+
+
+def test_a_point_read_from_a_rows_values_equals_the_rollups() -> None:
+    rows = [
+        {"probe_id": "p", "uplink": "u", "kind": kind, "target": "t",
+         "measured_at": 1_800_000_000 + 7 * i, "ok": i % 5 != 0,
+         "duration_seconds": None if kind == "modem" else 0.01 * (1 + i % 13),
+         "packets_sent": 5 if kind == "icmp" else None,
+         "packets_received": (i % 6) if kind == "icmp" else None,
+         "rsrp_dbm": -90.0 - i % 7 if kind == "modem" else None,
+         "rsrq_db": -11.0 if kind == "modem" else None,
+         "snr_db": 3.0 + i % 3 if kind == "modem" else None,
+         "mcc": "452", "mnc": "04", "tac": 7, "cid": 90 + i % 3 if kind == "modem" else None}
+        for i in range(40)
+        for kind in ("icmp", "tcp", "modem", "heartbeat")
+    ]  # fmt: skip
+    for key, r in fold(rows)["1h"].items():
+        values = r.params()
+        assert point_of_values(key[4], 3600, values) == point(key[4], 3600, r), key

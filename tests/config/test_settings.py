@@ -96,6 +96,19 @@ def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatc
         load_collector_settings(check_secrets=False)
 
 
+def test_five_minute_rollups_must_outlive_the_latest_results_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOMSONG_RETENTION__ROLLUP_5M_DAYS", "7")
+    with pytest.raises(
+        ConfigError,
+        match=r"rollup_5m_days \(LOMSONG_RETENTION__ROLLUP_5M_DAYS\): 7 days .*at least 31 days",
+    ):
+        load_collector_settings(check_secrets=False)
+    monkeypatch.setenv("LOMSONG_INGEST__MAX_PAST_SECONDS", str(5 * 86_400))
+    assert load_collector_settings(check_secrets=False).retention.rollup_5m_days == 7
+
+
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_collector_settings(tmp_path / "nope.toml")

@@ -19,6 +19,8 @@ from tests.conftest import ADMIN_SECRET, CollectorFactory
 from tests.factories import iso, result
 from tests.maps.conftest import keep
 from tests.maps.test_status_browser import NARROW, WIDE, no_sideways_scroll, outage
+from tests.rollup_checks import marked
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.xdist_group("chromium")
 
@@ -75,7 +77,7 @@ def history(now: float) -> list[dict[str, Any]]:
 def test_a_centres_page_draws_its_history_on_a_desk_and_a_phone(
     browser: Any, collector_factory: CollectorFactory, sqlite_url: str, tmp_path: Path
 ) -> None:
-    c = collector_factory(sqlite_url)
+    c = collector_factory(sqlite_url, rollups={"derive_every_seconds": 1})
     token = c.register(PROBE, "01290", ("fibre:fibre", "viettel-4g:viettel"))
     now = time.time()
     results = history(now)
@@ -104,6 +106,8 @@ def test_a_centres_page_draws_its_history_on_a_desk_and_a_phone(
     )
     with write_transaction(c.engine) as conn:
         conn.execute(outages.insert(), [old])
+    # the hourly and daily rollups (30 d, 1 y) are derived by the leader, every second here
+    wait_until(lambda: not marked(c.engine), timeout=20, what="hourly and daily rollups derived")
     AvailabilityKeeper(c.engine, clock=time.time).refresh()
     for viewport, name in ((WIDE, "probe-1400.png"), (NARROW, "probe-390.png")):
         context = browser.new_context(viewport=viewport, locale="vi-VN")

@@ -22,6 +22,7 @@ from lomsong.storage import latency_bins
 from lomsong.storage.rollups import (
     LEVELS,
     Rollup,
+    derive_marked,
     fold,
     read_level,
     rebuild,
@@ -125,9 +126,12 @@ def test_rollups_equal_a_recomputation_after_resends_and_backlogs(
         groups.extend(
             [prepared(probe_id, [wire[s] for s in seqs]) for seqs in g] for g in probe_groups
         )
-    # two probes' groups interleave, as a writer sees them
-    for g in groups[::2] + groups[1::2]:
+    # two probes' groups interleave, as a writer sees them; the leader derives between some of
+    # them (hours and days gain what later groups add), a few marks a transaction
+    for i, g in enumerate(groups[::2] + groups[1::2]):
         store.write(g)
+        if i % 2:
+            derive_marked(engine, limit=3)
     check_against_raw(engine, probe_ids)
 
 

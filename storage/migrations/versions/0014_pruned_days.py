@@ -1,10 +1,8 @@
 """pruned days: the raw results pruning removed, per local day and province, and their archive
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-06 04:00:00.000000
-
-Written on branch i14-retain2 after 0010; re-chained onto the newest revision when merged.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
