@@ -47,9 +47,10 @@ writer last, so that nothing acknowledged is lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi.concurrency import run_in_threadpool
@@ -255,49 +256,36 @@ class ReportPipeline:
         await run_in_threadpool(self.feed.prepare)
         self.store.start()
         scheduler = AsyncIOScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.settings.detector.tick_seconds,
-            id="outage-detector",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.refresh_live,
-            "interval",
-            seconds=self.settings.live_state_refresh_seconds,
-            id="live-state-refresh",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.refresh_availability,
-            "interval",
-            seconds=self.settings.availability_refresh_seconds,
-            id="availability",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
-        scheduler.add_job(
-            self.derive_rollups,
-            "interval",
-            seconds=self.settings.rollups.derive_every_seconds,
-            id="rollups",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self.prune,
-            "interval",
-            seconds=self.settings.retention.prune_every_seconds,
-            id="retention",
-            max_instances=1,
-            coalesce=True,
+        now = datetime.now(UTC)
+        jobs: list[tuple[str, Callable[[], Awaitable[object]], float, datetime | None]] = [
+            ("outage-detector", self.tick, self.settings.detector.tick_seconds, None),
+            (
+                "live-state-refresh",
+                self.refresh_live,
+                self.settings.live_state_refresh_seconds,
+                None,
+            ),
+            (
+                "availability",
+                self.refresh_availability,
+                self.settings.availability_refresh_seconds,
+                now,
+            ),
+            ("rollups", self.derive_rollups, self.settings.rollups.derive_every_seconds, None),
             # a minute after start, when the leader is known, and then on the interval
-            next_run_time=datetime.now(UTC) + timedelta(seconds=PRUNE_FIRST_AFTER_SECONDS),
-        )
+            (
+                "retention",
+                self.prune,
+                self.settings.retention.prune_every_seconds,
+                now + timedelta(seconds=PRUNE_FIRST_AFTER_SECONDS),
+            ),
+        ]
+        for job_id, run, every, first in jobs:
+            # one run at a time, and a run missed while the last one ran is not made up for
+            options: dict[str, Any] = {"next_run_time": first} if first is not None else {}
+            scheduler.add_job(
+                run, "interval", seconds=every, id=job_id, max_instances=1, coalesce=True, **options
+            )
         scheduler.start()
         self._scheduler = scheduler
 

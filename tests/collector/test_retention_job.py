@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from lomsong.collector.pipeline import ReportPipeline
+from lomsong.collector.pipeline import PRUNE_FIRST_AFTER_SECONDS, ReportPipeline
 from lomsong.errors import ConfigError
 from lomsong.storage.database import open_engine
 from tests.conftest import make_settings, ready_engine
@@ -65,3 +66,46 @@ def test_an_archive_path_gets_the_archive_writer_or_refuses_to_start(
         assert pipeline(sqlite_url, engine)._archiver is None
     finally:
         engine.dispose()
+
+
+def test_the_leaders_jobs_run_on_their_settings_intervals(sqlite_url: str) -> None:
+    engine = ready_engine(sqlite_url)
+    job = pipeline(
+        sqlite_url,
+        engine,
+        retention={"prune_every_seconds": 120},
+        rollups={"derive_every_seconds": 9},
+        availability_refresh_seconds=7,
+        live_state_refresh_seconds=3,
+        detector={"tick_seconds": 2},
+    )
+
+    async def scenario() -> dict[str, tuple[float, float]]:
+        await job.start()
+        try:
+            assert job._scheduler is not None
+            now = datetime.now(UTC)
+            return {
+                j.id: (j.trigger.interval.total_seconds(), (j.next_run_time - now).total_seconds())
+                for j in job._scheduler.get_jobs()
+            }
+        finally:
+            await job.stop()
+
+    try:
+        jobs = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    every = {name: interval for name, (interval, _) in jobs.items()}
+    assert every == {
+        "outage-detector": 2,
+        "live-state-refresh": 3,
+        "availability": 7,
+        "rollups": 9,
+        "retention": 120,
+    }
+    # the availability figures at once; the first prune a minute after start, when the leader
+    # is known; the others one interval after start
+    assert jobs["availability"][1] < 1
+    assert PRUNE_FIRST_AFTER_SECONDS - 5 < jobs["retention"][1] <= PRUNE_FIRST_AFTER_SECONDS
+    assert 0 < jobs["rollups"][1] <= 9
