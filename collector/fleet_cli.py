@@ -15,7 +15,7 @@ import orjson
 import typer
 
 from lomsong.errors import ValidationError
-from lomsong.storage.cli import ConfigOpt, open_database
+from lomsong.storage.cli import ConfigOpt, database
 from lomsong.wire import NAME_PATTERN, PROVINCE_CODE
 
 if TYPE_CHECKING:
@@ -62,8 +62,7 @@ def fleet_status(
         if not re.fullmatch(PROVINCE_CODE, code):
             raise ValidationError("--province", code, "expected a 2-digit province code, e.g. 04")
     settings = load_collector_settings(config, check_secrets=False)
-    engine = open_database(config, upgrade=False)
-    try:
+    with database(config, upgrade=False) as engine:
         if province:
             with engine.connect() as conn:
                 known = set(conn.execute(select(provinces.c.code)).scalars())
@@ -76,8 +75,6 @@ def fleet_status(
             now=time.time(),
             silent_after=settings.silent_after_seconds,
         )
-    finally:
-        engine.dispose()
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(fleet.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
         return
@@ -170,7 +167,8 @@ def token_rotate(
 
     if not re.fullmatch(NAME_PATTERN, probe):
         raise ValidationError("--probe", probe, f"probe id must match {NAME_PATTERN}")
-    done = request_rotation(open_database(config, upgrade=True), probe, by="admin (CLI)")
+    with database(config, upgrade=True) as engine:
+        done = request_rotation(engine, probe, by="admin (CLI)")
     typer.echo(f"rotation {done.id} of {probe}'s token asked: its next report gets the new one")
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from lomsong.errors import MissingFileError, ValidationError
-from lomsong.storage.cli import ConfigOpt, open_database
+from lomsong.storage.cli import ConfigOpt, database
 
 profile_app = typer.Typer(
     help="Check profiles: the checks of every probe, in layers (national, province, commune, "
@@ -69,13 +69,10 @@ def profile_set(
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError("--file", str(file), f"cannot be read as UTF-8 text: {exc}") from None
     layer = parse_toml(text, str(file))
-    engine = open_database(config, upgrade=True)
-    try:
+    with database(config, upgrade=True) as engine:
         view = set_layer(
             engine, scope, key, layer.model_dump(exclude_defaults=True), toml=text, by="cli"
         )
-    finally:
-        engine.dispose()
     typer.echo(
         f"profile {view['name']} set (revision {view['revision']}): "
         f"{len(layer.checks)} checks, {len(layer.remove)} removed; "
@@ -95,12 +92,9 @@ def profile_show(
     from lomsong.collector.fleet_profiles import get_layer
 
     scope, key = _scope(national, province, commune, probe)
-    engine = open_database(config, upgrade=False)
-    try:
+    with database(config, upgrade=False) as engine:
         with engine.connect() as conn:
             view = get_layer(conn, scope, key)
-    finally:
-        engine.dispose()
     typer.echo(f"# {view['name']}, revision {view['revision']}, set {view['updated_at']}", err=True)
     if view["toml"]:
         typer.echo(view["toml"].rstrip("\n"))
@@ -116,12 +110,9 @@ def profile_list(config: ConfigOpt = None) -> None:
     from lomsong.timefmt import parse_time
     from lomsong.words import local_time
 
-    engine = open_database(config, upgrade=False)
-    try:
+    with database(config, upgrade=False) as engine:
         with engine.connect() as conn:
             layers = list_layers(conn, None)
-    finally:
-        engine.dispose()
     columns = [
         Column("layer", wrap=True, min_width=14),
         Column("rev.", numeric=True),
@@ -161,11 +152,8 @@ def profile_delete(
     from lomsong.collector.fleet_profiles import delete_layer, layer_name
 
     scope, key = _scope(national, province, commune, probe)
-    engine = open_database(config, upgrade=True)
-    try:
+    with database(config, upgrade=True) as engine:
         delete_layer(engine, scope, key)
-    finally:
-        engine.dispose()
     typer.echo(f"profile {layer_name(scope, key)} deleted")
 
 
@@ -178,13 +166,10 @@ def profile_effective(
     from lomsong.collector.fleet_profiles import effective_config
     from lomsong.collector.registry import load_probes
 
-    engine = open_database(config, upgrade=False)
-    try:
+    with database(config, upgrade=False) as engine:
         with engine.connect() as conn:
             info = load_probes(conn, probe)[probe]
             served = effective_config(conn, info)
-    finally:
-        engine.dispose()
     if served is None:
         typer.echo(f"no profile applies to {probe}: it runs the checks of its own probe.toml")
         return

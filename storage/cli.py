@@ -85,6 +85,16 @@ def open_database(config: Path | None, *, upgrade: bool) -> Engine:
     return engine
 
 
+@contextmanager
+def database(config: Path | None, *, upgrade: bool) -> Iterator[Engine]:
+    """``open_database`` for the length of a ``with`` block, its connections closed after."""
+    engine = open_database(config, upgrade=upgrade)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _refuse_missing_file(engine: Engine) -> None:
     # SQLite makes a database of a missing or empty file on the first connection (the WAL
     # pragma writes its header); a read would leave that behind, where `serve` or `db upgrade`
