@@ -12,12 +12,25 @@ seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row paramet
 costs more than SQLite's insert itself. On PostgreSQL the new rows are copied (``COPY``), not
 inserted one statement a row: they are known to be new (see ``_copy_new_rows``).
 
-With rollups on, the same transaction folds the rows it inserted into the 5-minute rollups
-(``storage/rollups.py``) with one additive upsert, and marks the (check, hour)s it changed, from
-which the detector's leader derives the hourly and daily rows later. Which rows are new is
-known before the insert (the probe's ``probe_state`` row is locked, and a re-send's stored seqs
-are read); the insert's own row count is checked against it, and a disagreement fails the
-group rather than count a result twice or never.
+With rollups on, the rows a group inserts are folded into the 5-minute rollups by one SQL
+statement the database runs (``storage/rollups.py``, ``fold_sql``), which none of the rows
+crosses back into Python for; the detector's leader derives the hourly and daily rows from those
+later. Where the fold runs depends on the database:
+
+- PostgreSQL: in the group's own transaction, from a temporary table the rows are copied to and
+  inserted from (``_stage_new_rows``); replicas each fold what they insert.
+- SQLite: the group records the range of rowids it inserted (``rollup_pending``: a rowid table
+  gives each new row one above the largest) and the leader folds the ranges every
+  ``rollups.derive_every_seconds``, reading them without the write lock
+  (``rollups.fold_pending``). SQLite has one writer, and the fold of a group costs about as much
+  as its insert: in the group's transaction it would hold that writer, and every probe waiting
+  for an answer, for as long again.
+
+Both are exactly once, whatever is killed when: the rows and their fold, or the rows and their
+range, commit together, and a range is deleted in the transaction that adds its fold. Which
+rows are new is known before the insert (the probe's ``probe_state`` row is locked, and a
+re-send's stored seqs are read); the insert's own row count is checked against it, and a
+disagreement fails the group rather than count a result twice or never.
 """
 
 from __future__ import annotations
@@ -42,7 +55,8 @@ from lomsong.storage.database import (
     enable_immediate_transactions,
     unavailable,
 )
-from lomsong.storage.rollups import RollupWriter, fold_5m
+from lomsong.storage.rollups import RollupWriter
+from lomsong.storage.schema import results
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)
@@ -446,9 +460,8 @@ class _Group:
         self.conn = conn
         self.sql = sql
         self.rollups = rollups
-        #: the rows the group inserts (for the rollups), and the count the inserts reported
-        self.accepted: list[dict[str, Any]] = []
-        self.inserted = 0
+        #: PostgreSQL with rollups: the staging table holds rows of an earlier flush
+        self.staged = False
         #: rows not yet inserted, by their columns
         self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         #: the newest result of each (probe, check) the group stores
@@ -458,8 +471,6 @@ class _Group:
         states = self._lock_states(sorted({b.probe_id for b in batches}))
         out = [self._one(states[b.probe_id], b) for b in batches]
         self._flush()
-        if self.rollups is not None and self.accepted:
-            self._roll_up(self.rollups)
         self._forget_stale(states)
         if self.latest:
             self.conn.exec_driver_sql(
@@ -507,16 +518,6 @@ class _Group:
         )
         return out
 
-    def _roll_up(self, rollups: RollupWriter) -> None:
-        if self.inserted >= 0 and self.inserted != len(self.accepted):
-            # Never seen: the locked probe_state row makes the count exact. Folding anyway
-            # would count a result twice or miss one, for good.
-            raise StorageError(
-                f"the insert stored {self.inserted} results where {len(self.accepted)} were "
-                "new: rollups would disagree with the rows"
-            )
-        rollups.write_fine(self.conn, fold_5m(self.accepted))
-
     def _forget_stale(self, states: dict[str, _State]) -> None:
         """Leave out of ``latest_results`` the checks a probe no longer runs: delete their rows
         when a newer list came, and never upsert their results (a backfill after the list)."""
@@ -553,17 +554,29 @@ class _Group:
         return {r[0]: _State(*r) for r in rows}
 
     def _flush(self) -> None:
-        """Insert the pending rows: before any read of ``results`` and at the end."""
-        if self.pending and self.sql.copy and _copy_new_rows(self.conn, self.pending):
-            self.inserted += sum(len(params) for params in self.pending.values())
-            self.pending.clear()
+        """Insert the pending rows, and with rollups on fold them: before any read of
+        ``results`` and at the end."""
+        if not self.pending:
             return
-        for columns, params in self.pending.items():
-            done = self.conn.exec_driver_sql(self.sql.insert_results(columns), params)
-            # -1 where the driver cannot tell: then it stays -1 and is not checked
-            self.inserted = (
-                -1 if self.inserted < 0 or done.rowcount < 0 else (self.inserted + done.rowcount)
-            )
+        new = sum(len(params) for params in self.pending.values())
+        conn, rollups = self.conn, self.rollups
+        if rollups is None:
+            if not (self.sql.copy and _copy_new_rows(conn, self.pending)):
+                for columns, params in self.pending.items():
+                    conn.exec_driver_sql(self.sql.insert_results(columns), params)
+        elif self.sql.copy:
+            if self.staged:
+                conn.exec_driver_sql(f"DELETE FROM {STAGE}")
+            self.staged = True
+            _checked(_stage_new_rows(conn, self.pending), new)
+            rollups.fold_new(conn, STAGE)
+        else:
+            after = conn.exec_driver_sql("SELECT max(rowid) FROM results").scalar() or 0
+            inserted = 0
+            for columns, params in self.pending.items():
+                inserted += conn.exec_driver_sql(self.sql.insert_results(columns), params).rowcount
+            _checked(inserted, new)
+            rollups.pend(conn, after)
         self.pending.clear()
 
     def _one(self, st: _State, b: PreparedBatch) -> StoredBatch:
@@ -591,8 +604,6 @@ class _Group:
         accepted = len(rows)
         if accepted:
             self._note_latest(b, rows)
-            if self.rollups is not None:
-                self.accepted.extend(rows)
         max_seq = max(st.max_seq, hi)
         through = self._advance(b, st.stored_through_seq, max_seq)
         skew = smoothed_skew(
@@ -668,6 +679,66 @@ class _Group:
         return through
 
 
+def _checked(inserted: int, new: int) -> None:
+    """Fail the group unless the insert stored every new row and no other."""
+    if inserted != new:
+        # Never seen: the locked probe_state rows make the count exact. Folding anyway
+        # would count a result twice or miss one, for good.
+        raise StorageError(
+            f"the insert stored {inserted} results where {new} were new: rollups would "
+            "disagree with the rows"
+        )
+
+
+#: PostgreSQL, rollups on: the rows a flush inserts, copied here first (``_stage_new_rows``),
+#: for the fold to read; emptied at every commit.
+STAGE = "lomsong_new_results"
+_STAGE_MADE = "lomsong_stage_made"
+
+
+def _stage_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> int:
+    """Copy the pending rows into the connection's staging table and insert them from there
+    into ``results`` (PostgreSQL); return how many the insert stored.
+
+    The copy costs the client what ``_copy_new_rows`` does; the insert and the fold that
+    follows (``RollupWriter.fold_new``) run in the database. The staging table is temporary
+    (this connection's, not logged) and empties itself at commit.
+    """
+    info = conn.connection.info
+    if not info.get(_STAGE_MADE):
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (LIKE results) ON COMMIT DELETE ROWS"
+        )
+        info[_STAGE_MADE] = True
+    dbapi: Any = conn.connection.driver_connection
+    with dbapi.cursor() as cur:
+        _copy_rows(cur, STAGE, pending)
+    columns = ", ".join(c.name for c in results.columns)
+    done = conn.exec_driver_sql(
+        f"INSERT INTO results ({columns}) SELECT {columns} FROM {STAGE} ON CONFLICT DO NOTHING"
+    )
+    return int(done.rowcount)
+
+
+def _copy_rows(cur: Any, table: str, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
+    """``COPY`` the pending rows into ``table`` on the psycopg cursor ``cur``."""
+    from psycopg import OperationalError
+
+    try:
+        for columns, params in pending.items():
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in params:
+                    copy.write_row(row)
+    except OperationalError as exc:
+        # Raised by the driver, not wrapped by SQLAlchemy: a connection lost under the
+        # COPY has no SQLSTATE to be told by (``unavailable``), so it is said here.
+        if getattr(exc, "sqlstate", None):
+            raise
+        raise StorageUnavailable(
+            "unreachable", f"database {UNAVAILABLE_KINDS['unreachable']} (connection lost)"
+        ) from exc
+
+
 def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> bool:
     """COPY the pending rows into ``results`` (PostgreSQL); False, with nothing written, if
     one of them is stored already.
@@ -680,28 +751,17 @@ def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[A
     still clash: then the COPY is undone to its savepoint and the caller inserts them with
     ``ON CONFLICT DO NOTHING`` as before.
     """
-    from psycopg import OperationalError, errors
+    from psycopg import errors
 
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cur:
         cur.execute("SAVEPOINT lomsong_copy")
         try:
-            for columns, params in pending.items():
-                with cur.copy(f"COPY results ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in params:
-                        copy.write_row(row)
+            _copy_rows(cur, "results", pending)
         except errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT lomsong_copy")
             log.warning("rows to copy were stored already; inserting them one by one")
             return False
-        except OperationalError as exc:
-            # Raised by the driver, not wrapped by SQLAlchemy: a connection lost under the
-            # COPY has no SQLSTATE to be told by (``unavailable``), so it is said here.
-            if getattr(exc, "sqlstate", None):
-                raise
-            raise StorageUnavailable(
-                "unreachable", f"database {UNAVAILABLE_KINDS['unreachable']} (connection lost)"
-            ) from exc
         cur.execute("RELEASE SAVEPOINT lomsong_copy")
     return True
 

@@ -33,7 +33,7 @@ RELATIVE_ERROR = 0.02
 GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
 #: Values at or below this (seconds) share bin 0.
 MIN_SECONDS = 1e-4
-_LOG_GAMMA = math.log(GAMMA)
+LOG_GAMMA = math.log(GAMMA)
 
 Histogram = dict[int, int]
 
@@ -42,12 +42,12 @@ def bin_of(seconds: float) -> int:
     """The bin that counts a latency of ``seconds``."""
     if not seconds > MIN_SECONDS:  # NaN and negatives too
         return 0
-    return max(1, math.ceil(math.log(seconds / MIN_SECONDS) / _LOG_GAMMA))
+    return max(1, math.ceil(math.log(seconds / MIN_SECONDS) / LOG_GAMMA))
 
 
 def count_bins(values: Iterable[float]) -> Histogram:
     """The histogram of ``values``: ``bin_of`` each, inlined (the writer bins every latency)."""
-    log, ceil, low, step = math.log, math.ceil, MIN_SECONDS, _LOG_GAMMA
+    log, ceil, low, step = math.log, math.ceil, MIN_SECONDS, LOG_GAMMA
     bins = [max(1, ceil(log(v / low) / step)) if v > low else 0 for v in values]
     return dict(Counter(bins))
 

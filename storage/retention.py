@@ -69,6 +69,7 @@ from lomsong.storage.pruned import (
     record_pruned,
     table_counts,
 )
+from lomsong.storage.rollups import fold_pending
 
 if TYPE_CHECKING:
     from lomsong.config.collector import CollectorSettings
@@ -403,9 +404,13 @@ def _delete_day(
     with engine.connect() as conn:
         probes = _probes(conn, "results")
         where = probe_provinces(conn)
+    # Rows the leader has not folded into rollups yet stay for the next run: rollups count
+    # every result stored, and a deleted row could lend its rowid to a new one.
+    fold_pending(engine)
     sql = (
         "DELETE FROM results WHERE rowid IN (SELECT rowid FROM results "
-        "WHERE probe_id = ? AND measured_at >= ? AND measured_at < ? LIMIT ?)"
+        "WHERE probe_id = ? AND measured_at >= ? AND measured_at < ? AND rowid <= "
+        f"(SELECT coalesce(min(after_rowid), {2**63 - 1}) FROM rollup_pending) LIMIT ?)"
     )
     chunker = _Chunker(report)
     total = 0

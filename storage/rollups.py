@@ -20,14 +20,17 @@ histogram (``storage/latency_bins.py``), and of modem results RSRP, RSRQ and SNR
 min and max, and the serving cells seen, as counts per cell (``"mcc-mnc-tac-cid"``). Sums are
 floating point: a sum folded in another grouping may differ in its last bits.
 
-Every field merges by addition, min or max, so the store folds the results it has just inserted
-into 5-minute rollups (``fold_5m``) and adds them with one ``INSERT … ON CONFLICT DO UPDATE``
-(``RollupWriter.write_fine``) in the transaction that inserted them: a re-sent result, which
-the insert skips, is never folded, and nothing can happen between the insert and the rollup.
+Every field merges by addition, min or max, so the rows a writer's transaction inserts are
+folded into 5-minute rollups by one SQL statement over those rows (``fold_sql``; ``fold_5m`` is
+the same in Python, for ``recompute`` and the tests) and added to the stored rows with one
+``INSERT … ON CONFLICT DO UPDATE``. A re-sent result, which the insert skips, is never folded.
 Concurrent writers (PostgreSQL replicas) stay correct because the merge happens in the
-database, under the row's lock; the histogram and cell counts are added key by key there
-(``lomsong_add_counts``, a function each SQLite connection is given; a subquery over
-``jsonb_each_text`` on PostgreSQL).
+database, under the row's lock; the histogram and cell counts are added key by key there (a
+subquery over ``json_each``, or ``jsonb_each_text`` on PostgreSQL). On PostgreSQL the fold runs
+in the writer's transaction (``RollupWriter.fold_new``); on SQLite the writer records the
+rowid range it inserted (``rollup_pending``) in its transaction and the leader folds the
+ranges (``fold_pending``, and first thing in ``derive_marked``), so that SQLite's one writer
+is not held by it.
 
 Hourly and daily rows are *derived*: in the same transaction the writer marks each (check,
 hour) whose 5-minute rows it changed (``rollup_marks``), and the detector's leader, on its
@@ -49,6 +52,7 @@ once and ``recompute`` folds every stored raw row, for the tests, the benchmark 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,9 +62,17 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Table, delete, select
 
+from lomsong.errors import StorageError
 from lomsong.storage import latency_bins
 from lomsong.storage.database import enable_immediate_transactions, write_transaction
-from lomsong.storage.schema import results, rollup_1d, rollup_1h, rollup_5m, rollup_marks
+from lomsong.storage.schema import (
+    results,
+    rollup_1d,
+    rollup_1h,
+    rollup_5m,
+    rollup_marks,
+    rollup_pending,
+)
 from lomsong.timefmt import LOCAL_TZ
 
 #: The local day's offset from UTC in seconds (fixed: see the module docstring).
@@ -292,8 +304,16 @@ def _copy(r: Rollup) -> Rollup:
 def upsert_sql(table: str, dialect: str) -> str:
     """The additive upsert of one level, in the driver's parameter style."""
     p = "?" if dialect == "sqlite" else "%s"
-    least, greatest = ("min", "max") if dialect == "sqlite" else ("least", "greatest")
     columns = (*KEY_COLUMNS, *VALUE_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))}) "
+        f"{_on_conflict_add(table, dialect)}"
+    )
+
+
+def _on_conflict_add(table: str, dialect: str) -> str:
+    """The upsert's ``ON CONFLICT`` clause that adds the new values to the stored row."""
+    least, greatest = ("min", "max") if dialect == "sqlite" else ("least", "greatest")
     sets = []
     for c in VALUE_COLUMNS:
         old, new = f"{table}.{c}", f"excluded.{c}"
@@ -304,43 +324,148 @@ def upsert_sql(table: str, dialect: str) -> str:
             sets.append(f"{c} = {_merge_counts(old, new, dialect)}")
         else:
             sets.append(f"{c} = {old} + {new}")
+    return f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(sets)}"
+
+
+@functools.cache
+def fold_sql(dialect: str, source: str, where: str = "true") -> str:
+    """The statement that folds the raw rows of ``source`` matching ``where`` into
+    ``rollup_5m`` and adds them to the stored rows (``fold_select_sql``, then the additive
+    upsert), in the database."""
+    ctes, select = _fold_parts(dialect, source, where)
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(sets)}"
+        f"{ctes} INSERT INTO rollup_5m ({', '.join((*KEY_COLUMNS, *VALUE_COLUMNS))}) "
+        f"{select} {_on_conflict_add('rollup_5m', dialect)}"
     )
+
+
+@functools.cache
+def fold_select_sql(dialect: str, source: str, where: str = "true") -> str:
+    """The query that folds the raw rows of ``source`` (a table of ``results``' columns)
+    that match ``where`` into 5-minute rollups, one row per key (``KEY_COLUMNS``, then
+    ``VALUE_COLUMNS``): what ``fold_5m`` does in Python, value for value.
+
+    Nothing of the rows passes through Python: on SQLite the query runs with the GIL
+    released, beside the event loop. The rows are sorted once, by check, bucket, latency bin
+    and serving cell (a row has at most one of those two); the groups, a few per bucket, are
+    then merged per bucket. The latency bin is ``latency_bins.bin_of`` in SQL (the same ``ln``
+    of the same doubles, so the same bin); its constants come as the parameters
+    ``FOLD_PARAMS``. Buckets go by ``measured_at``, which is always positive (``wire``), so
+    truncation is the floor.
+    """
+    return " ".join(_fold_parts(dialect, source, where))
+
+
+def _fold_parts(dialect: str, source: str, where: str) -> tuple[str, str]:
+    """``fold_select_sql`` as its ``WITH`` clause and its final ``SELECT``."""
+    sqlite = dialect == "sqlite"
+
+    def pm(name: str) -> str:  # a named parameter in the driver's style
+        return f":{name}" if sqlite else f"%({name})s"
+
+    key = "probe_id, uplink, kind, target, bucket_start"
+    bucket = (
+        "CAST(measured_at / 300 AS INTEGER) * 300"
+        if sqlite
+        else "CAST(floor(measured_at / 300) AS BIGINT) * 300"
+    )
+    no_latency = ", ".join(f"'{k}'" for k in sorted(NO_LATENCY_KINDS))
+    modem = "kind = 'modem'"
+    signals = ", ".join(
+        f"CASE WHEN {modem} THEN {column} END AS {name}" for name, column in _SIGNAL_COLUMNS.items()
+    )
+    cell = (
+        "coalesce(mcc, '') || '-' || coalesce(mnc, '') || '-' || "
+        "coalesce(CAST(coalesce(tac, lac) AS TEXT), '') || '-' || CAST(cid AS TEXT)"
+    )
+    integer = "INTEGER" if sqlite else "BIGINT"
+    bin_ = (
+        f"CASE WHEN d > {pm('low')} THEN {'max' if sqlite else 'greatest'}(1, "
+        f"CAST(ceil(ln(d / {pm('low')}) / {pm('step')}) AS {integer})) "
+        "WHEN d IS NOT NULL THEN 0 END"
+    )
+    stat = ("d", *_SIGNAL_COLUMNS)
+    part_stats = ", ".join(
+        f"count({v}) AS {v}_n, sum({v}) AS {v}_sum, min({v}) AS {v}_min, max({v}) AS {v}_max"
+        for v in stat
+    )
+    stats = ", ".join(
+        f"sum({v}_n), coalesce(sum({v}_sum), 0.0), min({v}_min), max({v}_max)" for v in stat
+    )
+    obj = "json_group_object" if sqlite else "jsonb_object_agg"
+
+    def as_text(e: str) -> str:
+        return e if sqlite else f"CAST({e} AS TEXT)"
+
+    ctes = (
+        f"WITH new AS (SELECT probe_id, coalesce(uplink, '') AS uplink, kind, target, "
+        f"{bucket} AS bucket_start, CASE WHEN ok THEN 1 ELSE 0 END AS good, "
+        f"CASE WHEN ok AND kind NOT IN ({no_latency}) THEN duration_seconds END AS d, "
+        f"CASE WHEN kind NOT IN ({no_latency}) THEN packets_sent END AS sent, "
+        f"CASE WHEN kind NOT IN ({no_latency}) THEN packets_received END AS received, "
+        f"{signals}, CASE WHEN {modem} AND cid IS NOT NULL THEN {cell} END AS cell "
+        f"FROM {source} WHERE {where}), "
+        f"parts AS (SELECT {key}, {bin_} AS bin, cell, count(*) AS runs, "
+        "sum(good) AS good, count(sent) AS sent_n, sum(sent) AS sent, sum(received) AS received, "
+        f"{part_stats} FROM new GROUP BY 1, 2, 3, 4, 5, 6, 7)"
+    )
+    select = (
+        f"SELECT {key}, sum(runs), sum(good), coalesce(sum(sent), 0), "
+        "CASE WHEN sum(sent_n) > 0 THEN coalesce(sum(received), 0) ELSE 0 END, "
+        f"{stats}, "
+        f"coalesce({as_text(f'{obj}(bin, d_n) FILTER (WHERE bin IS NOT NULL)')}, '{{}}'), "
+        f"coalesce({as_text(f'{obj}(cell, runs) FILTER (WHERE cell IS NOT NULL)')}, '{{}}') "
+        "FROM parts WHERE true GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    )
+    return ctes, select
+
+
+@functools.cache
+def marks_sql(dialect: str, source: str, where: str = "true") -> str:
+    """The statement that marks the (check, hour)s of ``source``'s rows matching ``where`` for
+    ``derive``."""
+    sqlite = dialect == "sqlite"
+    hour = (
+        f"CAST(measured_at / {HOUR} AS INTEGER) * {HOUR}"
+        if sqlite
+        else f"CAST(floor(measured_at / {HOUR}) AS BIGINT) * {HOUR}"
+    )
+    return (
+        f"INSERT INTO rollup_marks ({_MARK_COLUMNS}) SELECT DISTINCT probe_id, "
+        f"coalesce(uplink, ''), kind, target, {hour} FROM {source} "
+        f"WHERE {where} ORDER BY 1, 2, 3, 4, 5 ON CONFLICT ({_MARK_COLUMNS}) DO "
+        # PostgreSQL: DO UPDATE, not DO NOTHING, so that a writer waits for a derivation that
+        # holds the mark (FOR UPDATE) and, once it deleted it, marks the hour anew
+        + ("NOTHING" if sqlite else "UPDATE SET hour_start = excluded.hour_start")
+    )
+
+
+#: The constants of ``fold_sql``'s latency bin, as parameters (exact doubles, not decimals).
+FOLD_PARAMS = {"low": latency_bins.MIN_SECONDS, "step": latency_bins.LOG_GAMMA}
 
 
 def _merge_counts(old: str, new: str, dialect: str) -> str:
     """SQL adding two JSON objects of counts key by key, inside the upsert (under the row's
-    lock: no writer reads a histogram and writes it back)."""
+    lock: no writer reads a histogram and writes it back): the old object with each new key's
+    count added."""
     if dialect == "sqlite":
-        # SQLite's own json_each and json_group_object take 85 µs an upsert; this, 3 µs
-        agg = f"{ADD_COUNTS}({old}, {new})"
+        # In SQL, not a Python function: SQLite calls one with the GIL taken back for every
+        # row it merges, from inside the upsert, and the writer then waits on the event loop
+        # (up to the interpreter's 5-ms switch interval) once a row. A few µs more CPU, none
+        # of it under the GIL.
+        added = (
+            f"SELECT json_patch({old}, json_group_object(n.key, n.value + "
+            f"coalesce(json_extract({old}, '$.\"' || n.key || '\"'), 0))) FROM json_each({new}) n"
+        )
+        agg = added
     else:
-        # the old object with each new key's count added: 14 µs where a union of both
-        # objects grouped by key took 38 µs (PostgreSQL 15)
+        # 14 µs where a union of both objects grouped by key took 38 µs (PostgreSQL 15)
         added = (
             f"SELECT jsonb_object_agg(n.key, n.value::bigint + "
             f"coalesce(({old}::jsonb ->> n.key)::bigint, 0)) FROM jsonb_each_text({new}::jsonb) n"
         )
         agg = f"SELECT (coalesce({old}, '{{}}')::jsonb || ({added}))::text"
     return f"CASE WHEN {new} = '{{}}' THEN {old} ELSE coalesce(({agg}), '{{}}') END"
-
-
-#: The SQL function (SQLite) that adds two JSON objects of counts.
-ADD_COUNTS = "lomsong_add_counts"
-
-
-def add_counts(old: str | None, new: str | None) -> str:
-    """``{"k": n}`` + ``{"k": m}``, key by key, as JSON text (SQLite's ``ADD_COUNTS``)."""
-    if not new or new == "{}":
-        return old or "{}"
-    if not old or old == "{}":
-        return new
-    total: dict[str, int] = orjson.loads(old)
-    for k, n in orjson.loads(new).items():
-        total[k] = total.get(k, 0) + n
-    return orjson.dumps(total).decode()
 
 
 def replace_sql(table: str, dialect: str) -> str:
@@ -370,16 +495,16 @@ class RollupWriter:
     """The upserts of every level for one dialect, built once."""
 
     def __init__(self, dialect: str) -> None:
+        self._dialect = dialect
         self._sqlite = dialect == "sqlite"
+        #: the writer leaves rows for ``fold_pending`` (SQLite) rather than fold them itself
+        self.pending = self._sqlite
         self._p = p = "?" if self._sqlite else "%s"
         self._sql = {lv.name: upsert_sql(lv.table.name, dialect) for lv in LEVELS}
         self._replace = {lv.name: replace_sql(lv.table.name, dialect) for lv in LEVELS[1:]}
-        # PostgreSQL: DO UPDATE, not DO NOTHING, so that a writer waits for a derivation that
-        # holds the mark (FOR UPDATE) and, once it deleted it, marks the hour anew
-        again = "NOTHING" if self._sqlite else "UPDATE SET hour_start = excluded.hour_start"
         self._mark = (
             f"INSERT INTO rollup_marks ({_MARK_COLUMNS}) VALUES ({', '.join([p] * 5)}) "
-            f"ON CONFLICT ({_MARK_COLUMNS}) DO {again}"
+            f"ON CONFLICT ({_MARK_COLUMNS}) DO NOTHING"
         )
         self._unmark = (
             f"DELETE FROM rollup_marks WHERE probe_id = {p} AND uplink = {p} AND kind = {p} "
@@ -390,15 +515,9 @@ class RollupWriter:
             + ("" if self._sqlite else " FOR UPDATE SKIP LOCKED")
         )
 
-    def _functions(self, conn: Connection) -> None:
-        if self._sqlite:  # per connection; cheaper than tracking which have it
-            dbapi = conn.connection.driver_connection
-            dbapi.create_function(ADD_COUNTS, 2, add_counts, deterministic=True)  # type: ignore[union-attr]
-
     def write(self, conn: Connection, folded: Folded) -> int:
         """Add ``folded`` to the tables in ``conn``'s transaction, in key order (so that two
         writers lock rows in one order); return the rows upserted."""
-        self._functions(conn)
         n = 0
         for level in LEVELS:
             rows = folded.get(level.name)
@@ -410,17 +529,38 @@ class RollupWriter:
             n += len(rows)
         return n
 
-    def write_fine(self, conn: Connection, fine: Mapping[Key, Rollup]) -> int:
-        """Add 5-minute rollups in ``conn``'s transaction and mark their hours for ``derive``;
-        return the rows upserted."""
-        if not fine:
-            return 0
-        self._functions(conn)
-        keys = sorted(fine)
-        conn.exec_driver_sql(self._sql["5m"], [(*k, *fine[k].params()) for k in keys])
-        marks = sorted({(p, u, k, t, b - b % HOUR) for p, u, k, t, b in keys})
+    def fold_new(self, conn: Connection, source: str) -> None:
+        """PostgreSQL: fold the rows of ``source`` (the rows ``conn``'s transaction has just
+        inserted) into the 5-minute rollups and mark their hours for ``derive``, in the
+        database (``fold_sql``)."""
+        conn.exec_driver_sql(fold_sql(self._dialect, source), FOLD_PARAMS)
+        conn.exec_driver_sql(marks_sql(self._dialect, source))
+
+    def pend(self, conn: Connection, after_rowid: int) -> None:
+        """SQLite: note the rows ``conn``'s transaction inserted after ``after_rowid`` (the
+        largest rowid before it inserted any) for ``fold_pending``."""
+        # max alone (not in an expression or under HAVING) is one seek, not a scan
+        last = conn.exec_driver_sql("SELECT max(rowid) FROM results").scalar()
+        # Ranges never overlap: rows deleted at the top of a pending range (a database put
+        # back from a copy) give their rowids to new rows, which that range folds.
+        top = conn.exec_driver_sql(
+            "SELECT last_rowid FROM rollup_pending ORDER BY after_rowid DESC LIMIT 1"
+        ).scalar()
+        start = max(after_rowid, top or 0)
+        if last is not None and last > start:
+            conn.exec_driver_sql(
+                "INSERT INTO rollup_pending (after_rowid, last_rowid) VALUES (?, ?)",
+                (start, last),
+            )
+
+    def add_fine(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """SQLite: add folded 5-minute rows (``fold_select_sql``'s) to the stored ones and mark
+        their hours for ``derive``, in ``conn``'s transaction."""
+        if not rows:
+            return
+        conn.exec_driver_sql(self._sql["5m"], [tuple(r) for r in rows])
+        marks = sorted({(r[0], r[1], r[2], r[3], r[4] - r[4] % HOUR) for r in rows})
         conn.exec_driver_sql(self._mark, marks)
-        return len(keys)
 
     def derive(self, conn: Connection, limit: int = DERIVE_CHUNK) -> int:
         """Rebuild the hourly rows of up to ``limit`` marked (check, hour)s from their 5-minute
@@ -603,19 +743,113 @@ def rebuild(conn: Connection) -> int:
     for level in LEVELS:
         conn.execute(delete(level.table))
     conn.execute(delete(rollup_marks))
+    conn.execute(delete(rollup_pending))
     return RollupWriter(conn.dialect.name).write(conn, recompute(conn))
 
 
 def derive_marked(engine: Engine, *, limit: int = DERIVE_CHUNK, rounds: int = 1_000) -> int:
-    """Derive every marked hour (``RollupWriter.derive``), ``limit`` marks a transaction, at
-    most ``rounds`` transactions; return the marks taken."""
+    """Fold what the writer left pending (SQLite, ``fold_pending``) and derive every marked
+    hour (``RollupWriter.derive``), ``limit`` marks a transaction, at most ``rounds``
+    transactions; return the marks taken. On SQLite a fold step and a derivation share one
+    write transaction: the writer waits for the lock once a step, not twice."""
     enable_immediate_transactions(engine)
     writer = RollupWriter(engine.dialect.name)
+    upto = _pending_upto(engine) if writer.pending else None
     total = 0
     for _ in range(rounds):
+        step = _FoldStep.read(engine, upto) if upto is not None else None
         with write_transaction(engine) as conn:
+            if step is not None:
+                step.add(conn, writer)
             n = writer.derive(conn, limit)
         total += n
-        if n < limit:
+        if n < limit and step is None:
             break
     return total
+
+
+#: SQLite: raw rows folded in one ``fold_pending`` step at most (about 6 µs each, outside any
+#: lock): a step's write transaction then holds the lock for its upsert of a few thousand
+#: 5-minute rows only.
+FOLD_CHUNK_ROWS = 50_000
+_FOLD_SELECT = "rowid > :lo AND rowid <= :hi"
+
+
+@dataclass
+class _FoldStep:
+    """One step of ``fold_pending``: a run of adjacent pending ranges and their fold."""
+
+    taken: list[tuple[int, int]]
+    folded: list[Sequence[Any]]
+
+    @classmethod
+    def read(cls, engine: Engine, upto: int, max_rows: int = FOLD_CHUNK_ROWS) -> _FoldStep | None:
+        """Fold the first run of pending ranges that end at or below the rowid ``upto``,
+        without the write lock; None: none pends."""
+        with engine.connect() as conn:
+            pending = conn.exec_driver_sql(
+                "SELECT after_rowid, last_rowid FROM rollup_pending WHERE last_rowid <= ? "
+                "ORDER BY after_rowid LIMIT 10000",
+                (upto,),
+            ).all()
+            if not pending:
+                return None
+            taken = [(int(pending[0][0]), int(pending[0][1]))]
+            for lo, hi in pending[1:]:
+                if lo != taken[-1][1] or hi - taken[0][0] > max_rows:
+                    break
+                taken.append((int(lo), int(hi)))
+            params = {**FOLD_PARAMS, "lo": taken[0][0], "hi": taken[-1][1]}
+            select = fold_select_sql("sqlite", "results", _FOLD_SELECT)
+            return cls(taken, list(conn.exec_driver_sql(select, params).all()))
+
+    def add(self, conn: Connection, writer: RollupWriter) -> bool:
+        """In ``conn``'s write transaction: delete the ranges and add their fold; False, with
+        nothing added, when another fold took them meanwhile."""
+        gone = conn.exec_driver_sql(
+            "DELETE FROM rollup_pending WHERE after_rowid >= ? AND last_rowid <= ?",
+            (self.taken[0][0], self.taken[-1][1]),
+        ).rowcount
+        if gone != len(self.taken):
+            if gone:  # never: ranges are taken whole; undo rather than count them twice
+                raise StorageError(f"{gone} of {len(self.taken)} pending rollup ranges taken")
+            return False
+        writer.add_fine(conn, self.folded)
+        return True
+
+
+def _pending_upto(engine: Engine) -> int | None:
+    """The end of the last range pending now: a fold takes no range the writer adds while it
+    runs (under steady ingest there always is one), so that it ends."""
+    with engine.connect() as conn:
+        last = conn.exec_driver_sql("SELECT max(last_rowid) FROM rollup_pending").scalar()
+    return None if last is None else int(last)
+
+
+def fold_pending(engine: Engine, *, max_rows: int = FOLD_CHUNK_ROWS, rounds: int = 1_000) -> int:
+    """SQLite: fold the raw rows the writer left pending (``rollup_pending``) into the
+    5-minute rollups; return how many ranges it folded (0 on PostgreSQL, whose writer folds in
+    its own transaction).
+
+    A step folds a run of adjacent ranges in a read transaction, which takes no lock (WAL),
+    so the writer goes on inserting meanwhile; then, in one write transaction, it deletes
+    those ranges, adds what it folded and marks the hours. A step that finds its ranges
+    gone (another fold took them) adds nothing, so a range is folded exactly once; one cut
+    short by a crash leaves its ranges for the next. Nothing changes the rows of a pending
+    range meanwhile: new rows get rowids above every range, and pruning leaves pending rows
+    alone (``storage/retention.py``).
+    """
+    if engine.dialect.name != "sqlite":
+        return 0
+    enable_immediate_transactions(engine)
+    writer = RollupWriter("sqlite")
+    upto = _pending_upto(engine)
+    done = 0
+    for _ in range(rounds):
+        step = _FoldStep.read(engine, upto, max_rows) if upto is not None else None
+        if step is None:
+            break
+        with write_transaction(engine) as conn:
+            if step.add(conn, writer):
+                done += len(step.taken)
+    return done

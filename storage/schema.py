@@ -500,6 +500,17 @@ rollup_marks = Table(
 )
 
 
+#: SQLite: the raw results a writer's transaction inserted and the leader has not folded into
+#: 5-minute rollups yet, as the range of their rowids ``(after_rowid, last_rowid]``
+#: (``storage/rollups.py``, ``fold_pending``). PostgreSQL's writer folds in its own
+#: transaction and leaves it empty.
+rollup_pending = Table(
+    "rollup_pending",
+    metadata,
+    Column("after_rowid", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_rowid", BigInteger, nullable=False),
+)
+
 # --- zero-touch enrolment (issue #16) ---
 
 #: Provincial enrolment keys: a box holding one may ask to be enrolled in a commune of that

@@ -13,6 +13,7 @@ from lomsong.storage.rollups import (
     Key,
     Rollup,
     derive_marked,
+    fold_pending,
     read_level,
     recompute,
 )
@@ -73,7 +74,9 @@ def check_against_raw(engine: Engine, probe_ids: Sequence[str], *, derive: bool 
 def check_derived_so_far(engine: Engine, probe_ids: Sequence[str]) -> int:
     """The hourly and daily rows derived so far, without deriving: every hour left unmarked
     equals its recomputation, and every day none of whose hours is marked; the 5-minute rows
-    all do. Return how many hourly rows that compared."""
+    all do, once the rows the writer left pending (SQLite) are folded. Return how many hourly
+    rows that compared."""
+    fold_pending(engine)
     with engine.connect() as conn:
         again = recompute(conn, probe_ids)
         ids = ", ".join(f"'{p}'" for p in probe_ids)
@@ -100,6 +103,8 @@ def check_derived_so_far(engine: Engine, probe_ids: Sequence[str]) -> int:
 
 
 def marked(engine: Engine) -> int:
-    """How many (check, hour)s wait for the leader to derive them."""
+    """How many (check, hour)s wait for the leader to derive them, once the rows the writer
+    left pending (SQLite) are folded into 5-minute rollups, as the leader's run does first."""
+    fold_pending(engine)
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM rollup_marks")).scalar_one())

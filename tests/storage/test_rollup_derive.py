@@ -18,14 +18,18 @@ from lomsong.collector.ingest import PreparedBatch, parse_batch
 from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
+from lomsong.storage import retention
 from lomsong.storage.database import write_transaction
+from lomsong.storage.retention import prune
 from lomsong.storage.rollups import (
     LEVELS,
     Rollup,
     RollupWriter,
+    _FoldStep,
     coarsen,
     derive_marked,
     fold,
+    fold_pending,
     merge_values,
     read_level,
 )
@@ -52,6 +56,12 @@ def prepared(probe_id: str, seqs: range, minutes: int = 7) -> PreparedBatch:
 def test_the_writer_marks_and_the_derivation_clears(engine: Engine) -> None:
     register_probe(engine, "cb-d", "01273", UPLINKS)
     ReportStore(engine).write([prepared("cb-d", range(1, 60))])
+    # SQLite: the rows wait, as a rowid range, for the leader to fold them (PostgreSQL's
+    # writer folded them already)
+    with engine.connect() as conn:
+        pending = conn.execute(text("SELECT count(*) FROM rollup_pending")).scalar_one()
+    assert pending == (1 if engine.dialect.name == "sqlite" else 0)
+    assert fold_pending(engine) == pending
     with engine.connect() as conn:
         assert read_level(conn, "5m", ["cb-d"])
         assert not read_level(conn, "1h", ["cb-d"]) and not read_level(conn, "1d", ["cb-d"])
@@ -175,3 +185,118 @@ def test_merged_values_equal_merged_rollups(rows: list[dict[str, Any]]) -> None:
             same = [r.params() for k, r in sorted(fine.items()) if LEVELS[1].bucket(k[4]) == key[4]]
             got = Rollup.from_values(merge_values(same))
             assert_same({key: got}, {key: want}, "merge_values")
+
+
+# -- SQLite: the rows the writer leaves pending ---------------------------------------------------
+
+
+def pending_ranges(engine: Engine) -> list[tuple[int, int]]:
+    with engine.connect() as conn:
+        return [
+            (int(a), int(b))
+            for a, b in conn.execute(
+                text("SELECT after_rowid, last_rowid FROM rollup_pending ORDER BY after_rowid")
+            )
+        ]
+
+
+def test_sqlite_writer_records_each_group_s_rowids_and_a_fold_takes_them_once(
+    sqlite_engine: Engine,
+) -> None:
+    engine = sqlite_engine
+    register_probe(engine, "cb-p", "01273", UPLINKS)
+    store = ReportStore(engine)
+    store.write([prepared("cb-p", range(1, 30))])
+    store.write([prepared("cb-p", range(30, 60)), prepared("cb-p", range(20, 35))])  # re-sends
+    # one range a group, adjacent, the re-sent seqs not in them (the insert skipped them)
+    assert pending_ranges(engine) == [(0, 29), (29, 59)]
+    with engine.connect() as conn:
+        assert not read_level(conn, "5m", ["cb-p"])
+    # a fold that read the ranges but lost them to another fold adds nothing
+    late = _FoldStep.read(engine, upto=59)
+    assert late is not None and late.taken == [(0, 29), (29, 59)]
+    assert fold_pending(engine) == 2
+    with write_transaction(engine) as conn:
+        assert late.add(conn, RollupWriter("sqlite")) is False
+    assert pending_ranges(engine) == []
+    check_against_raw(engine, ["cb-p"])
+
+
+def test_sqlite_fold_cut_short_leaves_its_ranges_and_the_next_is_exact(
+    sqlite_engine: Engine,
+) -> None:
+    engine = sqlite_engine
+    register_probe(engine, "cb-q", "01273", UPLINKS)
+    ReportStore(engine).write([prepared("cb-q", range(1, 50))])
+    step = _FoldStep.read(engine, upto=49)
+    assert step is not None
+    with pytest.raises(RuntimeError):
+        with write_transaction(engine) as conn:
+            assert step.add(conn, RollupWriter("sqlite"))
+            raise RuntimeError("killed between the fold and its commit")
+    assert pending_ranges(engine) == [(0, 49)]
+    with engine.connect() as conn:
+        assert not read_level(conn, "5m", ["cb-q"])
+    check_against_raw(engine, ["cb-q"])  # the leader's next run: fold and derive
+    assert fold_pending(engine) == 0  # nothing twice
+
+
+def test_sqlite_a_fold_leaves_ranges_the_writer_adds_while_it_runs(sqlite_engine: Engine) -> None:
+    """Under steady ingest a range is always pending: a fold takes those pending when it
+    began, so it ends."""
+    engine = sqlite_engine
+    register_probe(engine, "cb-r", "01273", UPLINKS)
+    store = ReportStore(engine)
+    store.write([prepared("cb-r", range(1, 20))])
+    first = _FoldStep.read(engine, upto=19)
+    store.write([prepared("cb-r", range(20, 40))])
+    assert first is not None and first.taken == [(0, 19)]
+    assert _FoldStep.read(engine, upto=19) is not None  # still there: the same one
+    assert fold_pending(engine, max_rows=10) == 2  # one range a step, both pending at its start
+    assert pending_ranges(engine) == []
+    check_against_raw(engine, ["cb-r"])
+
+
+def test_sqlite_prune_folds_first_and_leaves_rows_of_a_range_still_pending(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = sqlite_engine
+    register_probe(engine, "cb-s", "01273", UPLINKS)
+    store = ReportStore(engine)
+    now = BASE.timestamp() + 40 * 86_400  # every result expired with raw_days = 1
+    store.write([prepared("cb-s", range(1, 40))])
+    prune(engine, now=now, raw_days=1, rollup_5m_days=400)
+    assert pending_ranges(engine) == [] and stored_rows(engine) == 0
+    # a range the writer adds after the prune's fold (no fold here): its rows stay
+    monkeypatch.setattr(retention, "fold_pending", lambda engine: 0)
+    store.write([prepared("cb-s", range(40, 60))])
+    assert len(pending_ranges(engine)) == 1
+    prune(engine, now=now, raw_days=1, rollup_5m_days=400)
+    assert stored_rows(engine) == 20
+    monkeypatch.undo()
+    prune(engine, now=now, raw_days=1, rollup_5m_days=400)
+    assert pending_ranges(engine) == [] and stored_rows(engine) == 0
+    with engine.connect() as conn:  # every result counted once, though none is left
+        assert sum(r.runs for r in read_level(conn, "5m", ["cb-s"]).values()) == 59
+
+
+def stored_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM results")).scalar_one())
+
+
+def test_sqlite_rows_deleted_under_a_pending_range_lend_their_rowids_once(
+    sqlite_engine: Engine,
+) -> None:
+    """A database put back from a copy without the rows of a pending range: the rows stored
+    again take the same rowids, and are folded once."""
+    engine = sqlite_engine
+    register_probe(engine, "cb-t", "01273", UPLINKS)
+    ReportStore(engine).write([prepared("cb-t", range(1, 21))])
+    with write_transaction(engine) as conn:
+        conn.execute(text("DELETE FROM results WHERE seq > 10"))
+        conn.execute(text("UPDATE probe_state SET stored_through_seq = 10, max_seq = 10"))
+    ReportStore(engine).write([prepared("cb-t", range(11, 26))])
+    # rowids 16–20 (freed at the top) again, folded by the first range; the rest above it
+    assert pending_ranges(engine) == [(0, 20), (20, 30)]
+    check_against_raw(engine, ["cb-t"])
