@@ -108,6 +108,10 @@ def _one_run(tmp: Path, tag: str, enabled: bool) -> LoadResult:
             con.execute(f"SELECT coalesce(sum(runs), 0) FROM {lv.table.name}").fetchone()[0]
             for lv in LEVELS
         ]
+        left = [
+            con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("rollup_pending", "rollup_marks")
+        ]
     finally:
         con.close()
     want = [rows] * 3 if enabled else [0, 0, 0]
@@ -117,7 +121,12 @@ def _one_run(tmp: Path, tag: str, enabled: bool) -> LoadResult:
         f"p99 {percentile(r.latencies, 0.99) * 1e3:.0f} ms, {r.errors} errors; {rows:,} rows, "
         f"runs in 5m/1h/1d rollups {'/'.join(f'{c:,}' for c in counted)} "
         f"{'ok' if counted == want else 'MISMATCH'}"
+        + ("" if left == [0, 0] else f" ({left[0]} ranges, {left[1]} marks left)")
     )
+    if counted != want:
+        keep = Path(tempfile.gettempdir()) / f"lomsong-bench-rollups-serve-{tag}.log"
+        keep.write_bytes((tmp / f"serve-{tag}.log").read_bytes())
+        line(f"the collector's log: {keep}")
     return r
 
 

@@ -693,7 +693,6 @@ def _checked(inserted: int, new: int) -> None:
 #: PostgreSQL, rollups on: the rows a flush inserts, copied here first (``_stage_new_rows``),
 #: for the fold to read; emptied at every commit.
 STAGE = "lomsong_new_results"
-_STAGE_MADE = "lomsong_stage_made"
 
 
 def _stage_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> int:
@@ -704,12 +703,11 @@ def _stage_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[
     follows (``RollupWriter.fold_new``) run in the database. The staging table is temporary
     (this connection's, not logged) and empties itself at commit.
     """
-    info = conn.connection.info
-    if not info.get(_STAGE_MADE):
-        conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (LIKE results) ON COMMIT DELETE ROWS"
-        )
-        info[_STAGE_MADE] = True
+    # Every time, not once a connection: a table made in a transaction that then failed is
+    # gone with it. One catalog lookup when it exists.
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (LIKE results) ON COMMIT DELETE ROWS"
+    )
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cur:
         _copy_rows(cur, STAGE, pending)

@@ -62,7 +62,6 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Table, delete, select
 
-from lomsong.errors import StorageError
 from lomsong.storage import latency_bins
 from lomsong.storage.database import enable_immediate_transactions, write_transaction
 from lomsong.storage.schema import (
@@ -805,15 +804,14 @@ class _FoldStep:
 
     def add(self, conn: Connection, writer: RollupWriter) -> bool:
         """In ``conn``'s write transaction: delete the ranges and add their fold; False, with
-        nothing added, when another fold took them meanwhile."""
-        gone = conn.exec_driver_sql(
-            "DELETE FROM rollup_pending WHERE after_rowid >= ? AND last_rowid <= ?",
-            (self.taken[0][0], self.taken[-1][1]),
-        ).rowcount
-        if gone != len(self.taken):
-            if gone:  # never: ranges are taken whole; undo rather than count them twice
-                raise StorageError(f"{gone} of {len(self.taken)} pending rollup ranges taken")
+        nothing changed, when another fold took any of them meanwhile (two folds may read
+        overlapping runs: the next read takes what is left)."""
+        where = "FROM rollup_pending WHERE after_rowid >= ? AND last_rowid <= ?"
+        span = (self.taken[0][0], self.taken[-1][1])
+        # read under the write lock, which nobody else changes ranges without
+        if conn.exec_driver_sql(f"SELECT count(*) {where}", span).scalar() != len(self.taken):
             return False
+        conn.exec_driver_sql(f"DELETE {where}", span)
         writer.add_fine(conn, self.folded)
         return True
 

@@ -1,5 +1,6 @@
 """PostgreSQL: the writer copies the rows it knows are new, and falls back to inserting them
-with ON CONFLICT DO NOTHING when some were stored behind its back."""
+with ON CONFLICT DO NOTHING when some were stored behind its back; with rollups on it copies
+them to a temporary table, inserts and folds them from there."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lomsong.collector.registry import Uplink, register_probe
 from lomsong.collector.store import ReportStore
 from lomsong.config.collector import IngestLimits
 from lomsong.storage.database import write_transaction
+from lomsong.storage.rollups import RollupWriter
 from tests.conftest import ready_engine
 from tests.factories import batch, body
 
@@ -46,5 +48,37 @@ def test_copied_rows_and_rows_stored_behind_the_writers_back(
         with engine.connect() as conn:
             seqs = conn.execute(text("SELECT seq FROM results ORDER BY seq")).scalars().all()
         assert seqs == list(range(1, 16))  # none twice, none lost
+    finally:
+        engine.dispose()
+
+
+def test_rollups_on_a_failed_group_leaves_no_staging_table_behind(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary table made in a transaction that fails goes with it: the next group on
+    the same connection makes it again, and stores and folds its rows once."""
+    engine = ready_engine(pg_url)
+    try:
+        register_probe(engine, "cb-c", "01273", [Uplink("viettel-4g", "viettel")])
+        store = ReportStore(engine)
+
+        def fail(self: RollupWriter, conn: object, source: str) -> None:
+            raise RuntimeError("the fold fails once")
+
+        monkeypatch.setattr(RollupWriter, "fold_new", fail)
+        with pytest.raises(RuntimeError):
+            store.write([prepared(range(1, 11))])
+        monkeypatch.undo()
+        [done] = store.write([prepared(range(1, 11))])
+        assert done.ack.accepted == 10
+        # a re-send in the same group: the writer flushes, folds, and stages again
+        # (the rows staged before the flush are not folded twice)
+        more, resent = store.write([prepared(range(11, 21)), prepared(range(15, 25))])
+        assert (more.ack.accepted, resent.ack.accepted) == (10, 4)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM results")).scalar_one() == 24
+            runs = conn.execute(text("SELECT sum(runs) FROM rollup_5m")).scalar_one()
+            left = conn.execute(text("SELECT count(*) FROM rollup_pending")).scalar_one()
+        assert (runs, left) == (24, 0)
     finally:
         engine.dispose()

@@ -300,3 +300,26 @@ def test_sqlite_rows_deleted_under_a_pending_range_lend_their_rowids_once(
     # rowids 16–20 (freed at the top) again, folded by the first range; the rest above it
     assert pending_ranges(engine) == [(0, 20), (20, 30)]
     check_against_raw(engine, ["cb-t"])
+
+
+def test_sqlite_two_folds_of_overlapping_runs_count_each_range_once(sqlite_engine: Engine) -> None:
+    """The leader's scheduled fold and the one at stop may read runs that overlap: the one
+    that finds part of its run taken adds nothing, and the next read takes the rest."""
+    engine = sqlite_engine
+    register_probe(engine, "cb-u", "01273", UPLINKS)
+    store = ReportStore(engine)
+    store.write([prepared("cb-u", range(1, 11))])
+    store.write([prepared("cb-u", range(11, 21))])
+    short = _FoldStep.read(engine, upto=20)
+    store.write([prepared("cb-u", range(21, 31))])
+    long = _FoldStep.read(engine, upto=30)
+    assert short is not None and long is not None
+    assert (short.taken, long.taken) == ([(0, 10), (10, 20)], [(0, 10), (10, 20), (20, 30)])
+    writer = RollupWriter("sqlite")
+    with write_transaction(engine) as conn:
+        assert short.add(conn, writer)
+    with write_transaction(engine) as conn:
+        assert not long.add(conn, writer)
+    assert pending_ranges(engine) == [(20, 30)]
+    assert fold_pending(engine) == 1
+    check_against_raw(engine, ["cb-u"])
