@@ -380,21 +380,29 @@ def _fold_parts(dialect: str, source: str, where: str) -> tuple[str, str]:
     integer = "INTEGER" if sqlite else "BIGINT"
     bin_ = (
         f"CASE WHEN d > {pm('low')} THEN {'max' if sqlite else 'greatest'}(1, "
-        f"CAST(ceil(ln(d / {pm('low')}) / {pm('step')}) AS {integer})) "
-        "WHEN d IS NOT NULL THEN 0 END"
+        f"CAST(ceil(ln(d / {pm('low')}) / {pm('step')}) AS {integer})) ELSE 0 END"
     )
     stat = ("d", *_SIGNAL_COLUMNS)
-    part_stats = ", ".join(
-        f"count({v}) AS {v}_n, sum({v}) AS {v}_sum, min({v}) AS {v}_min, max({v}) AS {v}_max"
+    stats = ", ".join(
+        f"count({v}) AS {v}_n, coalesce(sum({v}), 0.0) AS {v}_sum, min({v}) AS {v}_min, "
+        f"max({v}) AS {v}_max"
         for v in stat
     )
-    stats = ", ".join(
-        f"sum({v}_n), coalesce(sum({v}_sum), 0.0), min({v}_min), max({v}_max)" for v in stat
-    )
-    obj = "json_group_object" if sqlite else "jsonb_object_agg"
+    # A bucket's bins and cells are gathered into a JSON array as its rows are grouped, and
+    # counted per value from that array: a second sort of every row by bin and cell cost a
+    # third more (SQLite).
+    if sqlite:
+        gather, each = "json_group_array", "json_each"
+        count_of = "json_group_object(value, n)"
+    else:
+        gather, each = "jsonb_agg", "jsonb_array_elements_text"
+        count_of = "CAST(jsonb_object_agg(value, n) AS TEXT)"
 
-    def as_text(e: str) -> str:
-        return e if sqlite else f"CAST({e} AS TEXT)"
+    def counted(array: str) -> str:
+        return (
+            f"coalesce((SELECT {count_of} FROM (SELECT value, count(*) AS n FROM {each}({array}) "
+            "GROUP BY value) AS c), '{}')"
+        )
 
     ctes = (
         f"WITH new AS (SELECT probe_id, coalesce(uplink, '') AS uplink, kind, target, "
@@ -404,17 +412,17 @@ def _fold_parts(dialect: str, source: str, where: str) -> tuple[str, str]:
         f"CASE WHEN kind NOT IN ({no_latency}) THEN packets_received END AS received, "
         f"{signals}, CASE WHEN {modem} AND cid IS NOT NULL THEN {cell} END AS cell "
         f"FROM {source} WHERE {where}), "
-        f"parts AS (SELECT {key}, {bin_} AS bin, cell, count(*) AS runs, "
-        "sum(good) AS good, count(sent) AS sent_n, sum(sent) AS sent, sum(received) AS received, "
-        f"{part_stats} FROM new GROUP BY 1, 2, 3, 4, 5, 6, 7)"
+        f"folded AS (SELECT {key}, count(*) AS runs, sum(good) AS good, "
+        "coalesce(sum(sent), 0) AS sent, "
+        "CASE WHEN count(sent) > 0 THEN coalesce(sum(received), 0) ELSE 0 END AS received, "
+        f"{stats}, {gather}({bin_}) FILTER (WHERE d IS NOT NULL) AS bins, "
+        f"{gather}(cell) FILTER (WHERE cell IS NOT NULL) AS cells "
+        "FROM new GROUP BY 1, 2, 3, 4, 5)"
     )
+    values = ", ".join(f"{v}_n, {v}_sum, {v}_min, {v}_max" for v in stat)
     select = (
-        f"SELECT {key}, sum(runs), sum(good), coalesce(sum(sent), 0), "
-        "CASE WHEN sum(sent_n) > 0 THEN coalesce(sum(received), 0) ELSE 0 END, "
-        f"{stats}, "
-        f"coalesce({as_text(f'{obj}(bin, d_n) FILTER (WHERE bin IS NOT NULL)')}, '{{}}'), "
-        f"coalesce({as_text(f'{obj}(cell, runs) FILTER (WHERE cell IS NOT NULL)')}, '{{}}') "
-        "FROM parts WHERE true GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+        f"SELECT {key}, runs, good, sent, received, {values}, {counted('bins')}, "
+        f"{counted('cells')} FROM folded ORDER BY 1, 2, 3, 4, 5"
     )
     return ctes, select
 
