@@ -12,19 +12,18 @@ seqs it overlaps. They are plain SQL on the driver: SQLAlchemy's per-row paramet
 costs more than SQLite's insert itself. On PostgreSQL the new rows are copied (``COPY``), not
 inserted one statement a row: they are known to be new (see ``_copy_new_rows``).
 
-With rollups on, the rows a group inserts are folded into the 5-minute rollups by one SQL
-statement the database runs (``storage/rollups.py``, ``fold_sql``), which none of the rows
-crosses back into Python for; the detector's leader derives the hourly and daily rows from those
+With rollups on, the rows a group inserts are folded into the 5-minute rollups
+(``storage/rollups.py``), from which the detector's leader derives the hourly and daily rows
 later. Where the fold runs depends on the database:
 
-- PostgreSQL: in the group's own transaction, from a temporary table the rows are copied to and
-  inserted from (``_stage_new_rows``); replicas each fold what they insert.
+- PostgreSQL: in the group's own transaction (``fold_5m``, one additive upsert); replicas each
+  fold what they insert.
 - SQLite: the group records the range of rowids it inserted (``rollup_pending``: a rowid table
   gives each new row one above the largest) and the leader folds the ranges every
-  ``rollups.derive_every_seconds``, reading them without the write lock
-  (``rollups.fold_pending``). SQLite has one writer, and the fold of a group costs about as much
-  as its insert: in the group's transaction it would hold that writer, and every probe waiting
-  for an answer, for as long again.
+  ``rollups.derive_every_seconds`` in SQL, reading them without the write lock
+  (``rollups.fold_pending``). SQLite has one writer, and folding a group costs about as much
+  as inserting it: in the group's transaction it would hold that writer, and every probe
+  waiting for an answer, for as long again.
 
 Both are exactly once, whatever is killed when: the rows and their fold, or the rows and their
 range, commit together, and a range is deleted in the transaction that adds its fold. Which
@@ -55,8 +54,7 @@ from lomsong.storage.database import (
     enable_immediate_transactions,
     unavailable,
 )
-from lomsong.storage.rollups import RollupWriter
-from lomsong.storage.schema import results
+from lomsong.storage.rollups import RollupWriter, fold_5m
 from lomsong.wire import ReportAck
 
 log = logging.getLogger(__name__)
@@ -460,8 +458,8 @@ class _Group:
         self.conn = conn
         self.sql = sql
         self.rollups = rollups
-        #: PostgreSQL with rollups: the staging table holds rows of an earlier flush
-        self.staged = False
+        #: PostgreSQL with rollups: the rows of the next flush, which it folds
+        self.accepted: list[dict[str, Any]] = []
         #: rows not yet inserted, by their columns
         self.pending: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         #: the newest result of each (probe, check) the group stores
@@ -565,11 +563,16 @@ class _Group:
                 for columns, params in self.pending.items():
                     conn.exec_driver_sql(self.sql.insert_results(columns), params)
         elif self.sql.copy:
-            if self.staged:
-                conn.exec_driver_sql(f"DELETE FROM {STAGE}")
-            self.staged = True
-            _checked(_stage_new_rows(conn, self.pending), new)
-            rollups.fold_new(conn, STAGE)
+            if _copy_new_rows(conn, self.pending):
+                inserted = new
+            else:
+                inserted = sum(
+                    conn.exec_driver_sql(self.sql.insert_results(columns), params).rowcount
+                    for columns, params in self.pending.items()
+                )
+            _checked(inserted, new)
+            rollups.write_fine(conn, fold_5m(self.accepted))
+            self.accepted.clear()
         else:
             after = conn.exec_driver_sql("SELECT max(rowid) FROM results").scalar() or 0
             inserted = 0
@@ -604,6 +607,8 @@ class _Group:
         accepted = len(rows)
         if accepted:
             self._note_latest(b, rows)
+            if self.rollups is not None and self.sql.copy:
+                self.accepted.extend(rows)
         max_seq = max(st.max_seq, hi)
         through = self._advance(b, st.stored_through_seq, max_seq)
         skew = smoothed_skew(
@@ -688,34 +693,6 @@ def _checked(inserted: int, new: int) -> None:
             f"the insert stored {inserted} results where {new} were new: rollups would "
             "disagree with the rows"
         )
-
-
-#: PostgreSQL, rollups on: the rows a flush inserts, copied here first (``_stage_new_rows``),
-#: for the fold to read; emptied at every commit.
-STAGE = "lomsong_new_results"
-
-
-def _stage_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> int:
-    """Copy the pending rows into the connection's staging table and insert them from there
-    into ``results`` (PostgreSQL); return how many the insert stored.
-
-    The copy costs the client what ``_copy_new_rows`` does; the insert and the fold that
-    follows (``RollupWriter.fold_new``) run in the database. The staging table is temporary
-    (this connection's, not logged) and empties itself at commit.
-    """
-    # Every time, not once a connection: a table made in a transaction that then failed is
-    # gone with it. One catalog lookup when it exists.
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} (LIKE results) ON COMMIT DELETE ROWS"
-    )
-    dbapi: Any = conn.connection.driver_connection
-    with dbapi.cursor() as cur:
-        _copy_rows(cur, STAGE, pending)
-    columns = ", ".join(c.name for c in results.columns)
-    done = conn.exec_driver_sql(
-        f"INSERT INTO results ({columns}) SELECT {columns} FROM {STAGE} ON CONFLICT DO NOTHING"
-    )
-    return int(done.rowcount)
 
 
 def _copy_rows(cur: Any, table: str, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:

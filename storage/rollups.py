@@ -21,16 +21,15 @@ min and max, and the serving cells seen, as counts per cell (``"mcc-mnc-tac-cid"
 floating point: a sum folded in another grouping may differ in its last bits.
 
 Every field merges by addition, min or max, so the rows a writer's transaction inserts are
-folded into 5-minute rollups by one SQL statement over those rows (``fold_sql``; ``fold_5m`` is
-the same in Python, for ``recompute`` and the tests) and added to the stored rows with one
-``INSERT … ON CONFLICT DO UPDATE``. A re-sent result, which the insert skips, is never folded.
-Concurrent writers (PostgreSQL replicas) stay correct because the merge happens in the
-database, under the row's lock; the histogram and cell counts are added key by key there (a
-subquery over ``json_each``, or ``jsonb_each_text`` on PostgreSQL). On PostgreSQL the fold runs
-in the writer's transaction (``RollupWriter.fold_new``); on SQLite the writer records the
-rowid range it inserted (``rollup_pending``) in its transaction and the leader folds the
-ranges (``fold_pending``, and first thing in ``derive_marked``), so that SQLite's one writer
-is not held by it.
+folded into 5-minute rollups and added to the stored rows with one ``INSERT … ON CONFLICT DO
+UPDATE``. A re-sent result, which the insert skips, is never folded. Concurrent writers
+(PostgreSQL replicas) stay correct because the merge happens in the database, under the row's
+lock; the histogram and cell counts are added key by key there (a subquery over ``json_each``,
+or ``jsonb_each_text`` on PostgreSQL). On PostgreSQL the writer folds in Python (``fold_5m``) in
+its own transaction (``RollupWriter.write_fine``). On SQLite it records the rowid range it
+inserted (``rollup_pending``) and the leader folds the ranges in SQL (``fold_select_sql``,
+value for value what ``fold_5m`` does; ``fold_pending``, and first thing in
+``derive_marked``), so that SQLite's one writer is not held by it.
 
 Hourly and daily rows are *derived*: in the same transaction the writer marks each (check,
 hour) whose 5-minute rows it changed (``rollup_marks``), and the detector's leader, on its
@@ -327,18 +326,6 @@ def _on_conflict_add(table: str, dialect: str) -> str:
 
 
 @functools.cache
-def fold_sql(dialect: str, source: str, where: str = "true") -> str:
-    """The statement that folds the raw rows of ``source`` matching ``where`` into
-    ``rollup_5m`` and adds them to the stored rows (``fold_select_sql``, then the additive
-    upsert), in the database."""
-    ctes, select = _fold_parts(dialect, source, where)
-    return (
-        f"{ctes} INSERT INTO rollup_5m ({', '.join((*KEY_COLUMNS, *VALUE_COLUMNS))}) "
-        f"{select} {_on_conflict_add('rollup_5m', dialect)}"
-    )
-
-
-@functools.cache
 def fold_select_sql(dialect: str, source: str, where: str = "true") -> str:
     """The query that folds the raw rows of ``source`` (a table of ``results``' columns)
     that match ``where`` into 5-minute rollups, one row per key (``KEY_COLUMNS``, then
@@ -352,11 +339,6 @@ def fold_select_sql(dialect: str, source: str, where: str = "true") -> str:
     ``FOLD_PARAMS``. Buckets go by ``measured_at``, which is always positive (``wire``), so
     truncation is the floor.
     """
-    return " ".join(_fold_parts(dialect, source, where))
-
-
-def _fold_parts(dialect: str, source: str, where: str) -> tuple[str, str]:
-    """``fold_select_sql`` as its ``WITH`` clause and its final ``SELECT``."""
     sqlite = dialect == "sqlite"
 
     def pm(name: str) -> str:  # a named parameter in the driver's style
@@ -424,30 +406,10 @@ def _fold_parts(dialect: str, source: str, where: str) -> tuple[str, str]:
         f"SELECT {key}, runs, good, sent, received, {values}, {counted('bins')}, "
         f"{counted('cells')} FROM folded ORDER BY 1, 2, 3, 4, 5"
     )
-    return ctes, select
+    return f"{ctes} {select}"
 
 
-@functools.cache
-def marks_sql(dialect: str, source: str, where: str = "true") -> str:
-    """The statement that marks the (check, hour)s of ``source``'s rows matching ``where`` for
-    ``derive``."""
-    sqlite = dialect == "sqlite"
-    hour = (
-        f"CAST(measured_at / {HOUR} AS INTEGER) * {HOUR}"
-        if sqlite
-        else f"CAST(floor(measured_at / {HOUR}) AS BIGINT) * {HOUR}"
-    )
-    return (
-        f"INSERT INTO rollup_marks ({_MARK_COLUMNS}) SELECT DISTINCT probe_id, "
-        f"coalesce(uplink, ''), kind, target, {hour} FROM {source} "
-        f"WHERE {where} ORDER BY 1, 2, 3, 4, 5 ON CONFLICT ({_MARK_COLUMNS}) DO "
-        # PostgreSQL: DO UPDATE, not DO NOTHING, so that a writer waits for a derivation that
-        # holds the mark (FOR UPDATE) and, once it deleted it, marks the hour anew
-        + ("NOTHING" if sqlite else "UPDATE SET hour_start = excluded.hour_start")
-    )
-
-
-#: The constants of ``fold_sql``'s latency bin, as parameters (exact doubles, not decimals).
+#: The constants of ``fold_select_sql``'s latency bin, as parameters (exact doubles, not decimals).
 FOLD_PARAMS = {"low": latency_bins.MIN_SECONDS, "step": latency_bins.LOG_GAMMA}
 
 
@@ -509,9 +471,12 @@ class RollupWriter:
         self._p = p = "?" if self._sqlite else "%s"
         self._sql = {lv.name: upsert_sql(lv.table.name, dialect) for lv in LEVELS}
         self._replace = {lv.name: replace_sql(lv.table.name, dialect) for lv in LEVELS[1:]}
+        # PostgreSQL: DO UPDATE, not DO NOTHING, so that a writer waits for a derivation that
+        # holds the mark (FOR UPDATE) and, once it deleted it, marks the hour anew
+        again = "NOTHING" if self._sqlite else "UPDATE SET hour_start = excluded.hour_start"
         self._mark = (
             f"INSERT INTO rollup_marks ({_MARK_COLUMNS}) VALUES ({', '.join([p] * 5)}) "
-            f"ON CONFLICT ({_MARK_COLUMNS}) DO NOTHING"
+            f"ON CONFLICT ({_MARK_COLUMNS}) DO {again}"
         )
         self._unmark = (
             f"DELETE FROM rollup_marks WHERE probe_id = {p} AND uplink = {p} AND kind = {p} "
@@ -536,12 +501,12 @@ class RollupWriter:
             n += len(rows)
         return n
 
-    def fold_new(self, conn: Connection, source: str) -> None:
-        """PostgreSQL: fold the rows of ``source`` (the rows ``conn``'s transaction has just
-        inserted) into the 5-minute rollups and mark their hours for ``derive``, in the
-        database (``fold_sql``)."""
-        conn.exec_driver_sql(fold_sql(self._dialect, source), FOLD_PARAMS)
-        conn.exec_driver_sql(marks_sql(self._dialect, source))
+    def write_fine(self, conn: Connection, fine: Mapping[Key, Rollup]) -> None:
+        """PostgreSQL: add the 5-minute rollups of the rows ``conn``'s transaction inserted
+        (``fold_5m``) and mark their hours for ``derive``, in that transaction."""
+        if fine:
+            keys = sorted(fine)
+            self.add_fine(conn, [(*k, *fine[k].params()) for k in keys])
 
     def pend(self, conn: Connection, after_rowid: int) -> None:
         """SQLite: note the rows ``conn``'s transaction inserted after ``after_rowid`` (the
@@ -561,8 +526,8 @@ class RollupWriter:
             )
 
     def add_fine(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
-        """SQLite: add folded 5-minute rows (``fold_select_sql``'s) to the stored ones and mark
-        their hours for ``derive``, in ``conn``'s transaction."""
+        """Add folded 5-minute rows (keys, then values, in key order) to the stored ones and
+        mark their hours for ``derive``, in ``conn``'s transaction."""
         if not rows:
             return
         conn.exec_driver_sql(self._sql["5m"], [tuple(r) for r in rows])

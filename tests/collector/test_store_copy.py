@@ -1,6 +1,6 @@
 """PostgreSQL: the writer copies the rows it knows are new, and falls back to inserting them
-with ON CONFLICT DO NOTHING when some were stored behind its back; with rollups on it copies
-them to a temporary table, inserts and folds them from there."""
+with ON CONFLICT DO NOTHING when some were stored behind its back; with rollups on it folds
+what each flush inserted, in its transaction."""
 
 from __future__ import annotations
 
@@ -52,27 +52,27 @@ def test_copied_rows_and_rows_stored_behind_the_writers_back(
         engine.dispose()
 
 
-def test_rollups_on_a_failed_group_leaves_no_staging_table_behind(
+def test_rollups_on_each_flush_folds_its_rows_once(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The temporary table made in a transaction that fails goes with it: the next group on
-    the same connection makes it again, and stores and folds its rows once."""
+    """A group whose fold fails stores nothing; a group that flushes mid-way (a re-send)
+    folds the rows of each flush, none twice."""
     engine = ready_engine(pg_url)
     try:
         register_probe(engine, "cb-c", "01273", [Uplink("viettel-4g", "viettel")])
         store = ReportStore(engine)
 
-        def fail(self: RollupWriter, conn: object, source: str) -> None:
+        def fail(self: RollupWriter, conn: object, fine: object) -> None:
             raise RuntimeError("the fold fails once")
 
-        monkeypatch.setattr(RollupWriter, "fold_new", fail)
+        monkeypatch.setattr(RollupWriter, "write_fine", fail)
         with pytest.raises(RuntimeError):
             store.write([prepared(range(1, 11))])
         monkeypatch.undo()
         [done] = store.write([prepared(range(1, 11))])
         assert done.ack.accepted == 10
-        # a re-send in the same group: the writer flushes, folds, and stages again
-        # (the rows staged before the flush are not folded twice)
+        # a re-send in the same group: the writer flushes and folds before it reads what is
+        # stored, then folds the rest at the end
         more, resent = store.write([prepared(range(11, 21)), prepared(range(15, 25))])
         assert (more.ack.accepted, resent.ack.accepted) == (10, 4)
         with engine.connect() as conn:
