@@ -557,30 +557,27 @@ class _Group:
         if not self.pending:
             return
         new = sum(len(params) for params in self.pending.values())
-        conn, rollups = self.conn, self.rollups
+        conn, rollups, copy = self.conn, self.rollups, self.sql.copy
+        # SQLite with rollups: the rowids above this one are the rows inserted now
+        after = 0
+        if rollups is not None and not copy:
+            after = conn.exec_driver_sql("SELECT max(rowid) FROM results").scalar() or 0
+        if copy and _copy_new_rows(conn, self.pending):
+            inserted = new
+        else:
+            inserted = sum(
+                conn.exec_driver_sql(self.sql.insert_results(columns), params).rowcount
+                for columns, params in self.pending.items()
+            )
+        self.pending.clear()
         if rollups is None:
-            if not (self.sql.copy and _copy_new_rows(conn, self.pending)):
-                for columns, params in self.pending.items():
-                    conn.exec_driver_sql(self.sql.insert_results(columns), params)
-        elif self.sql.copy:
-            if _copy_new_rows(conn, self.pending):
-                inserted = new
-            else:
-                inserted = sum(
-                    conn.exec_driver_sql(self.sql.insert_results(columns), params).rowcount
-                    for columns, params in self.pending.items()
-                )
-            _checked(inserted, new)
+            return
+        _checked(inserted, new)
+        if copy:
             rollups.write_fine(conn, fold_5m(self.accepted))
             self.accepted.clear()
         else:
-            after = conn.exec_driver_sql("SELECT max(rowid) FROM results").scalar() or 0
-            inserted = 0
-            for columns, params in self.pending.items():
-                inserted += conn.exec_driver_sql(self.sql.insert_results(columns), params).rowcount
-            _checked(inserted, new)
             rollups.pend(conn, after)
-        self.pending.clear()
 
     def _one(self, st: _State, b: PreparedBatch) -> StoredBatch:
         lo, hi = b.seqs[0], b.seqs[-1]
@@ -695,25 +692,6 @@ def _checked(inserted: int, new: int) -> None:
         )
 
 
-def _copy_rows(cur: Any, table: str, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> None:
-    """``COPY`` the pending rows into ``table`` on the psycopg cursor ``cur``."""
-    from psycopg import OperationalError
-
-    try:
-        for columns, params in pending.items():
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in params:
-                    copy.write_row(row)
-    except OperationalError as exc:
-        # Raised by the driver, not wrapped by SQLAlchemy: a connection lost under the
-        # COPY has no SQLSTATE to be told by (``unavailable``), so it is said here.
-        if getattr(exc, "sqlstate", None):
-            raise
-        raise StorageUnavailable(
-            "unreachable", f"database {UNAVAILABLE_KINDS['unreachable']} (connection lost)"
-        ) from exc
-
-
 def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[Any, ...]]]) -> bool:
     """COPY the pending rows into ``results`` (PostgreSQL); False, with nothing written, if
     one of them is stored already.
@@ -726,17 +704,28 @@ def _copy_new_rows(conn: Connection, pending: dict[tuple[str, ...], list[tuple[A
     still clash: then the COPY is undone to its savepoint and the caller inserts them with
     ``ON CONFLICT DO NOTHING`` as before.
     """
-    from psycopg import errors
+    from psycopg import OperationalError, errors
 
     dbapi: Any = conn.connection.driver_connection
     with dbapi.cursor() as cur:
         cur.execute("SAVEPOINT lomsong_copy")
         try:
-            _copy_rows(cur, "results", pending)
+            for columns, params in pending.items():
+                with cur.copy(f"COPY results ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in params:
+                        copy.write_row(row)
         except errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT lomsong_copy")
             log.warning("rows to copy were stored already; inserting them one by one")
             return False
+        except OperationalError as exc:
+            # Raised by the driver, not wrapped by SQLAlchemy: a connection lost under the
+            # COPY has no SQLSTATE to be told by (``unavailable``), so it is said here.
+            if getattr(exc, "sqlstate", None):
+                raise
+            raise StorageUnavailable(
+                "unreachable", f"database {UNAVAILABLE_KINDS['unreachable']} (connection lost)"
+            ) from exc
         cur.execute("RELEASE SAVEPOINT lomsong_copy")
     return True
 
