@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from lomsong.collector.token_rotation import list_rotations, request_rotation
 from lomsong.probes import uploader as uploader_module
 from lomsong.probes.agent import rotatable_token_file
-from lomsong.probes.spool import AsyncSpool, Spool
-from lomsong.probes.uploader import Uploader, write_token_file
+from lomsong.probes.spool import Spool
+from lomsong.probes.uploader import write_token_file
 from lomsong.storage.schema import results, tokens
 from tests.conftest import RunningCollector
 from tests.probes.test_uploader import PROBE, drain, fill, probe_settings
@@ -67,22 +67,7 @@ def test_the_agent_writes_then_uses_the_new_token(
     assert up._token == new  # the client sends with it from now on
     assert revoked(collector) == [False, False]  # not used yet: the old one still works
     fill(spool, 5)
-    up = Uploader(
-        AsyncSpool(spool),
-        settings.upload,
-        collector_url=collector.url,
-        token=new,
-        probe_id=PROBE,
-        boot_id="boot-1",
-        agent_version="0.1.0",
-        token_file=token_file,
-    )
-
-    async def send() -> None:
-        async with up.client() as client:
-            assert await up.drain(client)
-
-    asyncio.run(send())
+    asyncio.run(drain(settings, spool, token=new, token_file=token_file))
     assert revoked(collector) == [True, False]
     assert list_rotations(collector.engine)[0].state == "done"
     assert stored(collector) == 15 and spool.stats().depth == 0  # nothing lost on the way
@@ -122,23 +107,8 @@ def test_a_token_it_could_not_write_is_offered_again_after_a_restart(
     assert new != old and up._token == new
     (pending,) = list_rotations(collector.engine, pending_only=True)
     assert pending.offers >= 2  # the same token, offered again
-    up = Uploader(
-        AsyncSpool(spool),
-        settings.upload,
-        collector_url=collector.url,
-        token=new,
-        probe_id=PROBE,
-        boot_id="boot-1",
-        agent_version="0.1.0",
-        token_file=token_file,
-    )
     fill(spool, 1)
-
-    async def send() -> None:
-        async with up.client() as client:
-            assert await up.drain(client)
-
-    asyncio.run(send())
+    asyncio.run(drain(settings, spool, token=new, token_file=token_file))
     assert revoked(collector) == [True, False]
     assert stored(collector) == 11 and spool.stats().depth == 0
 

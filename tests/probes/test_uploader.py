@@ -106,12 +106,17 @@ def probe_settings(tmp_path: Path, url: str, token: str = "t", **extra: Any) -> 
     )
 
 
-def make_uploader(settings: ProbeSettings, spool: AsyncSpool, **kw: Any) -> Uploader:
+def make_uploader(
+    settings: ProbeSettings, spool: AsyncSpool, *, token: str | None = None, **kw: Any
+) -> Uploader:
+    """An uploader of ``settings`` (their token unless ``token`` is given)."""
+    if token is None:
+        token = settings.token.get_secret_value() if settings.token else ""
     return Uploader(
         spool,
         settings.upload,
         collector_url=settings.collector_url,
-        token=settings.token.get_secret_value() if settings.token else "",
+        token=token,
         probe_id=PROBE,
         boot_id="boot-1",
         agent_version="0.1.0",
